@@ -1,0 +1,126 @@
+//! Flags shared by several subcommands, and resolving them into what the engine needs.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::engine::crypto::MasterKey;
+
+/// Where the database is and how to unlock its secrets.
+#[derive(Args, Debug, Clone)]
+pub struct DbArgs {
+    /// SQLite database file (created on first start).
+    #[arg(long, env = "PULUMI_BACKEND_DB", default_value = "pbackend.db")]
+    pub db: PathBuf,
+
+    /// Master key that wraps every stack's secrets key: 64 hex characters (32 bytes). When
+    /// neither this nor --master-key-file is given, the key is read from `<db>.key`, which
+    /// `serve` creates on a new database.
+    #[arg(long, env = "PULUMI_BACKEND_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
+    /// File holding the master key (64 hex characters).
+    #[arg(long, env = "PULUMI_BACKEND_MASTER_KEY_FILE", conflicts_with = "master_key")]
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// Where the master key came from.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeySource {
+    Given,
+    DefaultFile(PathBuf),
+    /// Generated now and written to this file.
+    Generated(PathBuf),
+}
+
+impl DbArgs {
+    /// The key file used when no key is given: next to the database.
+    pub fn default_key_file(&self) -> PathBuf {
+        let mut name = self.db.as_os_str().to_owned();
+        name.push(".key");
+        PathBuf::from(name)
+    }
+
+    /// Resolves the master key. With `may_generate`, a missing key is generated and saved
+    /// to the default key file (only ever for a database that has no key yet).
+    pub fn master_key(&self, may_generate: bool) -> Result<(MasterKey, KeySource), String> {
+        if let Some(hex) = &self.master_key {
+            return Ok((MasterKey::from_hex(hex)?, KeySource::Given));
+        }
+        if let Some(path) = &self.master_key_file {
+            return Ok((read_key_file(path)?, KeySource::Given));
+        }
+        let path = self.default_key_file();
+        if path.exists() {
+            return Ok((read_key_file(&path)?, KeySource::DefaultFile(path)));
+        }
+        if !may_generate {
+            return Err(format!(
+                "no master key: pass --master-key (or PULUMI_BACKEND_MASTER_KEY), or \
+                 --master-key-file; {} does not exist",
+                path.display()
+            ));
+        }
+        let key = MasterKey::generate();
+        write_secret_file(&path, &format!("{}\n", key.to_hex()))
+            .map_err(|e| format!("cannot write the new master key to {}: {e}", path.display()))?;
+        Ok((key, KeySource::Generated(path)))
+    }
+}
+
+fn read_key_file(path: &Path) -> Result<MasterKey, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()))?;
+    MasterKey::from_hex(text.trim()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes a file readable by its owner only; refuses to overwrite.
+fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+/// Parses a duration: plain seconds, or a number with `s`, `m`, `h` or `d`.
+pub fn parse_duration_secs(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        Some((i, 'd')) => (&s[..i], 86400),
+        _ => (s, 1),
+    };
+    let n: i64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: use seconds or a number with s, m, h or d"))?;
+    if n <= 0 {
+        return Err(format!("invalid duration {s:?}: must be positive"));
+    }
+    Ok(n * mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_secs("300").unwrap(), 300);
+        assert_eq!(parse_duration_secs("5m").unwrap(), 300);
+        assert_eq!(parse_duration_secs("2h").unwrap(), 7200);
+        assert_eq!(parse_duration_secs("1d").unwrap(), 86400);
+        assert!(parse_duration_secs("0").is_err());
+        assert!(parse_duration_secs("x").is_err());
+        assert!(parse_duration_secs("-5s").is_err());
+    }
+}

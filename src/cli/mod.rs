@@ -1,0 +1,81 @@
+//! The `pbackend` command line: `serve` runs the server; the other subcommands maintain the
+//! database directly, through the same engine and store as the server.
+//!
+//! Exit codes: 0 success, 1 the operation failed, 2 usage error (clap's own).
+
+pub mod args;
+pub mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pbackend",
+    version,
+    about = "A self-hosted, Pulumi Cloud-compatible state backend",
+    long_about = "A self-hosted, Pulumi Cloud-compatible state backend.\n\n\
+        `pbackend serve` runs the HTTP API that the unchanged `pulumi` CLI logs in to \
+        (`pulumi login http://HOST:PORT`). The other subcommands maintain the database \
+        directly, through the same rules as the server.\n\n\
+        Every flag can also be set through an environment variable PULUMI_BACKEND_<FLAG> \
+        (for example PULUMI_BACKEND_DB); a flag given on the command line wins."
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "PULUMI_BACKEND_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive such as
+    /// `pbackend=debug`. Successful requests are logged at debug.
+    #[arg(long, global = true, env = "PULUMI_BACKEND_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(serve::ServeArgs),
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Prints an error the way every subcommand reports failure: one line naming what to do.
+pub fn report(err: &dyn std::fmt::Display) {
+    eprintln!("error: {err}");
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::from(1)
+        }
+    }
+}

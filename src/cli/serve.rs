@@ -1,0 +1,150 @@
+//! `pbackend serve`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use clap::Args;
+use tokio::net::TcpListener;
+
+use crate::cli::args::{DbArgs, KeySource, parse_duration_secs};
+use crate::engine::clock::SystemClock;
+use crate::engine::{Engine, EngineConfig};
+use crate::store::sqlite::SqliteStore;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PULUMI_BACKEND_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: String,
+
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// The API token that grants access (as `--user`). When not given, the token from the
+    /// previous start is kept; on a new database one is generated and printed once.
+    #[arg(long, env = "PULUMI_BACKEND_SINGLE_TENANT_TOKEN", hide_env_values = true)]
+    pub single_tenant_token: Option<String>,
+
+    /// The organization stacks live in (the CLI's default organization).
+    #[arg(long, env = "PULUMI_BACKEND_ORG", default_value = "organization")]
+    pub org: String,
+
+    /// The user name the API token acts as.
+    #[arg(long, env = "PULUMI_BACKEND_USER", default_value = "admin")]
+    pub user: String,
+
+    /// How long an update's lease lasts without renewal (seconds, or with s/m/h). The CLI
+    /// renews every 2.5 minutes assuming 5; keep it at 5m or more outside tests.
+    #[arg(long, env = "PULUMI_BACKEND_LEASE_DURATION", default_value = "5m", value_parser = parse_duration_secs)]
+    pub lease_duration: i64,
+
+    /// Versions of each stack's state to keep (older ones are deleted).
+    #[arg(long, env = "PULUMI_BACKEND_MAX_STATE_VERSIONS", default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_state_versions: i64,
+
+    /// Checkpoints smaller than this are uploaded whole instead of as deltas.
+    #[arg(long, env = "PULUMI_BACKEND_DELTA_CUTOFF_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(i64).range(0..))]
+    pub delta_cutoff_bytes: i64,
+
+    /// Largest decompressed body accepted for a whole deployment (checkpoints, import).
+    #[arg(long, env = "PULUMI_BACKEND_MAX_STATE_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub max_state_bytes: usize,
+}
+
+impl ServeArgs {
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            org: self.org.clone(),
+            user: self.user.clone(),
+            lease_duration: self.lease_duration,
+            max_state_versions: self.max_state_versions,
+            delta_cutoff_bytes: self.delta_cutoff_bytes,
+            max_state_bytes: self.max_state_bytes,
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// The URL to give `pulumi login` for a listening address.
+pub fn login_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        other => other,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    crate::engine::names::check_org(&args.org).map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    rt.block_on(async move {
+        let store = SqliteStore::open(&args.db.db).map_err(|e| {
+            format!("cannot open the database {}: {e}", args.db.db.display())
+        })?;
+        let has_key = crate::engine::bootstrap_has_master_key(&store)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (master, key_source) = args.db.master_key(!has_key)?;
+        let (engine, boot) = Engine::open(
+            Arc::new(store.clone()),
+            master,
+            args.single_tenant_token.clone(),
+            args.engine_config(),
+            Arc::new(SystemClock),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let listener = TcpListener::bind(&args.addr)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the listening address: {e}"))?;
+        let url = login_url(local);
+        if let KeySource::Generated(path) = &key_source {
+            println!(
+                "Generated a master key and saved it to {} (owner-only). Keep a copy somewhere \
+                 safe: without it the secrets in this database cannot be decrypted.",
+                path.display()
+            );
+        }
+        if let Some(token) = &boot.generated_token {
+            println!("Generated an API token (shown once; only its hash is stored):\n\n    {token}\n");
+            println!("Log in with:\n\n    PULUMI_ACCESS_TOKEN={token} pulumi login {url}\n");
+        }
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            url = %url,
+            db = %args.db.db.display(),
+            org = %args.org,
+            "pbackend is serving"
+        );
+        let result = crate::server::serve(listener, Arc::new(engine), shutdown_signal()).await;
+        store.close();
+        result.map_err(|e| format!("the server stopped: {e}"))
+    })
+}

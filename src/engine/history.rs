@@ -1,0 +1,132 @@
+//! History, export and import.
+
+use crate::engine::blocking::run_sized;
+use crate::engine::deployment::{EMPTY_DEPLOYMENT, blob_of, blob_with_gz, check_untyped};
+use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::{Caller, Engine};
+use crate::store::{ImportOutcome, NewUpdate, StackKey, UpdateRow};
+
+pub type UpdateInfo = UpdateRow;
+
+/// A deployment ready to send: gzip-compressed as stored, so an export to a client that
+/// accepts gzip costs no compression at all.
+pub struct Export {
+    pub gz: Option<Vec<u8>>,
+    /// Set instead of `gz` for a stack without state.
+    pub plain: Option<&'static [u8]>,
+}
+
+impl Engine {
+    /// Non-preview updates, newest first. `page` counts from 1; `page_size` 0 means all.
+    pub async fn history(
+        &self,
+        caller: &Caller,
+        key: &StackKey,
+        page: i64,
+        page_size: i64,
+    ) -> EngineResult<Vec<UpdateInfo>> {
+        let stack = self.stack(caller, key).await?;
+        let (offset, limit) = if page_size > 0 {
+            ((page.max(1) - 1).saturating_mul(page_size), page_size)
+        } else {
+            (0, i64::MAX)
+        };
+        Ok(self.store.list_updates(stack.id, offset, limit).await?)
+    }
+
+    pub async fn latest_update(&self, caller: &Caller, key: &StackKey) -> EngineResult<UpdateInfo> {
+        let stack = self.stack(caller, key).await?;
+        self.store
+            .list_updates(stack.id, 0, 1)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| EngineError::NotFound(format!("stack '{key}' has no updates")))
+    }
+
+    pub async fn update_by_version(
+        &self,
+        caller: &Caller,
+        key: &StackKey,
+        version: i64,
+    ) -> EngineResult<UpdateInfo> {
+        let stack = self.stack(caller, key).await?;
+        self.store
+            .get_update_by_version(stack.id, version)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("stack '{key}' has no version {version}")))
+    }
+
+    /// The current deployment, or the one of `version`.
+    pub async fn export(
+        &self,
+        caller: &Caller,
+        key: &StackKey,
+        version: Option<i64>,
+    ) -> EngineResult<Export> {
+        let stack = self.stack(caller, key).await?;
+        match self.store.get_state(stack.id, version).await? {
+            Some(blob) => Ok(Export {
+                gz: Some(blob.gz),
+                plain: None,
+            }),
+            None => match version {
+                None => Ok(Export {
+                    gz: None,
+                    plain: Some(EMPTY_DEPLOYMENT),
+                }),
+                Some(v) => Err(EngineError::NotFound(format!(
+                    "version {v} of stack '{key}' does not exist or is no longer kept"
+                ))),
+            },
+        }
+    }
+
+    /// `POST …/import`: stores a deployment as a new version. `gz` is the body as received
+    /// when it came gzip-compressed. Returns the id of the update recorded for it.
+    pub async fn import(
+        &self,
+        caller: &Caller,
+        key: &StackKey,
+        json: Vec<u8>,
+        gz: Option<Vec<u8>>,
+    ) -> EngineResult<String> {
+        let stack = self.stack(caller, key).await?;
+        let blob = run_sized(json.len(), move || {
+            let count = check_untyped(&json)?;
+            Ok(match gz {
+                Some(gz) => blob_with_gz(&json, gz, count),
+                None => blob_of(&json, count),
+            })
+        })
+        .await?;
+        for _ in 0..2 {
+            let id = crate::engine::updates::new_update_id();
+            let update = NewUpdate {
+                id: id.clone(),
+                stack_id: stack.id,
+                kind: "import".into(),
+                dry_run: false,
+                created_at: self.now(),
+                author: caller.user.clone(),
+                message: String::new(),
+                environment: "{}".into(),
+                config: "{}".into(),
+            };
+            match self
+                .store
+                .import_state(update, blob.clone(), self.cfg.max_state_versions)
+                .await?
+            {
+                ImportOutcome::Imported { .. } => return Ok(id),
+                ImportOutcome::Busy(holder) => {
+                    if holder.lease_live(self.now()) {
+                        return Err(EngineError::UpdateInProgress);
+                    }
+                    self.reap(&holder).await?;
+                }
+            }
+        }
+        Err(EngineError::UpdateInProgress)
+    }
+}

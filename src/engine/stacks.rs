@@ -1,0 +1,201 @@
+//! Stack rules: creation, lookup, listing, tags, rename, deletion.
+
+use crate::engine::crypto::StackSecretKey;
+use crate::engine::deployment::{blob_of, check_untyped};
+use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::names;
+use crate::engine::{Caller, Engine, blocking};
+use crate::store::{NewStack, StackKey, StackQuery, StackRow, StoreError, Tags, UpdateRow};
+
+pub struct CreateStack {
+    pub name: String,
+    pub tags: Tags,
+    /// Initial deployment text (stacks that manage their own secrets provider send one).
+    pub initial_state: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct StackListQuery {
+    pub org: Option<String>,
+    pub project: Option<String>,
+    pub tag_name: Option<String>,
+    pub tag_value: Option<String>,
+    pub continuation: Option<String>,
+}
+
+pub struct StackList {
+    pub stacks: Vec<StackRow>,
+    /// Present when more stacks follow; URL-safe.
+    pub continuation: Option<String>,
+}
+
+const LIST_PAGE: i64 = 100;
+
+impl Engine {
+    pub async fn create_stack(
+        &self,
+        caller: &Caller,
+        org: &str,
+        project: &str,
+        req: CreateStack,
+    ) -> EngineResult<StackRow> {
+        let key = StackKey {
+            org: org.to_owned(),
+            project: project.to_owned(),
+            stack: req.name,
+        };
+        names::check_key(&key)?;
+        self.check_org_access(caller, &key.org)?;
+        names::check_tags(&req.tags)?;
+        let initial_state = match req.initial_state {
+            Some(json) => Some(
+                blocking::run_sized(json.len(), move || {
+                    let count = check_untyped(&json)?;
+                    Ok(blob_of(&json, count))
+                })
+                .await?,
+            ),
+            None => None,
+        };
+        let wrapped_key = self.master.wrap(&StackSecretKey::generate());
+        let new = NewStack {
+            key: key.clone(),
+            tags: req.tags,
+            created_at: self.now(),
+            wrapped_key,
+            initial_state,
+        };
+        match self.store.create_stack(new).await {
+            Ok(row) => Ok(row),
+            Err(StoreError::Conflict(_)) => Err(EngineError::AlreadyExists(format!(
+                "Stack '{key}' already exists"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The stack and, when one holds a live lease, its running update.
+    pub async fn get_stack(
+        &self,
+        caller: &Caller,
+        key: &StackKey,
+    ) -> EngineResult<(StackRow, Option<UpdateRow>)> {
+        let stack = self.stack(caller, key).await?;
+        let running = match &stack.active_update {
+            Some(_) => self
+                .store
+                .running_update(stack.id)
+                .await?
+                .filter(|u| u.lease_live(self.now())),
+            None => None,
+        };
+        Ok((stack, running))
+    }
+
+    pub async fn list_stacks(&self, caller: &Caller, q: StackListQuery) -> EngineResult<StackList> {
+        if let Some(org) = &q.org {
+            self.check_org_access(caller, org)?;
+        }
+        let after_id = match &q.continuation {
+            Some(t) => Some(t.parse::<i64>().map_err(|_| {
+                EngineError::Invalid("invalid continuationToken".into())
+            })?),
+            None => None,
+        };
+        let orgs = self.organizations(caller);
+        let query = StackQuery {
+            org: q
+                .org
+                .clone()
+                .or_else(|| (orgs.len() == 1).then(|| orgs[0].clone())),
+            project: q.project.clone(),
+            tag_name: q.tag_name.clone(),
+            tag_value: q.tag_value.clone(),
+            after_id,
+            limit: LIST_PAGE,
+        };
+        let rows = self.store.list_stacks(query).await?;
+        let continuation = (rows.len() as i64 == LIST_PAGE)
+            .then(|| rows.last().map(|r| r.id.to_string()))
+            .flatten();
+        let stacks = rows
+            .into_iter()
+            .filter(|s| orgs.iter().any(|o| *o == s.key.org))
+            .collect();
+        Ok(StackList {
+            stacks,
+            continuation,
+        })
+    }
+
+    pub async fn project_exists(
+        &self,
+        caller: &Caller,
+        org: &str,
+        project: &str,
+    ) -> EngineResult<bool> {
+        self.check_org_access(caller, org)?;
+        names::check_project(project)?;
+        Ok(self.store.project_exists(org, project).await?)
+    }
+
+    /// Deletes a stack. Without `force` a stack that still has resources, or that a live
+    /// update holds, is kept.
+    pub async fn delete_stack(&self, caller: &Caller, key: &StackKey, force: bool) -> EngineResult<()> {
+        let stack = self.stack(caller, key).await?;
+        if !force {
+            if stack.resource_count > 0 {
+                return Err(EngineError::StackHasResources);
+            }
+            if let Some(u) = self.store.running_update(stack.id).await?
+                && u.lease_live(self.now())
+            {
+                return Err(EngineError::UpdateInProgress);
+            }
+        }
+        self.store.delete_stack(stack.id).await?;
+        Ok(())
+    }
+
+    /// Replaces the stack's tags.
+    pub async fn set_stack_tags(&self, caller: &Caller, key: &StackKey, tags: Tags) -> EngineResult<()> {
+        names::check_tags(&tags)?;
+        let stack = self.stack(caller, key).await?;
+        self.store.set_stack_tags(stack.id, tags).await?;
+        Ok(())
+    }
+
+    /// Renames a stack within its organization, possibly into another project. History,
+    /// versions and the secrets key stay with it.
+    pub async fn rename_stack(
+        &self,
+        caller: &Caller,
+        key: &StackKey,
+        new_project: &str,
+        new_name: &str,
+    ) -> EngineResult<StackRow> {
+        let stack = self.stack(caller, key).await?;
+        let to = StackKey {
+            org: key.org.clone(),
+            project: if new_project.is_empty() {
+                key.project.clone()
+            } else {
+                new_project.to_owned()
+            },
+            stack: new_name.to_owned(),
+        };
+        names::check_key(&to)?;
+        if let Some(u) = self.store.running_update(stack.id).await?
+            && u.lease_live(self.now())
+        {
+            return Err(EngineError::UpdateInProgress);
+        }
+        match self.store.rename_stack(stack.id, to.clone()).await {
+            Ok(row) => Ok(row),
+            Err(StoreError::Conflict(_)) => Err(EngineError::AlreadyExists(format!(
+                "Stack '{to}' already exists"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

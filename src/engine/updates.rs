@@ -1,0 +1,433 @@
+//! The update lifecycle: create → start (lease) → checkpoints / events / renewals → complete,
+//! or cancel, or abandonment (an expired lease, reaped by the next start).
+//!
+//! Non-preview updates take the stack's lock: the store allows one running non-preview update
+//! per stack. Previews get a lease token too (the CLI requires one) but neither block nor wait.
+//! A lease that expires frees the stack: the next start or import finishes the abandoned update
+//! as failed, keeping the last state it reported, and proceeds.
+
+use crate::engine::blocking::run_blocking;
+use crate::engine::crypto::{self, sha256};
+use crate::engine::deployment::{
+    blob_of, count_resources, gunzip_stored, untyped_from_full_checkpoint, untyped_from_verbatim,
+};
+use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::{Caller, Engine, LeaseToken, names};
+use crate::store::{
+    CheckpointWrite, FinalState, FinishGuard, FinishOutcome, FinishUpdate, LeaseCheck, NewUpdate,
+    StackKey, StackRow, StartOutcome, StartUpdate, StoreError, Tags, UpdateRow, UpdateStatus,
+};
+
+/// The kinds of update the CLI creates through `POST /api/stacks/{o}/{p}/{s}/{kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateKind {
+    Update,
+    Preview,
+    Refresh,
+    Destroy,
+}
+
+impl UpdateKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "update" => UpdateKind::Update,
+            "preview" => UpdateKind::Preview,
+            "refresh" => UpdateKind::Refresh,
+            "destroy" => UpdateKind::Destroy,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateKind::Update => "update",
+            UpdateKind::Preview => "preview",
+            UpdateKind::Refresh => "refresh",
+            UpdateKind::Destroy => "destroy",
+        }
+    }
+}
+
+pub struct CreateUpdate {
+    pub kind: UpdateKind,
+    pub dry_run: bool,
+    pub message: String,
+    /// JSON object text.
+    pub environment: String,
+    /// JSON object text.
+    pub config: String,
+}
+
+#[derive(Debug, Default)]
+pub struct StartUpdateOptions {
+    pub tags: Option<Tags>,
+    pub journal_version: Option<i64>,
+}
+
+#[derive(Debug)]
+pub struct Started {
+    pub version: i64,
+    pub token: String,
+    pub token_expiration: i64,
+    /// 1 when the CLI is to send journal entries, 0 for checkpoints.
+    pub journal_version: i64,
+}
+
+pub struct UpdateStatusView {
+    pub status: &'static str,
+    /// Present while the update runs (pollers keep polling); absent once it has finished.
+    pub continuation: Option<String>,
+}
+
+fn check_update_id(id: &str) -> EngineResult<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::NotFound(format!("update '{id}' not found")))
+    }
+}
+
+/// A random update id in UUID layout.
+pub(crate) fn new_update_id() -> String {
+    let b = crypto::random_bytes::<16>();
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+impl Engine {
+    /// The stack named in an update-scoped path. Callers with an update token carry no user
+    /// identity; the lease itself is the authorization, checked by the store in the same
+    /// transaction as the write.
+    pub(crate) async fn stack_for_lease(&self, key: &StackKey, update_id: &str) -> EngineResult<StackRow> {
+        names::check_key(key)?;
+        check_update_id(update_id)?;
+        self.store
+            .get_stack(key)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("stack '{key}' not found")))
+    }
+
+    pub(crate) fn lease_check(&self, stack: &StackRow, update_id: &str, token: &LeaseToken) -> LeaseCheck {
+        LeaseCheck {
+            update_id: update_id.to_owned(),
+            stack_id: stack.id,
+            token_hash: sha256(token.0.as_bytes()).to_vec(),
+            now: self.now(),
+        }
+    }
+
+    pub(crate) async fn update_of(&self, stack: &StackRow, update_id: &str) -> EngineResult<UpdateRow> {
+        check_update_id(update_id)?;
+        self.store
+            .get_update(update_id)
+            .await?
+            .filter(|u| u.stack_id == stack.id)
+            .ok_or_else(|| EngineError::NotFound(format!("update '{update_id}' not found")))
+    }
+
+    pub async fn create_update(
+        &self,
+        caller: &Caller,
+        key: &StackKey,
+        req: CreateUpdate,
+    ) -> EngineResult<String> {
+        let stack = self.stack(caller, key).await?;
+        let id = new_update_id();
+        let dry_run = req.dry_run || req.kind == UpdateKind::Preview;
+        self.store
+            .create_update(NewUpdate {
+                id: id.clone(),
+                stack_id: stack.id,
+                kind: req.kind.as_str().to_owned(),
+                dry_run,
+                created_at: self.now(),
+                author: caller.user.clone(),
+                message: req.message,
+                environment: req.environment,
+                config: req.config,
+            })
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn start_update(
+        &self,
+        caller: &Caller,
+        key: &StackKey,
+        update_id: &str,
+        opts: StartUpdateOptions,
+    ) -> EngineResult<Started> {
+        let stack = self.stack(caller, key).await?;
+        check_update_id(update_id)?;
+        if let Some(tags) = &opts.tags {
+            names::check_tags(tags)?;
+        }
+        let token = crypto::new_token("lease-");
+        let token_hash = sha256(token.as_bytes()).to_vec();
+        // Journaling is not offered yet: the CLI falls back to checkpoints when the answer
+        // does not carry journalVersion 1.
+        let journal_version = 0;
+        // One retry: the first attempt may find an abandoned update to reap.
+        for _ in 0..2 {
+            let now = self.now();
+            let expires = now + self.cfg.lease_duration;
+            let outcome = self
+                .store
+                .start_update(StartUpdate {
+                    update_id: update_id.to_owned(),
+                    stack_id: stack.id,
+                    now,
+                    lease_hash: token_hash.clone(),
+                    lease_expires: expires,
+                    tags: opts.tags.clone(),
+                    journal_version,
+                })
+                .await;
+            match outcome {
+                Ok(StartOutcome::Started(row)) => {
+                    return Ok(Started {
+                        version: row.version,
+                        token,
+                        token_expiration: expires,
+                        journal_version,
+                    });
+                }
+                Ok(StartOutcome::Busy(holder)) => {
+                    if holder.lease_live(now) {
+                        return Err(EngineError::UpdateInProgress);
+                    }
+                    self.reap(&holder).await?;
+                }
+                Ok(StartOutcome::AlreadyStarted(row)) => {
+                    return Err(EngineError::Conflict(format!(
+                        "update '{update_id}' has already been started ({})",
+                        row.status.as_str()
+                    )));
+                }
+                Err(StoreError::Lease(_)) => {
+                    return Err(EngineError::NotFound(format!("update '{update_id}' not found")));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::UpdateInProgress)
+    }
+
+    /// The state an update leaves behind when it finishes without a final word from the CLI
+    /// (cancel, expiry) or with one (complete).
+    async fn final_state_of(&self, update: &UpdateRow) -> EngineResult<FinalState> {
+        if update.dry_run {
+            return Ok(FinalState::Unchanged);
+        }
+        let resource_count = match self.store.get_working_state(&update.id).await? {
+            Some(ws) => Some(
+                run_blocking(move || {
+                    let json = gunzip_stored(&ws.blob.gz)?;
+                    count_resources(&json)
+                })
+                .await?,
+            ),
+            None => None,
+        };
+        Ok(FinalState::Working { resource_count })
+    }
+
+    /// Finishes an update whose lease has expired, as failed, keeping its last state.
+    pub(crate) async fn reap(&self, update: &UpdateRow) -> EngineResult<()> {
+        let final_state = self.final_state_of(update).await?;
+        let now = self.now();
+        tracing::info!(update = %update.id, "finishing an update whose lease expired");
+        self.store
+            .finish_update(FinishUpdate {
+                update_id: update.id.clone(),
+                stack_id: update.stack_id,
+                guard: FinishGuard::ExpiredAt(now),
+                status: UpdateStatus::Failed,
+                ended_at: now,
+                resource_changes: None,
+                final_state,
+                keep_versions: self.cfg.max_state_versions,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Extends a lease. The token stays the same, so a retried renewal whose answer was lost
+    /// cannot strand the CLI with a token we no longer accept.
+    pub async fn renew_lease(
+        &self,
+        key: &StackKey,
+        update_id: &str,
+        token: &LeaseToken,
+        duration: i64,
+    ) -> EngineResult<(String, i64)> {
+        let stack = self.stack_for_lease(key, update_id).await?;
+        let lease = self.lease_check(&stack, update_id, token);
+        let secs = if duration <= 0 {
+            self.cfg.lease_duration
+        } else {
+            duration.min(self.cfg.lease_duration)
+        };
+        let expires = lease.now + secs;
+        self.store.renew_lease(lease, expires).await?;
+        Ok((token.0.clone(), expires))
+    }
+
+    pub async fn complete_update(
+        &self,
+        key: &StackKey,
+        update_id: &str,
+        token: &LeaseToken,
+        status: &str,
+    ) -> EngineResult<()> {
+        let status = match status {
+            "succeeded" => UpdateStatus::Succeeded,
+            "failed" => UpdateStatus::Failed,
+            "cancelled" => UpdateStatus::Cancelled,
+            other => {
+                return Err(EngineError::Invalid(format!(
+                    "unknown update status {other:?}: expected \"succeeded\" or \"failed\""
+                )));
+            }
+        };
+        let stack = self.stack_for_lease(key, update_id).await?;
+        let update = self.update_of(&stack, update_id).await?;
+        let final_state = self.final_state_of(&update).await?;
+        let lease = self.lease_check(&stack, update_id, token);
+        let outcome = self
+            .store
+            .finish_update(FinishUpdate {
+                update_id: update_id.to_owned(),
+                stack_id: stack.id,
+                ended_at: lease.now,
+                guard: FinishGuard::Lease(lease),
+                status,
+                resource_changes: None,
+                final_state,
+                keep_versions: self.cfg.max_state_versions,
+            })
+            .await?;
+        match outcome {
+            FinishOutcome::Finished(_) => Ok(()),
+            // A retried complete: the first one landed.
+            FinishOutcome::AlreadyFinished(row) if row.status == status => Ok(()),
+            FinishOutcome::AlreadyFinished(row) => Err(EngineError::Conflict(format!(
+                "the update has already finished ({})",
+                row.status.as_str()
+            ))),
+        }
+    }
+
+    /// `pulumi cancel`: ends a running update now. Its lease token stops working; the state it
+    /// reached is kept.
+    pub async fn cancel_update(
+        &self,
+        caller: &Caller,
+        key: &StackKey,
+        update_id: &str,
+    ) -> EngineResult<()> {
+        let stack = self.stack(caller, key).await?;
+        let update = self.update_of(&stack, update_id).await?;
+        if update.status.is_finished() {
+            return Err(EngineError::Conflict(format!(
+                "the update has already finished ({})",
+                update.status.as_str()
+            )));
+        }
+        let final_state = self.final_state_of(&update).await?;
+        let now = self.now();
+        let outcome = self
+            .store
+            .finish_update(FinishUpdate {
+                update_id: update_id.to_owned(),
+                stack_id: stack.id,
+                guard: FinishGuard::Running,
+                status: UpdateStatus::Cancelled,
+                ended_at: now,
+                resource_changes: None,
+                final_state,
+                keep_versions: self.cfg.max_state_versions,
+            })
+            .await?;
+        match outcome {
+            FinishOutcome::Finished(_) => Ok(()),
+            FinishOutcome::AlreadyFinished(row) => Err(EngineError::Conflict(format!(
+                "the update has already finished ({})",
+                row.status.as_str()
+            ))),
+        }
+    }
+
+    pub async fn update_status(
+        &self,
+        caller: &Caller,
+        key: &StackKey,
+        update_id: &str,
+    ) -> EngineResult<UpdateStatusView> {
+        let stack = self.stack(caller, key).await?;
+        let update = self.update_of(&stack, update_id).await?;
+        let status = match update.status {
+            UpdateStatus::NotStarted => "not started",
+            UpdateStatus::Running => "running",
+            UpdateStatus::Succeeded => "succeeded",
+            UpdateStatus::Failed | UpdateStatus::Cancelled => "failed",
+        };
+        let continuation = (!update.status.is_finished()).then(|| "0".to_owned());
+        Ok(UpdateStatusView {
+            status,
+            continuation,
+        })
+    }
+
+    /// `PATCH …/checkpoint`: the whole deployment.
+    pub async fn save_full_checkpoint(
+        &self,
+        key: &StackKey,
+        update_id: &str,
+        token: &LeaseToken,
+        body: Vec<u8>,
+    ) -> EngineResult<()> {
+        let stack = self.stack_for_lease(key, update_id).await?;
+        let blob = run_blocking(move || {
+            let json = untyped_from_full_checkpoint(&body)?;
+            Ok(blob_of(&json, -1))
+        })
+        .await?;
+        let lease = self.lease_check(&stack, update_id, token);
+        self.store
+            .save_checkpoint(lease, CheckpointWrite { blob, sequence: 0 })
+            .await
+            .map_err(checkpoint_err)
+    }
+
+    /// `PATCH …/checkpointverbatim`: the deployment text exactly as the CLI serialised it.
+    pub async fn save_verbatim_checkpoint(
+        &self,
+        key: &StackKey,
+        update_id: &str,
+        token: &LeaseToken,
+        body: Vec<u8>,
+    ) -> EngineResult<()> {
+        let stack = self.stack_for_lease(key, update_id).await?;
+        let (blob, sequence) = run_blocking(move || {
+            let (json, seq) = untyped_from_verbatim(&body)?;
+            Ok((blob_of(&json, -1), seq))
+        })
+        .await?;
+        let lease = self.lease_check(&stack, update_id, token);
+        self.store
+            .save_checkpoint(lease, CheckpointWrite { blob, sequence })
+            .await
+            .map_err(checkpoint_err)
+    }
+}
+
+fn checkpoint_err(e: StoreError) -> EngineError {
+    match e {
+        StoreError::Conflict(msg) => EngineError::Conflict(msg),
+        other => other.into(),
+    }
+}

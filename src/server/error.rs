@@ -1,0 +1,106 @@
+//! The server's one error type and its single rendering: every failure leaves as
+//! `{"code": <status>, "message": "<Status Text>: <detail>"}` (the Pulumi `ErrorResponse`),
+//! with `code` equal to the HTTP status because the CLI trusts the body's code over the
+//! status line. Internal details never reach the client; they go to the log.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::engine::EngineError;
+use crate::server::wire::ErrorResponse;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl std::fmt::Display) -> Self {
+        let reason = status.canonical_reason().unwrap_or("Error");
+        ApiError {
+            status,
+            message: format!("{reason}: {detail}"),
+        }
+    }
+
+    /// A message that must be exactly `message` (strings the CLI compares for equality).
+    fn exact(status: StatusCode, message: &str) -> Self {
+        ApiError {
+            status,
+            message: message.to_owned(),
+        }
+    }
+
+    pub fn bad_request(detail: impl std::fmt::Display) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    pub fn not_found(detail: impl std::fmt::Display) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    pub fn unauthorized() -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "No credentials provided or are invalid.",
+        )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::NotFound(d) => ApiError::new(StatusCode::NOT_FOUND, d),
+            EngineError::AlreadyExists(d) => ApiError::new(StatusCode::CONFLICT, d),
+            EngineError::Conflict(d) => ApiError::new(StatusCode::CONFLICT, d),
+            EngineError::UpdateInProgress => ApiError::exact(
+                StatusCode::CONFLICT,
+                "Conflict: Another update is currently in progress.",
+            ),
+            EngineError::StackHasResources => ApiError::exact(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: Stack still contains resources.",
+            ),
+            EngineError::Invalid(d) => ApiError::new(StatusCode::BAD_REQUEST, d),
+            EngineError::Unauthenticated(d) => ApiError::new(StatusCode::UNAUTHORIZED, d),
+            EngineError::Forbidden(d) => ApiError::new(StatusCode::FORBIDDEN, d),
+            EngineError::TooLarge(d) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, d),
+            EngineError::Unavailable(d) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, d),
+            EngineError::Internal(detail) => {
+                // The request span carries the request id that the client also receives.
+                tracing::error!(error = %detail, "internal error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the server failed to handle the request; its log has the details",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&ErrorResponse {
+            code: self.status.as_u16(),
+            message: &self.message,
+        })
+        .unwrap_or_else(|_| b"{}".to_vec());
+        let mut resp = (self.status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,75 @@
+//! Capabilities, the current user, and the answers for unknown routes.
+
+use axum::Json as AxumJson;
+use axum::extract::State;
+use axum::http::{Method, Uri};
+
+use crate::engine::deployment::MAX_SCHEMA_VERSION;
+use crate::server::auth::ApiCaller;
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+use crate::server::wire::*;
+
+/// What this server implements, and nothing more: the CLI switches protocols on these.
+pub async fn capabilities() -> AxumJson<CapabilitiesResponse> {
+    AxumJson(CapabilitiesResponse {
+        capabilities: vec![
+            Capability {
+                capability: "batch-encrypt",
+                version: None,
+                configuration: None,
+            },
+            Capability {
+                capability: "deployment-schema-version",
+                version: Some(1),
+                configuration: Some(serde_json::json!({ "version": MAX_SCHEMA_VERSION })),
+            },
+        ],
+    })
+}
+
+pub async fn current_user(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+) -> AxumJson<ServiceUser> {
+    let orgs = state.engine.organizations(&caller);
+    AxumJson(ServiceUser {
+        id: caller.user.clone(),
+        github_login: caller.user.clone(),
+        name: caller.user.clone(),
+        email: String::new(),
+        avatar_url: String::new(),
+        organizations: orgs
+            .into_iter()
+            .map(|o| OrgInfo {
+                name: o.clone(),
+                github_login: o,
+                avatar_url: String::new(),
+            })
+            .collect(),
+        identities: vec![],
+        site_admin: false,
+        token_info: None,
+    })
+}
+
+pub async fn default_org(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+) -> AxumJson<DefaultOrgResponse> {
+    AxumJson(DefaultOrgResponse {
+        github_login: state.engine.default_org(&caller),
+        messages: vec![],
+    })
+}
+
+pub async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiResult<()> {
+    Err(ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    ))
+}

@@ -1,0 +1,126 @@
+//! Stack routes.
+
+use axum::Json as AxumJson;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use crate::engine::{CreateStack, StackListQuery};
+use crate::server::auth::ApiCaller;
+use crate::server::error::ApiResult;
+use crate::server::extract::{Json, P, Q, StateBody};
+use crate::server::handlers::StackPath;
+use crate::server::state::AppState;
+use crate::server::wire::*;
+
+#[derive(serde::Deserialize)]
+pub struct ProjectPath {
+    org: String,
+    project: String,
+}
+
+/// `HEAD /api/stacks/{org}/{project}`: 200 when the project has stacks, 404 otherwise.
+pub async fn project_exists(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    P(p): P<ProjectPath>,
+) -> ApiResult<StatusCode> {
+    let exists = state
+        .engine
+        .project_exists(&caller, &p.org, &p.project)
+        .await?;
+    Ok(if exists {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    })
+}
+
+pub async fn create_stack(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    P(p): P<ProjectPath>,
+    StateBody(body): StateBody,
+) -> ApiResult<AxumJson<CreateStackResponse>> {
+    let req: CreateStackRequest = body.parse()?;
+    state
+        .engine
+        .create_stack(
+            &caller,
+            &p.org,
+            &p.project,
+            CreateStack {
+                name: req.stack_name,
+                tags: req.tags.unwrap_or_default(),
+                initial_state: req.state.map(|s| s.get().as_bytes().to_vec()),
+            },
+        )
+        .await?;
+    Ok(AxumJson(CreateStackResponse {}))
+}
+
+pub async fn get_stack(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    P(p): P<StackPath>,
+) -> ApiResult<AxumJson<Stack>> {
+    let (stack, running) = state.engine.get_stack(&caller, &p.key()).await?;
+    Ok(AxumJson(Stack::from_rows(&stack, running.as_ref())))
+}
+
+pub async fn delete_stack(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    P(p): P<StackPath>,
+    Q(q): Q<DeleteStackQuery>,
+) -> ApiResult<StatusCode> {
+    let force = matches!(q.force.as_deref(), Some("true") | Some("1"));
+    state.engine.delete_stack(&caller, &p.key(), force).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_stacks(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Q(q): Q<ListStacksQuery>,
+) -> ApiResult<AxumJson<ListStacksResponse>> {
+    let list = state
+        .engine
+        .list_stacks(
+            &caller,
+            StackListQuery {
+                org: q.organization.filter(|s| !s.is_empty()),
+                project: q.project.filter(|s| !s.is_empty()),
+                tag_name: q.tag_name.filter(|s| !s.is_empty()),
+                tag_value: q.tag_value,
+                continuation: q.continuation_token.filter(|s| !s.is_empty()),
+            },
+        )
+        .await?;
+    Ok(AxumJson(ListStacksResponse {
+        stacks: list.stacks.iter().map(StackSummary::from).collect(),
+        continuation_token: list.continuation,
+    }))
+}
+
+pub async fn update_tags(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    P(p): P<StackPath>,
+    Json(tags): Json<std::collections::BTreeMap<String, String>>,
+) -> ApiResult<StatusCode> {
+    state.engine.set_stack_tags(&caller, &p.key(), tags).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn rename_stack(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    P(p): P<StackPath>,
+    Json(req): Json<StackRenameRequest>,
+) -> ApiResult<StatusCode> {
+    state
+        .engine
+        .rename_stack(&caller, &p.key(), &req.new_project, &req.new_name)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,220 @@
+//! Update lifecycle routes: create, start, status, lease renewal, checkpoints, events,
+//! complete, cancel.
+
+use axum::Json as AxumJson;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use crate::engine::{CreateUpdate, StartUpdateOptions, UpdateKind};
+use crate::server::auth::{ApiCaller, UpdateLease};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::extract::{Json, OptionalJson, P, StateBody};
+use crate::server::handlers::{StackPath, UpdatePath};
+use crate::server::state::AppState;
+use crate::server::wire::*;
+
+#[derive(serde::Deserialize)]
+pub struct CreatePath {
+    org: String,
+    project: String,
+    stack: String,
+    kind: String,
+}
+
+/// `POST /api/stacks/{o}/{p}/{s}/{update|preview|refresh|destroy}`.
+pub async fn create_update(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    P(p): P<CreatePath>,
+    Json(req): Json<UpdateProgramRequest>,
+) -> ApiResult<AxumJson<UpdateProgramResponse>> {
+    let kind = UpdateKind::parse(&p.kind)
+        .ok_or_else(|| ApiError::not_found(format!("no route for '{}'", p.kind)))?;
+    let key = StackPath {
+        org: p.org,
+        project: p.project,
+        stack: p.stack,
+    }
+    .key();
+    let metadata = req.metadata.unwrap_or_default();
+    let environment = serde_json::to_string(&metadata.environment.unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(e))?;
+    let config = serde_json::to_string(&req.config.unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(e))?;
+    let id = state
+        .engine
+        .create_update(
+            &caller,
+            &key,
+            CreateUpdate {
+                kind,
+                dry_run: req.options.unwrap_or_default().dry_run,
+                message: metadata.message,
+                environment,
+                config,
+            },
+        )
+        .await?;
+    Ok(AxumJson(UpdateProgramResponse {
+        update_id: id,
+        ai_settings: AiSettings {
+            copilot_is_enabled: false,
+        },
+    }))
+}
+
+pub async fn start_update(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    P(p): P<UpdatePath>,
+    OptionalJson(req): OptionalJson<StartUpdateRequest>,
+) -> ApiResult<AxumJson<StartUpdateResponse>> {
+    let (key, id) = p.split()?;
+    let started = state
+        .engine
+        .start_update(
+            &caller,
+            &key,
+            &id,
+            StartUpdateOptions {
+                tags: req.tags,
+                journal_version: req.journal_version,
+            },
+        )
+        .await?;
+    Ok(AxumJson(StartUpdateResponse {
+        version: started.version,
+        token: started.token,
+        token_expiration: started.token_expiration,
+        journal_version: (started.journal_version > 0).then_some(started.journal_version),
+    }))
+}
+
+pub async fn update_status(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    P(p): P<UpdatePath>,
+) -> ApiResult<AxumJson<UpdateResults>> {
+    let (key, id) = p.split()?;
+    let view = state.engine.update_status(&caller, &key, &id).await?;
+    Ok(AxumJson(UpdateResults {
+        status: view.status,
+        events: vec![],
+        continuation_token: view.continuation,
+    }))
+}
+
+pub async fn renew_lease(
+    State(state): State<AppState>,
+    UpdateLease(lease): UpdateLease,
+    P(p): P<UpdatePath>,
+    OptionalJson(req): OptionalJson<RenewLeaseRequest>,
+) -> ApiResult<AxumJson<RenewLeaseResponse>> {
+    let (key, id) = p.split()?;
+    let (token, expires) = state
+        .engine
+        .renew_lease(&key, &id, &lease, req.duration)
+        .await?;
+    Ok(AxumJson(RenewLeaseResponse {
+        token,
+        token_expiration: expires,
+    }))
+}
+
+pub async fn complete_update(
+    State(state): State<AppState>,
+    UpdateLease(lease): UpdateLease,
+    P(p): P<UpdatePath>,
+    Json(req): Json<CompleteUpdateRequest>,
+) -> ApiResult<StatusCode> {
+    let (key, id) = p.split()?;
+    state
+        .engine
+        .complete_update(&key, &id, &lease, &req.status)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn cancel_update(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    P(p): P<UpdatePath>,
+) -> ApiResult<StatusCode> {
+    let (key, id) = p.split()?;
+    state.engine.cancel_update(&caller, &key, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn checkpoint(
+    State(state): State<AppState>,
+    UpdateLease(lease): UpdateLease,
+    P(p): P<UpdatePath>,
+    StateBody(body): StateBody,
+) -> ApiResult<StatusCode> {
+    let (key, id) = p.split()?;
+    state
+        .engine
+        .save_full_checkpoint(&key, &id, &lease, body.json)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn checkpoint_verbatim(
+    State(state): State<AppState>,
+    UpdateLease(lease): UpdateLease,
+    P(p): P<UpdatePath>,
+    StateBody(body): StateBody,
+) -> ApiResult<StatusCode> {
+    let (key, id) = p.split()?;
+    state
+        .engine
+        .save_verbatim_checkpoint(&key, &id, &lease, body.json)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn events_batch(
+    State(state): State<AppState>,
+    UpdateLease(lease): UpdateLease,
+    P(p): P<UpdatePath>,
+    StateBody(body): StateBody,
+) -> ApiResult<StatusCode> {
+    let (key, id) = p.split()?;
+    state
+        .engine
+        .post_events(&key, &id, &lease, body.json, body.gz)
+        .await?;
+    Ok(StatusCode::OK)
+}
+
+/// The single-event form, stored as a batch of one.
+pub async fn event_single(
+    State(state): State<AppState>,
+    UpdateLease(lease): UpdateLease,
+    P(p): P<UpdatePath>,
+    StateBody(body): StateBody,
+) -> ApiResult<StatusCode> {
+    let (key, id) = p.split()?;
+    let mut json = Vec::with_capacity(body.json.len() + 12);
+    json.extend_from_slice(b"{\"events\":[");
+    json.extend_from_slice(&body.json);
+    json.extend_from_slice(b"]}");
+    state
+        .engine
+        .post_events(&key, &id, &lease, json, None)
+        .await?;
+    Ok(StatusCode::OK)
+}
+
+pub async fn get_events(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    P(p): P<UpdatePath>,
+) -> ApiResult<AxumJson<GetUpdateEventsResponse>> {
+    let (key, id) = p.split()?;
+    let page = state.engine.get_events(&caller, &key, &id).await?;
+    Ok(AxumJson(GetUpdateEventsResponse {
+        events: page.events,
+        continuation_token: None,
+    }))
+}

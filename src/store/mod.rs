@@ -1,0 +1,333 @@
+//! Persistence. The [`Store`] trait is shaped like the engine's use cases: every invariant that
+//! must hold under concurrency (one running update per stack, lease-guarded writes, version
+//! numbering, retention) is one trait method that a backend runs in one transaction.
+//!
+//! Nothing here knows HTTP or the Pulumi wire format: deployments arrive as gzip blobs the
+//! engine already built, tags as plain maps. Lookups answer `Ok(None)` for absence; errors are
+//! reserved for things that went wrong.
+//!
+//! The trait is object-safe (boxed futures), so the engine holds an `Arc<dyn Store>` and a
+//! second backend (PostgreSQL, for stateless replicas) slots in without touching callers. No
+//! backend type (rusqlite or otherwise) appears in this file.
+
+pub mod error;
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+pub use error::{LeaseDenied, StoreError, StoreResult};
+
+/// A boxed, sendable future: what every store method returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'a>>;
+
+/// Fully qualified stack name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StackKey {
+    pub org: String,
+    pub project: String,
+    pub stack: String,
+}
+
+impl std::fmt::Display for StackKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.org, self.project, self.stack)
+    }
+}
+
+pub type Tags = BTreeMap<String, String>;
+
+#[derive(Debug, Clone)]
+pub struct StackRow {
+    pub id: i64,
+    pub key: StackKey,
+    pub tags: Tags,
+    pub created_at: i64,
+    /// Highest version number handed out to an update (in progress or finished).
+    pub last_version: i64,
+    /// Version holding the stack's current state; `None` when it never had one.
+    pub current_version: Option<i64>,
+    /// Most recent non-preview update; kept after it finishes (the CLI reads it for `cancel`).
+    pub active_update: Option<String>,
+    pub resource_count: i64,
+    /// Start time of the most recent non-preview update.
+    pub last_update_at: Option<i64>,
+    /// Size in bytes (uncompressed) of the current state.
+    pub state_size: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewStack {
+    pub key: StackKey,
+    pub tags: Tags,
+    pub created_at: i64,
+    /// The stack's secrets key, already wrapped by the master key.
+    pub wrapped_key: Vec<u8>,
+    /// A deployment to start from (stacks with a client-side secrets provider send one).
+    pub initial_state: Option<StateBlob>,
+}
+
+/// A deployment as stored: gzip of the exact JSON bytes, their SHA-256 and length.
+#[derive(Debug, Clone)]
+pub struct StateBlob {
+    pub gz: Vec<u8>,
+    /// Lowercase hex SHA-256 of the uncompressed bytes.
+    pub sha256: String,
+    pub size: i64,
+    pub resource_count: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateStatus {
+    NotStarted,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl UpdateStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateStatus::NotStarted => "not-started",
+            UpdateStatus::Running => "running",
+            UpdateStatus::Succeeded => "succeeded",
+            UpdateStatus::Failed => "failed",
+            UpdateStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "not-started" => UpdateStatus::NotStarted,
+            "running" => UpdateStatus::Running,
+            "succeeded" => UpdateStatus::Succeeded,
+            "failed" => UpdateStatus::Failed,
+            "cancelled" => UpdateStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            UpdateStatus::Succeeded | UpdateStatus::Failed | UpdateStatus::Cancelled
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUpdate {
+    pub id: String,
+    pub stack_id: i64,
+    pub kind: String,
+    pub dry_run: bool,
+    pub created_at: i64,
+    pub author: String,
+    pub message: String,
+    /// JSON object text (string → string).
+    pub environment: String,
+    /// JSON object text (config key → {string, secret, object}).
+    pub config: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpdateRow {
+    pub id: String,
+    pub stack_id: i64,
+    pub kind: String,
+    pub dry_run: bool,
+    pub status: UpdateStatus,
+    /// The stack version this update produces (previews: the version they looked at).
+    pub version: i64,
+    /// The stack version current when the update started (the state the CLI exported).
+    pub base_version: Option<i64>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub lease_expires: Option<i64>,
+    pub journal_version: i64,
+    pub author: String,
+    pub message: String,
+    pub environment: String,
+    pub config: String,
+    pub resource_changes: Option<String>,
+    pub resource_count: Option<i64>,
+}
+
+impl UpdateRow {
+    /// True while this update holds (or held until `now`) an unexpired lease.
+    pub fn lease_live(&self, now: i64) -> bool {
+        self.status == UpdateStatus::Running && self.lease_expires.is_some_and(|e| e > now)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StartUpdate {
+    pub update_id: String,
+    pub stack_id: i64,
+    pub now: i64,
+    pub lease_hash: Vec<u8>,
+    pub lease_expires: i64,
+    /// Replaces the stack's tags when present.
+    pub tags: Option<Tags>,
+    pub journal_version: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum StartOutcome {
+    Started(UpdateRow),
+    /// Another update holds the stack; its row is returned so the caller can tell whether its
+    /// lease has expired and reap it.
+    Busy(UpdateRow),
+    /// The update exists but is past `not-started`.
+    AlreadyStarted(UpdateRow),
+}
+
+/// Proof that a write is made by the holder of an update's lease.
+#[derive(Debug, Clone)]
+pub struct LeaseCheck {
+    pub update_id: String,
+    pub stack_id: i64,
+    pub token_hash: Vec<u8>,
+    pub now: i64,
+}
+
+/// The latest state an update reported (checkpoint mode), or its verbatim baseline.
+#[derive(Debug, Clone)]
+pub struct WorkingState {
+    pub blob: StateBlob,
+    /// Sequence number of the last verbatim/delta write (0 for full checkpoints).
+    pub sequence: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckpointWrite {
+    pub blob: StateBlob,
+    pub sequence: i64,
+}
+
+/// Engine events of one batch as the CLI sent them (gzip of the JSON array of events).
+#[derive(Debug, Clone)]
+pub struct EventBatch {
+    pub first_sequence: i64,
+    pub last_sequence: i64,
+    pub count: i64,
+    pub gz: Vec<u8>,
+    /// `resourceChanges` of a summary event found in the batch (JSON object text).
+    pub resource_changes: Option<String>,
+}
+
+/// Who may finish an update.
+#[derive(Debug, Clone)]
+pub enum FinishGuard {
+    /// The CLI holding the lease (`complete`).
+    Lease(LeaseCheck),
+    /// A user cancelling it; succeeds while the update has not finished.
+    Running,
+    /// Reaping an abandoned update: only if its lease had expired at `now`.
+    ExpiredAt(i64),
+}
+
+#[derive(Debug, Clone)]
+pub enum FinalState {
+    /// Previews: the stack's state does not change.
+    Unchanged,
+    /// Promote the update's last checkpoint; if it wrote none, the current state carries over.
+    Working { resource_count: Option<i64> },
+    /// The engine built the final state (journal mode).
+    Blob(StateBlob),
+}
+
+#[derive(Debug, Clone)]
+pub struct FinishUpdate {
+    pub update_id: String,
+    pub stack_id: i64,
+    pub guard: FinishGuard,
+    pub status: UpdateStatus,
+    pub ended_at: i64,
+    pub resource_changes: Option<String>,
+    pub final_state: FinalState,
+    pub keep_versions: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum FinishOutcome {
+    Finished(UpdateRow),
+    /// It had already finished (a retried `complete`); nothing changed.
+    AlreadyFinished(UpdateRow),
+}
+
+#[derive(Debug, Clone)]
+pub enum ImportOutcome {
+    Imported { version: i64 },
+    Busy(UpdateRow),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StackQuery {
+    pub org: Option<String>,
+    pub project: Option<String>,
+    pub tag_name: Option<String>,
+    pub tag_value: Option<String>,
+    /// Only stacks whose id is greater (continuation).
+    pub after_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// The persistence contract. See the module comment.
+pub trait Store: Send + Sync + 'static {
+    // --- instance metadata (master-key canary, generated token hash, ...)
+    fn meta_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>>;
+    fn meta_put<'a>(&'a self, key: &'a str, value: Vec<u8>) -> StoreFuture<'a, ()>;
+
+    // --- stacks
+    /// `Conflict` when the name is taken.
+    fn create_stack(&self, stack: NewStack) -> StoreFuture<'_, StackRow>;
+    fn get_stack<'a>(&'a self, key: &'a StackKey) -> StoreFuture<'a, Option<StackRow>>;
+    /// The stack that currently has this name, or else the one that had it before a rename.
+    fn get_stack_or_former<'a>(&'a self, key: &'a StackKey) -> StoreFuture<'a, Option<StackRow>>;
+    fn list_stacks(&self, query: StackQuery) -> StoreFuture<'_, Vec<StackRow>>;
+    fn project_exists<'a>(&'a self, org: &'a str, project: &'a str) -> StoreFuture<'a, bool>;
+    /// Deletes the stack with everything it owns. `false` when it did not exist.
+    fn delete_stack(&self, stack_id: i64) -> StoreFuture<'_, bool>;
+    fn set_stack_tags(&self, stack_id: i64, tags: Tags) -> StoreFuture<'_, ()>;
+    /// Renames a stack; its former name keeps resolving through `get_stack_or_former`.
+    /// `Conflict` when the new name is taken.
+    fn rename_stack(&self, stack_id: i64, to: StackKey) -> StoreFuture<'_, StackRow>;
+    fn get_stack_key(&self, stack_id: i64) -> StoreFuture<'_, Option<Vec<u8>>>;
+
+    // --- updates
+    fn create_update(&self, update: NewUpdate) -> StoreFuture<'_, ()>;
+    fn get_update<'a>(&'a self, update_id: &'a str) -> StoreFuture<'a, Option<UpdateRow>>;
+    /// Starts an update. Non-preview updates take the stack's lease and a new version number
+    /// unless another live or expired-but-unreaped update holds the stack.
+    fn start_update(&self, start: StartUpdate) -> StoreFuture<'_, StartOutcome>;
+    fn renew_lease(&self, lease: LeaseCheck, expires: i64) -> StoreFuture<'_, ()>;
+    fn save_checkpoint(&self, lease: LeaseCheck, write: CheckpointWrite) -> StoreFuture<'_, ()>;
+    fn get_working_state<'a>(&'a self, update_id: &'a str) -> StoreFuture<'a, Option<WorkingState>>;
+    /// Stores a batch of engine events. A batch whose first sequence is already stored is a
+    /// retry and is ignored.
+    fn append_events(&self, lease: LeaseCheck, batch: EventBatch) -> StoreFuture<'_, ()>;
+    fn list_event_batches<'a>(&'a self, update_id: &'a str) -> StoreFuture<'a, Vec<EventBatch>>;
+    fn finish_update(&self, finish: FinishUpdate) -> StoreFuture<'_, FinishOutcome>;
+    /// Stores a deployment as a new version (a `pulumi stack import`), unless an update holds
+    /// the stack.
+    fn import_state(
+        &self,
+        update: NewUpdate,
+        state: StateBlob,
+        keep_versions: i64,
+    ) -> StoreFuture<'_, ImportOutcome>;
+    /// The state of a version, or the current state when `version` is `None`.
+    fn get_state(&self, stack_id: i64, version: Option<i64>) -> StoreFuture<'_, Option<StateBlob>>;
+    /// Non-preview updates, newest first.
+    fn list_updates(&self, stack_id: i64, offset: i64, limit: i64)
+    -> StoreFuture<'_, Vec<UpdateRow>>;
+    /// The non-preview update that produced `version`.
+    fn get_update_by_version(&self, stack_id: i64, version: i64)
+    -> StoreFuture<'_, Option<UpdateRow>>;
+    /// The running non-preview update of a stack, if any (its lease may have expired).
+    fn running_update(&self, stack_id: i64) -> StoreFuture<'_, Option<UpdateRow>>;
+}

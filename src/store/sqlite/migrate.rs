@@ -1,0 +1,138 @@
+//! Schema migrations, tracked with `PRAGMA user_version`. Each step runs in its own
+//! transaction and only when the database is older than it, so running them at every start is
+//! safe. Steps are append-only: never edit a released one, add the next.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::map_err;
+use crate::store::{StoreError, StoreResult};
+
+const STEPS: &[&str] = &[
+    // 1: stacks, versions, updates, working checkpoints, engine events.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );
+
+    CREATE TABLE stacks (
+        id              INTEGER PRIMARY KEY,
+        org             TEXT NOT NULL,
+        project         TEXT NOT NULL,
+        name            TEXT NOT NULL,
+        tags            TEXT NOT NULL DEFAULT '{}',
+        created_at      INTEGER NOT NULL,
+        last_version    INTEGER NOT NULL DEFAULT 0,
+        current_version INTEGER,
+        active_update   TEXT,
+        resource_count  INTEGER NOT NULL DEFAULT 0,
+        state_size      INTEGER NOT NULL DEFAULT 0,
+        last_update_at  INTEGER,
+        wrapped_key     BLOB NOT NULL,
+        UNIQUE (org, project, name)
+    );
+    CREATE INDEX stacks_by_project ON stacks (org, project);
+
+    -- Names a stack had before a rename: deployments written under the old name still point
+    -- their secrets provider there, so decrypt calls on it must reach the renamed stack.
+    CREATE TABLE stack_former_names (
+        org        TEXT NOT NULL,
+        project    TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        stack_id   INTEGER NOT NULL REFERENCES stacks (id) ON DELETE CASCADE,
+        renamed_at INTEGER NOT NULL,
+        PRIMARY KEY (org, project, name)
+    );
+    CREATE INDEX stack_former_names_by_stack ON stack_former_names (stack_id);
+
+    CREATE TABLE stack_versions (
+        stack_id       INTEGER NOT NULL REFERENCES stacks (id) ON DELETE CASCADE,
+        version        INTEGER NOT NULL,
+        state          BLOB NOT NULL,
+        sha256         TEXT NOT NULL,
+        size           INTEGER NOT NULL,
+        resource_count INTEGER NOT NULL,
+        created_at     INTEGER NOT NULL,
+        PRIMARY KEY (stack_id, version)
+    );
+
+    CREATE TABLE updates (
+        id               TEXT PRIMARY KEY,
+        stack_id         INTEGER NOT NULL REFERENCES stacks (id) ON DELETE CASCADE,
+        kind             TEXT NOT NULL,
+        dry_run          INTEGER NOT NULL,
+        status           TEXT NOT NULL,
+        version          INTEGER NOT NULL DEFAULT 0,
+        base_version     INTEGER,
+        created_at       INTEGER NOT NULL,
+        started_at       INTEGER,
+        ended_at         INTEGER,
+        lease_hash       BLOB,
+        lease_expires    INTEGER,
+        journal_version  INTEGER NOT NULL DEFAULT 0,
+        author           TEXT NOT NULL,
+        message          TEXT NOT NULL,
+        environment      TEXT NOT NULL,
+        config           TEXT NOT NULL,
+        resource_changes TEXT,
+        resource_count   INTEGER
+    );
+    CREATE INDEX updates_history ON updates (stack_id, dry_run, version);
+    -- The lock: at most one running non-preview update per stack, enforced by the database.
+    CREATE UNIQUE INDEX updates_one_running ON updates (stack_id)
+        WHERE status = 'running' AND dry_run = 0;
+
+    -- The latest state a running update reported (checkpoint mode).
+    CREATE TABLE update_state (
+        update_id      TEXT PRIMARY KEY REFERENCES updates (id) ON DELETE CASCADE,
+        state          BLOB NOT NULL,
+        sha256         TEXT NOT NULL,
+        size           INTEGER NOT NULL,
+        resource_count INTEGER,
+        sequence       INTEGER NOT NULL,
+        updated_at     INTEGER NOT NULL
+    );
+
+    -- Engine events, one row per batch the CLI sent, kept gzip-compressed as received.
+    CREATE TABLE update_events (
+        update_id TEXT NOT NULL REFERENCES updates (id) ON DELETE CASCADE,
+        first_seq INTEGER NOT NULL,
+        last_seq  INTEGER NOT NULL,
+        count     INTEGER NOT NULL,
+        events    BLOB NOT NULL,
+        PRIMARY KEY (update_id, first_seq)
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = STEPS.len() as i64;
+
+pub fn run(conn: &mut Connection) -> StoreResult<()> {
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(map_err)?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "the database schema (version {current}) is newer than this pbackend understands \
+             (version {SCHEMA_VERSION}); upgrade pbackend"
+        )));
+    }
+    for (i, sql) in STEPS.iter().enumerate().skip(current as usize) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)
+            .map_err(map_err)?;
+        // Re-read inside the lock: another process may have migrated meanwhile.
+        let now: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(map_err)?;
+        if now > i as i64 {
+            continue;
+        }
+        tx.execute_batch(sql).map_err(map_err)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! The SQLite store: one file, WAL mode.
+//!
+//! Threading: SQLite calls block, so none of them run on the async runtime's workers.
+//! * All writes go to **one writer thread** that owns the only read-write connection. Callers
+//!   send it a closure over a channel; it runs the closure inside `BEGIN IMMEDIATE … COMMIT`
+//!   and answers through a oneshot channel *after* the commit, so an acknowledged write is on
+//!   disk. One writer means no `SQLITE_BUSY` between our own writers, and each invariant
+//!   (one running update per stack, lease checks, version numbering) is checked and applied in
+//!   the same transaction.
+//! * Reads run on tokio's blocking pool, each on a connection taken from a small pool of
+//!   `query_only` connections; WAL lets them proceed while the writer commits.
+//!
+//! Durability: `synchronous=NORMAL` in WAL mode. A commit has been written to the WAL file
+//! before the writer answers, so it survives the process being killed (`kill -9`): the OS
+//! holds the pages and the next open replays the WAL. It is not fsynced at each commit, so a
+//! power loss or kernel crash can lose the last transactions (never corrupt the database);
+//! SQLite fsyncs at each checkpoint. `--sync full` style settings can be added when an
+//! operator wants power-loss durability at the cost of an fsync per write.
+//!
+//! Other processes (the operator CLI) may open the same file: `busy_timeout` makes them wait
+//! for the writer instead of failing at once.
+
+mod migrate;
+mod queries;
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use crate::store::{StoreError, StoreResult};
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_IDLE_READERS: usize = 8;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Handle to an open SQLite database. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating when absent) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let mut conn = open_connection(path, false)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(map_err)?;
+        migrate::run(&mut conn)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(StoreError::backend)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(Some(tx)),
+                writer_thread: Mutex::new(Some(thread)),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Stops the writer thread after the writes already queued, and closes every connection.
+    /// Later calls fail with `StoreError::Closed`.
+    pub fn close(&self) {
+        if let Ok(mut w) = self.inner.writer.lock() {
+            w.take();
+        }
+        let handle = self.inner.writer_thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        if let Ok(mut r) = self.inner.readers.lock() {
+            r.clear();
+        }
+    }
+
+    /// Runs `f` in a write transaction on the writer thread; resolves after the commit.
+    fn write<T, F>(&self, f: F) -> impl std::future::Future<Output = StoreResult<T>> + Send + use<T, F>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn: &mut Connection| {
+            let result = (|| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(map_err)?;
+                let value = f(&tx)?;
+                tx.commit().map_err(map_err)?;
+                Ok(value)
+            })();
+            let _ = reply_tx.send(result);
+        });
+        let sent = match self.inner.writer.lock() {
+            Ok(guard) => guard.as_ref().map(|s| s.send(job).is_ok()).unwrap_or(false),
+            Err(_) => false,
+        };
+        async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            reply_rx.await.map_err(|_| StoreError::Closed)?
+        }
+    }
+
+    /// Runs `f` on a pooled read connection on the blocking pool, inside one read transaction
+    /// so that multi-statement reads see one snapshot.
+    fn read<T, F>(&self, f: F) -> impl std::future::Future<Output = StoreResult<T>> + Send + use<T, F>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = inner.take_reader()?;
+                let result = (|| {
+                    let tx = conn.unchecked_transaction().map_err(map_err)?;
+                    let value = f(&tx)?;
+                    tx.finish().map_err(map_err)?;
+                    Ok(value)
+                })();
+                inner.put_reader(conn);
+                result
+            })
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?
+        }
+    }
+}
+
+impl Inner {
+    fn take_reader(&self) -> StoreResult<Connection> {
+        if self
+            .writer
+            .lock()
+            .map(|w| w.is_none())
+            .unwrap_or(true)
+        {
+            return Err(StoreError::Closed);
+        }
+        if let Some(conn) = self.readers.lock().ok().and_then(|mut r| r.pop()) {
+            return Ok(conn);
+        }
+        open_connection(&self.path, true)
+    }
+
+    fn put_reader(&self, conn: Connection) {
+        if let Ok(mut r) = self.readers.lock()
+            && r.len() < MAX_IDLE_READERS
+        {
+            r.push(conn);
+        }
+    }
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(job) = rx.recv() {
+        // A panic inside a job drops its reply channel (the caller sees `Closed`) and rolls
+        // its transaction back; the writer keeps serving the others.
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
+    }
+    // Fold the WAL back into the main file so a closed database is one self-contained file.
+    let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+}
+
+fn open_connection(path: &Path, query_only: bool) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(map_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(map_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(map_err)?;
+    if query_only {
+        conn.pragma_update(None, "query_only", "ON")
+            .map_err(map_err)?;
+    }
+    Ok(conn)
+}
+
+/// Maps SQLite failures onto the store's error kinds.
+pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(code, msg) = &e {
+        match code.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => return StoreError::Busy,
+            ErrorCode::ConstraintViolation => {
+                return StoreError::Conflict(msg.clone().unwrap_or_else(|| "constraint".into()));
+            }
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                return StoreError::Corrupt(e.to_string());
+            }
+            _ => {}
+        }
+    }
+    StoreError::backend(e)
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+        if let Some(h) = self.writer_thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = h.join();
+        }
+    }
+}

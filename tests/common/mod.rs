@@ -1,0 +1,365 @@
+//! Test harness: a real pbackend server on a random loopback port over a temp SQLite file,
+//! and a small HTTP client that speaks to it the way the Pulumi CLI does.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pbackend::engine::clock::{Clock, ManualClock, SystemClock};
+use pbackend::engine::crypto::MasterKey;
+use pbackend::engine::{Engine, EngineConfig};
+use pbackend::store::sqlite::SqliteStore;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const ORG: &str = "organization";
+pub const TOKEN: &str = "test-token-0123456789";
+
+#[derive(Clone)]
+pub struct Options {
+    pub clock: Option<ManualClock>,
+    pub config: EngineConfig,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            clock: None,
+            config: EngineConfig::default(),
+        }
+    }
+}
+
+pub struct TestServer {
+    pub dir: TempDir,
+    pub master: MasterKey,
+    pub opts: Options,
+    pub url: String,
+    running: Option<Running>,
+}
+
+struct Running {
+    shutdown: oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<()>,
+    store: SqliteStore,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = TestServer {
+            dir,
+            master: MasterKey::generate(),
+            opts,
+            url: String::new(),
+            running: None,
+        };
+        s.launch().await.expect("server starts");
+        s
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("pbackend.db")
+    }
+
+    /// Starts the server on the current database (used again after `stop`).
+    pub async fn launch(&mut self) -> Result<(), String> {
+        let store = SqliteStore::open(&self.db_path()).map_err(|e| e.to_string())?;
+        let clock: Arc<dyn Clock> = match &self.opts.clock {
+            Some(c) => Arc::new(c.clone()),
+            None => Arc::new(SystemClock),
+        };
+        let (engine, _boot) = Engine::open(
+            Arc::new(store.clone()),
+            self.master.clone(),
+            Some(TOKEN.to_owned()),
+            self.opts.config.clone(),
+            clock,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        self.url = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            let _ = pbackend::server::serve(listener, Arc::new(engine), async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        self.running = Some(Running {
+            shutdown: tx,
+            handle,
+            store,
+        });
+        Ok(())
+    }
+
+    /// Stops the server and closes the database.
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let _ = r.shutdown.send(());
+            let _ = r.handle.await;
+            r.store.close();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.launch().await.expect("server restarts");
+    }
+
+    pub fn api(&self) -> Api {
+        Api::new(&self.url, TOKEN)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let _ = r.shutdown.send(());
+            r.store.close();
+        }
+    }
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+pub fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// A response: status, headers and the (decompressed) body.
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {} body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// Asserts a Pulumi-shaped error with this status and returns its message.
+    pub fn error(&self, status: u16) -> String {
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected status; body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let v = self.json();
+        assert_eq!(v["code"], json!(status), "error body: {v}");
+        v["message"].as_str().expect("message").to_owned()
+    }
+
+    pub fn ok(&self) -> &Self {
+        assert!(
+            (200..300).contains(&self.status),
+            "expected success, got {}: {}",
+            self.status,
+            String::from_utf8_lossy(&self.body)
+        );
+        self
+    }
+}
+
+#[derive(Clone)]
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub auth: Option<String>,
+}
+
+impl Api {
+    pub fn new(base: &str, token: &str) -> Self {
+        Api {
+            http: reqwest::Client::new(),
+            base: base.to_owned(),
+            auth: Some(format!("token {token}")),
+        }
+    }
+
+    pub fn with_auth(&self, auth: Option<String>) -> Self {
+        Api {
+            auth,
+            ..self.clone()
+        }
+    }
+
+    pub fn lease(&self, token: &str) -> Self {
+        self.with_auth(Some(format!("update-token {token}")))
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        gzip_body: bool,
+        extra: &[(&str, &str)],
+    ) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .header("Accept", "application/vnd.pulumi+9")
+            .header("Accept-Encoding", "gzip")
+            .header("Content-Type", "application/json");
+        if let Some(a) = &self.auth {
+            req = req.header("Authorization", a);
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            if gzip_body {
+                req = req.header("Content-Encoding", "gzip").body(gzip(&b));
+            } else {
+                req = req.body(b);
+            }
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let raw = resp.bytes().await.expect("body").to_vec();
+        let gz = headers
+            .get("content-encoding")
+            .is_some_and(|v| v.to_str().unwrap_or("") == "gzip");
+        let body = if gz { gunzip(&raw) } else { raw };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send("GET", path, None, false, &[]).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send("DELETE", path, None, false, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.send("POST", path, Some(body.to_string().into_bytes()), false, &[])
+            .await
+    }
+
+    pub async fn post_gz(&self, path: &str, body: Value) -> Resp {
+        self.send("POST", path, Some(body.to_string().into_bytes()), true, &[])
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+        self.send("PATCH", path, Some(body.to_string().into_bytes()), false, &[])
+            .await
+    }
+
+    pub async fn patch_gz(&self, path: &str, body: Value) -> Resp {
+        self.send("PATCH", path, Some(body.to_string().into_bytes()), true, &[])
+            .await
+    }
+
+    pub async fn patch_raw_gz(&self, path: &str, body: &[u8]) -> Resp {
+        self.send("PATCH", path, Some(body.to_vec()), true, &[])
+            .await
+    }
+
+    // --- CLI-shaped helpers
+
+    pub async fn create_stack(&self, project: &str, stack: &str) -> Resp {
+        self.post(
+            &format!("/api/stacks/{ORG}/{project}"),
+            json!({"stackName": stack, "tags": {"pulumi:project": project}}),
+        )
+        .await
+    }
+
+    /// Creates and starts an update; returns (update id, lease token, version).
+    pub async fn begin(&self, stack: &str, kind: &str, dry_run: bool) -> (String, String, i64) {
+        let r = self
+            .post(
+                &format!("{stack}/{kind}"),
+                json!({
+                    "name": "proj", "runtime": "yaml", "main": "", "description": "",
+                    "options": {"dryRun": dry_run, "parallel": 8, "color": "raw"},
+                    "config": {"proj:greeting": {"string": "hi", "secret": false, "object": false}},
+                    "metadata": {"message": "test update", "environment": {"exec.kind": "cli"}}
+                }),
+            )
+            .await;
+        r.ok();
+        let id = r.json()["updateID"].as_str().unwrap().to_owned();
+        let r = self
+            .post(
+                &format!("{stack}/update/{id}"),
+                json!({"tags": {"pulumi:project": "proj"}, "journalVersion": 1}),
+            )
+            .await;
+        r.ok();
+        let v = r.json();
+        (
+            id,
+            v["token"].as_str().unwrap().to_owned(),
+            v["version"].as_i64().unwrap(),
+        )
+    }
+}
+
+/// A deployment (UntypedDeployment) with the root stack resource and `n` custom resources.
+pub fn deployment(n: usize, label: &str) -> Value {
+    let mut resources = vec![json!({
+        "urn": "urn:pulumi:dev::proj::pulumi:pulumi:Stack::proj-dev",
+        "custom": false,
+        "type": "pulumi:pulumi:Stack",
+        "outputs": {"label": label}
+    })];
+    for i in 0..n {
+        resources.push(json!({
+            "urn": format!("urn:pulumi:dev::proj::pbtest:index:Item::r{i}"),
+            "custom": true,
+            "id": format!("id-{i}"),
+            "type": "pbtest:index:Item",
+            "inputs": {"value": format!("{label}-{i}")},
+            "outputs": {"value": format!("{label}-{i}"), "n": 1.5e3},
+            "parent": "urn:pulumi:dev::proj::pulumi:pulumi:Stack::proj-dev"
+        }));
+    }
+    json!({
+        "version": 3,
+        "deployment": {
+            "manifest": {"time": "2026-01-01T00:00:00Z", "magic": "", "version": ""},
+            "secrets_providers": {"type": "service", "state": {"url": "http://x", "owner": ORG, "project": "proj", "stack": "dev"}},
+            "resources": resources
+        }
+    })
+}
+
+pub fn stack_path(project: &str, stack: &str) -> String {
+    format!("/api/stacks/{ORG}/{project}/{stack}")
+}
