@@ -69,12 +69,18 @@ async fn full_cli_shaped_lifecycle() {
         .ok();
 
     let r = lease
-        .post(&format!("{stack}/update/{id}/complete"), json!({"status": "succeeded"}))
+        .post(
+            &format!("{stack}/update/{id}/complete"),
+            json!({"status": "succeeded"}),
+        )
         .await;
     assert_eq!(r.status, 204);
     // A retried complete succeeds too.
     lease
-        .post(&format!("{stack}/update/{id}/complete"), json!({"status": "succeeded"}))
+        .post(
+            &format!("{stack}/update/{id}/complete"),
+            json!({"status": "succeeded"}),
+        )
         .await
         .ok();
 
@@ -86,7 +92,10 @@ async fn full_cli_shaped_lifecycle() {
     assert_eq!(v1, last);
 
     // History shows it, with the summary's resource changes.
-    let h = api.get(&format!("{stack}/updates?pageSize=10&page=1")).await.json();
+    let h = api
+        .get(&format!("{stack}/updates?pageSize=10&page=1"))
+        .await
+        .json();
     let u = &h["updates"][0];
     assert_eq!(h["updates"].as_array().unwrap().len(), 1);
     assert_eq!(u["version"], 1);
@@ -112,13 +121,12 @@ async fn full_cli_shaped_lifecycle() {
 
     // Import a modified deployment; the CLI then polls the returned update.
     let modified = deployment(5, "imported");
-    let r = api.post_gz(&format!("{stack}/import"), modified.clone()).await;
+    let r = api
+        .post_gz(&format!("{stack}/import"), modified.clone())
+        .await;
     r.ok();
     let import_id = r.json()["updateId"].as_str().unwrap().to_owned();
-    let status = api
-        .get(&format!("{stack}/update/{import_id}"))
-        .await
-        .json();
+    let status = api.get(&format!("{stack}/update/{import_id}")).await.json();
     assert_eq!(status["status"], "succeeded");
     assert!(status.get("continuationToken").is_none());
     assert_eq!(api.get(&format!("{stack}/export")).await.json(), modified);
@@ -148,7 +156,10 @@ async fn preview_does_not_lock_or_change_state() {
     let (pid, ptoken, pv) = api.begin(&stack, "preview", true).await;
     assert_eq!(pv, 0);
     api.lease(&ptoken)
-        .post(&format!("{stack}/update/{pid}/complete"), json!({"status": "succeeded"}))
+        .post(
+            &format!("{stack}/update/{pid}/complete"),
+            json!({"status": "succeeded"}),
+        )
         .await
         .ok();
     api.lease(&upd_token)
@@ -159,7 +170,10 @@ async fn preview_does_not_lock_or_change_state() {
         .await
         .ok();
     api.lease(&upd_token)
-        .post(&format!("{stack}/update/{upd}/complete"), json!({"status": "succeeded"}))
+        .post(
+            &format!("{stack}/update/{upd}/complete"),
+            json!({"status": "succeeded"}),
+        )
         .await
         .ok();
     let h = api.get(&format!("{stack}/updates")).await.json();
@@ -201,22 +215,41 @@ async fn stack_listing_tags_rename_and_paging() {
 
     // Tags: replace, filter by name and value.
     let s0 = stack_path("even", "s0");
-    api.patch(&format!("{s0}/tags"), json!({"team": "blue", "pulumi:project": "even"}))
-        .await
-        .ok();
+    api.patch(
+        &format!("{s0}/tags"),
+        json!({"team": "blue", "pulumi:project": "even"}),
+    )
+    .await
+    .ok();
     assert_eq!(api.get(&s0).await.json()["tags"]["team"], "blue");
-    let v = api.get("/api/user/stacks?tagName=team&tagValue=blue").await.json();
+    let v = api
+        .get("/api/user/stacks?tagName=team&tagValue=blue")
+        .await
+        .json();
     assert_eq!(v["stacks"].as_array().unwrap().len(), 1);
-    let v = api.get("/api/user/stacks?tagName=team&tagValue=red").await.json();
+    let v = api
+        .get("/api/user/stacks?tagName=team&tagValue=red")
+        .await
+        .json();
     assert_eq!(v["stacks"].as_array().unwrap().len(), 0);
     api.patch(&format!("{s0}/tags"), json!({"bad tag": "x"}))
         .await
         .error(400);
 
     // Project existence.
-    let r = api.send("HEAD", &format!("/api/stacks/{ORG}/even"), None, false, &[]).await;
+    let r = api
+        .send("HEAD", &format!("/api/stacks/{ORG}/even"), None, false, &[])
+        .await;
     assert_eq!(r.status, 200);
-    let r = api.send("HEAD", &format!("/api/stacks/{ORG}/nothing"), None, false, &[]).await;
+    let r = api
+        .send(
+            "HEAD",
+            &format!("/api/stacks/{ORG}/nothing"),
+            None,
+            false,
+            &[],
+        )
+        .await;
     assert_eq!(r.status, 404);
 
     // Duplicate create.
@@ -226,19 +259,28 @@ async fn stack_listing_tags_rename_and_paging() {
     // Rename across projects keeps history.
     let (id, tok, _) = api.begin(&s0, "update", false).await;
     api.lease(&tok)
-        .post(&format!("{s0}/update/{id}/complete"), json!({"status": "succeeded"}))
+        .post(
+            &format!("{s0}/update/{id}/complete"),
+            json!({"status": "succeeded"}),
+        )
         .await
         .ok();
-    api.post(&format!("{s0}/rename"), json!({"newName": "moved", "newProject": "other"}))
-        .await
-        .ok();
+    api.post(
+        &format!("{s0}/rename"),
+        json!({"newName": "moved", "newProject": "other"}),
+    )
+    .await
+    .ok();
     api.get(&s0).await.error(404);
     let moved = stack_path("other", "moved");
     let h = api.get(&format!("{moved}/updates")).await.json();
     assert_eq!(h["updates"].as_array().unwrap().len(), 1);
     // Renaming onto an existing stack is refused.
     let msg = api
-        .post(&format!("{moved}/rename"), json!({"newName": "s2", "newProject": "even"}))
+        .post(
+            &format!("{moved}/rename"),
+            json!({"newName": "s2", "newProject": "even"}),
+        )
         .await
         .error(409);
     assert!(msg.contains("already exists"));

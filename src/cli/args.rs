@@ -20,7 +20,11 @@ pub struct DbArgs {
     pub master_key: Option<String>,
 
     /// File holding the master key (64 hex characters).
-    #[arg(long, env = "PULUMI_BACKEND_MASTER_KEY_FILE", conflicts_with = "master_key")]
+    #[arg(
+        long,
+        env = "PULUMI_BACKEND_MASTER_KEY_FILE",
+        conflicts_with = "master_key"
+    )]
     pub master_key_file: Option<PathBuf>,
 }
 
@@ -99,10 +103,9 @@ pub fn parse_duration_secs(s: &str) -> Result<i64, String> {
         Some((i, 'd')) => (&s[..i], 86400),
         _ => (s, 1),
     };
-    let n: i64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: use seconds or a number with s, m, h or d"))?;
+    let n: i64 = num.trim().parse().map_err(|_| {
+        format!("invalid duration {s:?}: use seconds or a number with s, m, h or d")
+    })?;
     if n <= 0 {
         return Err(format!("invalid duration {s:?}: must be positive"));
     }

@@ -29,7 +29,12 @@ pub struct Cli {
 
     /// Log filter: error, warn, info, debug, trace, or a tracing directive such as
     /// `pbackend=debug`. Successful requests are logged at debug.
-    #[arg(long, global = true, env = "PULUMI_BACKEND_LOG_LEVEL", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "PULUMI_BACKEND_LOG_LEVEL",
+        default_value = "info"
+    )]
     pub log_level: String,
 
     #[command(subcommand)]

@@ -22,7 +22,11 @@ pub struct ServeArgs {
 
     /// The API token that grants access (as `--user`). When not given, the token from the
     /// previous start is kept; on a new database one is generated and printed once.
-    #[arg(long, env = "PULUMI_BACKEND_SINGLE_TENANT_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PULUMI_BACKEND_SINGLE_TENANT_TOKEN",
+        hide_env_values = true
+    )]
     pub single_tenant_token: Option<String>,
 
     /// The organization stacks live in (the CLI's default organization).
@@ -102,9 +106,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     rt.block_on(async move {
-        let store = SqliteStore::open(&args.db.db).map_err(|e| {
-            format!("cannot open the database {}: {e}", args.db.db.display())
-        })?;
+        let store = SqliteStore::open(&args.db.db)
+            .map_err(|e| format!("cannot open the database {}: {e}", args.db.db.display()))?;
         let has_key = crate::engine::bootstrap_has_master_key(&store)
             .await
             .map_err(|e| e.to_string())?;
@@ -133,7 +136,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             );
         }
         if let Some(token) = &boot.generated_token {
-            println!("Generated an API token (shown once; only its hash is stored):\n\n    {token}\n");
+            println!(
+                "Generated an API token (shown once; only its hash is stored):\n\n    {token}\n"
+            );
             println!("Log in with:\n\n    PULUMI_ACCESS_TOKEN={token} pulumi login {url}\n");
         }
         tracing::info!(

@@ -38,7 +38,9 @@ impl Engine {
         let admin_token_hash = match token {
             Some(t) => {
                 if t.trim().is_empty() {
-                    return Err(EngineError::Invalid("the API token must not be empty".into()));
+                    return Err(EngineError::Invalid(
+                        "the API token must not be empty".into(),
+                    ));
                 }
                 let h = crypto::sha256(t.as_bytes());
                 store.meta_put(TOKEN_HASH_KEY, h.to_vec()).await?;

@@ -47,7 +47,13 @@ fn seal(key: &[u8; 32], plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
     let nonce = Nonce::from(nonce_bytes);
     // Encryption only fails for inputs beyond 64 GiB, which never reach this point.
     let ct = cipher
-        .encrypt(&nonce, Payload { msg: plaintext, aad })
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .expect("AES-GCM encryption of a bounded input");
     let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
     out.push(FORMAT_V1);

@@ -193,7 +193,9 @@ pub fn untyped_from_full_checkpoint(body: &[u8]) -> EngineResult<Vec<u8>> {
         .deployment
         .ok_or_else(|| EngineError::Invalid("the checkpoint has no deployment".into()))?;
     if !deployment.get().starts_with('{') {
-        return Err(EngineError::Invalid("the checkpoint's deployment is not an object".into()));
+        return Err(EngineError::Invalid(
+            "the checkpoint's deployment is not an object".into(),
+        ));
     }
     let mut out = Vec::with_capacity(deployment.get().len() + 64);
     out.extend_from_slice(b"{\"version\":");
@@ -225,7 +227,9 @@ pub fn untyped_from_verbatim(body: &[u8]) -> EngineResult<(Vec<u8>, i64)> {
         .untyped
         .ok_or_else(|| EngineError::Invalid("the checkpoint has no untypedDeployment".into()))?;
     if c.sequence_number < 0 {
-        return Err(EngineError::Invalid("sequenceNumber must not be negative".into()));
+        return Err(EngineError::Invalid(
+            "sequenceNumber must not be negative".into(),
+        ));
     }
     Ok((raw.get().as_bytes().to_vec(), c.sequence_number))
 }
@@ -240,7 +244,10 @@ mod tests {
         let gz = gzip(&data);
         assert_eq!(gunzip(&gz, 100_000).unwrap(), data);
         assert!(matches!(gunzip(&gz, 99_999), Err(EngineError::TooLarge(_))));
-        assert!(matches!(gunzip(b"not gzip", 10), Err(EngineError::Invalid(_))));
+        assert!(matches!(
+            gunzip(b"not gzip", 10),
+            Err(EngineError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -260,7 +267,10 @@ mod tests {
         let body = br#"{"version":3,"untypedDeployment":{"version":3,"deployment":{"manifest":{}, "x":1e3}},"sequenceNumber":7}"#;
         let (text, seq) = untyped_from_verbatim(body).unwrap();
         assert_eq!(seq, 7);
-        assert_eq!(text, br#"{"version":3,"deployment":{"manifest":{}, "x":1e3}}"#);
+        assert_eq!(
+            text,
+            br#"{"version":3,"deployment":{"manifest":{}, "x":1e3}}"#
+        );
     }
 
     #[test]
@@ -268,7 +278,10 @@ mod tests {
         assert!(check_untyped(b"{}").is_err());
         assert!(check_untyped(br#"{"version":9,"deployment":{"manifest":{}}}"#).is_err());
         assert!(check_untyped(br#"{"version":3}"#).is_err());
-        assert!(check_untyped(br#"{"version":3,"deployment":{"manifest":{},"resources":[{"x":1}]}}"#).is_err());
+        assert!(
+            check_untyped(br#"{"version":3,"deployment":{"manifest":{},"resources":[{"x":1}]}}"#)
+                .is_err()
+        );
         assert_eq!(check_untyped(EMPTY_DEPLOYMENT).unwrap(), 0);
     }
 }

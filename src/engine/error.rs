@@ -66,8 +66,9 @@ pub fn lease_error(denied: &LeaseDenied) -> EngineError {
         LeaseDenied::Expired => EngineError::Forbidden(
             "the update's lease has expired; another update may take over the stack".into(),
         ),
-        LeaseDenied::Finished(status) => {
-            EngineError::Conflict(format!("the update has already finished ({})", status.as_str()))
-        }
+        LeaseDenied::Finished(status) => EngineError::Conflict(format!(
+            "the update has already finished ({})",
+            status.as_str()
+        )),
     }
 }

@@ -59,8 +59,8 @@ fn inspect_batch(json: &[u8]) -> EngineResult<(i64, i64, i64, Option<String>)> {
     let changes = batch
         .events
         .iter()
-        .filter_map(|e| e.summary.as_ref()?.resource_changes)
-        .last()
+        .rev()
+        .find_map(|e| e.summary.as_ref()?.resource_changes)
         .map(|r| r.get().to_owned());
     Ok((first, last, batch.events.len() as i64, changes))
 }

@@ -75,7 +75,17 @@ mod tests {
 
     #[test]
     fn refuses_path_tricks() {
-        for bad in ["", ".", "..", "a/b", "a\\b", "a b", "a%2fb", "ü", &"x".repeat(101)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a\\b",
+            "a b",
+            "a%2fb",
+            "ü",
+            &"x".repeat(101),
+        ] {
             assert!(check_stack(bad).is_err(), "{bad:?}");
             assert!(check_project(bad).is_err(), "{bad:?}");
         }

@@ -97,9 +97,10 @@ impl Engine {
             self.check_org_access(caller, org)?;
         }
         let after_id = match &q.continuation {
-            Some(t) => Some(t.parse::<i64>().map_err(|_| {
-                EngineError::Invalid("invalid continuationToken".into())
-            })?),
+            Some(t) => Some(
+                t.parse::<i64>()
+                    .map_err(|_| EngineError::Invalid("invalid continuationToken".into()))?,
+            ),
             None => None,
         };
         let orgs = self.organizations(caller);
@@ -120,7 +121,7 @@ impl Engine {
             .flatten();
         let stacks = rows
             .into_iter()
-            .filter(|s| orgs.iter().any(|o| *o == s.key.org))
+            .filter(|s| orgs.contains(&s.key.org))
             .collect();
         Ok(StackList {
             stacks,
@@ -141,7 +142,12 @@ impl Engine {
 
     /// Deletes a stack. Without `force` a stack that still has resources, or that a live
     /// update holds, is kept.
-    pub async fn delete_stack(&self, caller: &Caller, key: &StackKey, force: bool) -> EngineResult<()> {
+    pub async fn delete_stack(
+        &self,
+        caller: &Caller,
+        key: &StackKey,
+        force: bool,
+    ) -> EngineResult<()> {
         let stack = self.stack(caller, key).await?;
         if !force {
             if stack.resource_count > 0 {
@@ -158,7 +164,12 @@ impl Engine {
     }
 
     /// Replaces the stack's tags.
-    pub async fn set_stack_tags(&self, caller: &Caller, key: &StackKey, tags: Tags) -> EngineResult<()> {
+    pub async fn set_stack_tags(
+        &self,
+        caller: &Caller,
+        key: &StackKey,
+        tags: Tags,
+    ) -> EngineResult<()> {
         names::check_tags(&tags)?;
         let stack = self.stack(caller, key).await?;
         self.store.set_stack_tags(stack.id, tags).await?;

@@ -94,14 +94,25 @@ fn check_update_id(id: &str) -> EngineResult<()> {
 pub(crate) fn new_update_id() -> String {
     let b = crypto::random_bytes::<16>();
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 impl Engine {
     /// The stack named in an update-scoped path. Callers with an update token carry no user
     /// identity; the lease itself is the authorization, checked by the store in the same
     /// transaction as the write.
-    pub(crate) async fn stack_for_lease(&self, key: &StackKey, update_id: &str) -> EngineResult<StackRow> {
+    pub(crate) async fn stack_for_lease(
+        &self,
+        key: &StackKey,
+        update_id: &str,
+    ) -> EngineResult<StackRow> {
         names::check_key(key)?;
         check_update_id(update_id)?;
         self.store
@@ -110,7 +121,12 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(format!("stack '{key}' not found")))
     }
 
-    pub(crate) fn lease_check(&self, stack: &StackRow, update_id: &str, token: &LeaseToken) -> LeaseCheck {
+    pub(crate) fn lease_check(
+        &self,
+        stack: &StackRow,
+        update_id: &str,
+        token: &LeaseToken,
+    ) -> LeaseCheck {
         LeaseCheck {
             update_id: update_id.to_owned(),
             stack_id: stack.id,
@@ -119,7 +135,11 @@ impl Engine {
         }
     }
 
-    pub(crate) async fn update_of(&self, stack: &StackRow, update_id: &str) -> EngineResult<UpdateRow> {
+    pub(crate) async fn update_of(
+        &self,
+        stack: &StackRow,
+        update_id: &str,
+    ) -> EngineResult<UpdateRow> {
         check_update_id(update_id)?;
         self.store
             .get_update(update_id)
@@ -208,7 +228,9 @@ impl Engine {
                     )));
                 }
                 Err(StoreError::Lease(_)) => {
-                    return Err(EngineError::NotFound(format!("update '{update_id}' not found")));
+                    return Err(EngineError::NotFound(format!(
+                        "update '{update_id}' not found"
+                    )));
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -91,10 +91,10 @@ impl JsonBody {
             Limit::State => state.engine.config().max_state_bytes,
             Limit::Small => SMALL_BODY_LIMIT,
         };
-        let encoding = match req.headers().get(header::CONTENT_ENCODING) {
-            None => None,
-            Some(v) => Some(v.to_str().unwrap_or("").trim().to_ascii_lowercase()),
-        };
+        let encoding = req
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase());
         let raw = axum::body::to_bytes(req.into_body(), max)
             .await
             .map_err(|_| {
@@ -115,7 +115,10 @@ impl JsonBody {
                     Ok((json, raw))
                 })
                 .await?;
-                Ok(JsonBody { json, gz: Some(raw) })
+                Ok(JsonBody {
+                    json,
+                    gz: Some(raw),
+                })
             }
             Some(other) => Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -175,7 +178,9 @@ impl FromRequest<AppState> for StateBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
-        JsonBody::read(req, state, Limit::State).await.map(StateBody)
+        JsonBody::read(req, state, Limit::State)
+            .await
+            .map(StateBody)
     }
 }
 
@@ -186,6 +191,8 @@ impl FromRequest<AppState> for SmallBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
-        JsonBody::read(req, state, Limit::Small).await.map(SmallBody)
+        JsonBody::read(req, state, Limit::Small)
+            .await
+            .map(SmallBody)
     }
 }

@@ -50,7 +50,10 @@ pub fn routes() -> Router<AppState> {
             &s("/{kind}/{update}"),
             get(updates::update_status).post(updates::start_update),
         )
-        .route(&s("/{kind}/{update}/checkpoint"), patch(updates::checkpoint))
+        .route(
+            &s("/{kind}/{update}/checkpoint"),
+            patch(updates::checkpoint),
+        )
         .route(
             &s("/{kind}/{update}/checkpointverbatim"),
             patch(updates::checkpoint_verbatim),
@@ -59,9 +62,18 @@ pub fn routes() -> Router<AppState> {
             &s("/{kind}/{update}/events"),
             get(updates::get_events).post(updates::event_single),
         )
-        .route(&s("/{kind}/{update}/events/batch"), post(updates::events_batch))
-        .route(&s("/{kind}/{update}/renew_lease"), post(updates::renew_lease))
-        .route(&s("/{kind}/{update}/complete"), post(updates::complete_update))
+        .route(
+            &s("/{kind}/{update}/events/batch"),
+            post(updates::events_batch),
+        )
+        .route(
+            &s("/{kind}/{update}/renew_lease"),
+            post(updates::renew_lease),
+        )
+        .route(
+            &s("/{kind}/{update}/complete"),
+            post(updates::complete_update),
+        )
         .route(&s("/{kind}/{update}/cancel"), post(updates::cancel_update))
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)

@@ -262,7 +262,7 @@ pub enum FinishOutcome {
 #[derive(Debug, Clone)]
 pub enum ImportOutcome {
     Imported { version: i64 },
-    Busy(UpdateRow),
+    Busy(Box<UpdateRow>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -306,7 +306,8 @@ pub trait Store: Send + Sync + 'static {
     fn start_update(&self, start: StartUpdate) -> StoreFuture<'_, StartOutcome>;
     fn renew_lease(&self, lease: LeaseCheck, expires: i64) -> StoreFuture<'_, ()>;
     fn save_checkpoint(&self, lease: LeaseCheck, write: CheckpointWrite) -> StoreFuture<'_, ()>;
-    fn get_working_state<'a>(&'a self, update_id: &'a str) -> StoreFuture<'a, Option<WorkingState>>;
+    fn get_working_state<'a>(&'a self, update_id: &'a str)
+    -> StoreFuture<'a, Option<WorkingState>>;
     /// Stores a batch of engine events. A batch whose first sequence is already stored is a
     /// retry and is ignored.
     fn append_events(&self, lease: LeaseCheck, batch: EventBatch) -> StoreFuture<'_, ()>;
@@ -323,11 +324,18 @@ pub trait Store: Send + Sync + 'static {
     /// The state of a version, or the current state when `version` is `None`.
     fn get_state(&self, stack_id: i64, version: Option<i64>) -> StoreFuture<'_, Option<StateBlob>>;
     /// Non-preview updates, newest first.
-    fn list_updates(&self, stack_id: i64, offset: i64, limit: i64)
-    -> StoreFuture<'_, Vec<UpdateRow>>;
+    fn list_updates(
+        &self,
+        stack_id: i64,
+        offset: i64,
+        limit: i64,
+    ) -> StoreFuture<'_, Vec<UpdateRow>>;
     /// The non-preview update that produced `version`.
-    fn get_update_by_version(&self, stack_id: i64, version: i64)
-    -> StoreFuture<'_, Option<UpdateRow>>;
+    fn get_update_by_version(
+        &self,
+        stack_id: i64,
+        version: i64,
+    ) -> StoreFuture<'_, Option<UpdateRow>>;
     /// The running non-preview update of a stack, if any (its lease may have expired).
     fn running_update(&self, stack_id: i64) -> StoreFuture<'_, Option<UpdateRow>>;
 }

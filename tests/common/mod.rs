@@ -17,19 +17,10 @@ use tokio::sync::oneshot;
 pub const ORG: &str = "organization";
 pub const TOKEN: &str = "test-token-0123456789";
 
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Options {
     pub clock: Option<ManualClock>,
     pub config: EngineConfig,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            clock: None,
-            config: EngineConfig::default(),
-        }
-    }
 }
 
 pub struct TestServer {
@@ -87,7 +78,10 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| e.to_string())?;
-        self.url = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+        self.url = format!(
+            "http://{}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             let _ = pbackend::server::serve(listener, Arc::new(engine), async {
@@ -223,18 +217,21 @@ impl Api {
         extra: &[(&str, &str)],
     ) -> Resp {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("Accept", "application/vnd.pulumi+9".parse().unwrap());
+        headers.insert("Accept-Encoding", "gzip".parse().unwrap());
+        headers.insert("Content-Type", "application/json".parse().unwrap());
+        if let Some(a) = &self.auth {
+            headers.insert("Authorization", a.parse().unwrap());
+        }
+        for (k, v) in extra {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            headers.insert(name, v.parse().unwrap());
+        }
         let mut req = self
             .http
             .request(method, format!("{}{}", self.base, path))
-            .header("Accept", "application/vnd.pulumi+9")
-            .header("Accept-Encoding", "gzip")
-            .header("Content-Type", "application/json");
-        if let Some(a) = &self.auth {
-            req = req.header("Authorization", a);
-        }
-        for (k, v) in extra {
-            req = req.header(*k, *v);
-        }
+            .headers(headers);
         if let Some(b) = body {
             if gzip_body {
                 req = req.header("Content-Encoding", "gzip").body(gzip(&b));
@@ -266,8 +263,14 @@ impl Api {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Resp {
-        self.send("POST", path, Some(body.to_string().into_bytes()), false, &[])
-            .await
+        self.send(
+            "POST",
+            path,
+            Some(body.to_string().into_bytes()),
+            false,
+            &[],
+        )
+        .await
     }
 
     pub async fn post_gz(&self, path: &str, body: Value) -> Resp {
@@ -276,13 +279,25 @@ impl Api {
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Resp {
-        self.send("PATCH", path, Some(body.to_string().into_bytes()), false, &[])
-            .await
+        self.send(
+            "PATCH",
+            path,
+            Some(body.to_string().into_bytes()),
+            false,
+            &[],
+        )
+        .await
     }
 
     pub async fn patch_gz(&self, path: &str, body: Value) -> Resp {
-        self.send("PATCH", path, Some(body.to_string().into_bytes()), true, &[])
-            .await
+        self.send(
+            "PATCH",
+            path,
+            Some(body.to_string().into_bytes()),
+            true,
+            &[],
+        )
+        .await
     }
 
     pub async fn patch_raw_gz(&self, path: &str, body: &[u8]) -> Resp {

@@ -38,9 +38,9 @@ pub async fn create_update(
     .key();
     let metadata = req.metadata.unwrap_or_default();
     let environment = serde_json::to_string(&metadata.environment.unwrap_or_default())
-        .map_err(|e| ApiError::bad_request(e))?;
-    let config = serde_json::to_string(&req.config.unwrap_or_default())
-        .map_err(|e| ApiError::bad_request(e))?;
+        .map_err(ApiError::bad_request)?;
+    let config =
+        serde_json::to_string(&req.config.unwrap_or_default()).map_err(ApiError::bad_request)?;
     let id = state
         .engine
         .create_update(

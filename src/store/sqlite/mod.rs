@@ -83,7 +83,12 @@ impl SqliteStore {
         if let Ok(mut w) = self.inner.writer.lock() {
             w.take();
         }
-        let handle = self.inner.writer_thread.lock().ok().and_then(|mut t| t.take());
+        let handle = self
+            .inner
+            .writer_thread
+            .lock()
+            .ok()
+            .and_then(|mut t| t.take());
         if let Some(h) = handle {
             let _ = h.join();
         }
@@ -93,7 +98,10 @@ impl SqliteStore {
     }
 
     /// Runs `f` in a write transaction on the writer thread; resolves after the commit.
-    fn write<T, F>(&self, f: F) -> impl std::future::Future<Output = StoreResult<T>> + Send + use<T, F>
+    fn write<T, F>(
+        &self,
+        f: F,
+    ) -> impl std::future::Future<Output = StoreResult<T>> + Send + use<T, F>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
@@ -124,7 +132,10 @@ impl SqliteStore {
 
     /// Runs `f` on a pooled read connection on the blocking pool, inside one read transaction
     /// so that multi-statement reads see one snapshot.
-    fn read<T, F>(&self, f: F) -> impl std::future::Future<Output = StoreResult<T>> + Send + use<T, F>
+    fn read<T, F>(
+        &self,
+        f: F,
+    ) -> impl std::future::Future<Output = StoreResult<T>> + Send + use<T, F>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
@@ -150,12 +161,7 @@ impl SqliteStore {
 
 impl Inner {
     fn take_reader(&self) -> StoreResult<Connection> {
-        if self
-            .writer
-            .lock()
-            .map(|w| w.is_none())
-            .unwrap_or(true)
-        {
+        if self.writer.lock().map(|w| w.is_none()).unwrap_or(true) {
             return Err(StoreError::Closed);
         }
         if let Some(conn) = self.readers.lock().ok().and_then(|mut r| r.pop()) {

@@ -112,8 +112,11 @@ fn running_update_of(tx: &Transaction<'_>, stack_id: i64) -> StoreResult<Option<
 
 /// Verifies that `lease` is the live lease of a running update of its stack.
 /// `allow_finished` also accepts the right token of an update that has since finished.
+/// `(stack_id, status, lease_hash, lease_expires)` of an update.
+type LeaseRow = (i64, String, Option<Vec<u8>>, Option<i64>);
+
 fn check_lease(tx: &Transaction<'_>, lease: &LeaseCheck, allow_finished: bool) -> StoreResult<()> {
-    let row: Option<(i64, String, Option<Vec<u8>>, Option<i64>)> = tx
+    let row: Option<LeaseRow> = tx
         .prepare_cached(
             "SELECT stack_id, status, lease_hash, lease_expires FROM updates WHERE id = ?1",
         )
@@ -557,7 +560,10 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn get_working_state<'a>(&'a self, update_id: &'a str) -> StoreFuture<'a, Option<WorkingState>> {
+    fn get_working_state<'a>(
+        &'a self,
+        update_id: &'a str,
+    ) -> StoreFuture<'a, Option<WorkingState>> {
         let id = update_id.to_owned();
         Box::pin(self.read(move |tx| {
             tx.query_row(
@@ -744,7 +750,7 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'_, ImportOutcome> {
         Box::pin(self.write(move |tx| {
             if let Some(holder) = running_update_of(tx, u.stack_id)? {
-                return Ok(ImportOutcome::Busy(holder));
+                return Ok(ImportOutcome::Busy(Box::new(holder)));
             }
             let stack = stack_by_id(tx, u.stack_id)?
                 .ok_or_else(|| StoreError::Corrupt("imported stack vanished".into()))?;

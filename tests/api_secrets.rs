@@ -1,0 +1,155 @@
+//! The service secrets provider: per-stack keys, batches, rename, master key.
+
+mod common;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::*;
+use pbackend::engine::crypto::MasterKey;
+use serde_json::json;
+
+#[tokio::test]
+async fn batch_round_trip_and_stack_isolation() {
+    let srv = TestServer::start().await;
+    let api = srv.api();
+    let a = stack_path("proj", "a");
+    let b = stack_path("proj", "b");
+    api.create_stack("proj", "a").await.ok();
+    api.create_stack("proj", "b").await.ok();
+
+    let plains: Vec<String> = (0..50).map(|i| B64.encode(format!("secret-{i}"))).collect();
+    let r = api
+        .post_gz(&format!("{a}/batch-encrypt"), json!({"plaintexts": plains}))
+        .await
+        .json();
+    let cts: Vec<String> = r["ciphertexts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(cts.len(), 50);
+    let r = api
+        .post_gz(&format!("{a}/batch-decrypt"), json!({"ciphertexts": cts}))
+        .await
+        .json();
+    for (i, ct) in cts.iter().enumerate() {
+        assert_eq!(r["plaintexts"][ct], json!(plains[i]));
+    }
+    // Single calls.
+    let ct = api
+        .post(
+            &format!("{a}/encrypt"),
+            json!({"plaintext": B64.encode("x")}),
+        )
+        .await
+        .json()["ciphertext"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pt = api
+        .post(&format!("{a}/decrypt"), json!({"ciphertext": ct}))
+        .await
+        .json();
+    assert_eq!(pt["plaintext"], json!(B64.encode("x")));
+
+    // A ciphertext of stack a does not decrypt under stack b.
+    let msg = api
+        .post(&format!("{b}/decrypt"), json!({"ciphertext": ct}))
+        .await
+        .error(400);
+    assert!(msg.contains("could not be decrypted"), "{msg}");
+    api.post_gz(&format!("{b}/batch-decrypt"), json!({"ciphertexts": [ct]}))
+        .await
+        .error(400);
+    // Garbage is refused clearly.
+    api.post(
+        &format!("{a}/decrypt"),
+        json!({"ciphertext": "not base64!"}),
+    )
+    .await
+    .error(400);
+    api.post(
+        &format!("{a}/decrypt"),
+        json!({"ciphertext": B64.encode("short")}),
+    )
+    .await
+    .error(400);
+    // Audit hints are accepted.
+    let r = api
+        .post(
+            &format!("{a}/decrypt/log-batch-decryption"),
+            json!({"commandName": "pulumi stack export"}),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+}
+
+#[tokio::test]
+async fn key_survives_rename_under_old_and_new_names() {
+    let srv = TestServer::start().await;
+    let api = srv.api();
+    let old = stack_path("proj", "dev");
+    api.create_stack("proj", "dev").await.ok();
+    let ct = api
+        .post(
+            &format!("{old}/encrypt"),
+            json!({"plaintext": B64.encode("keep me")}),
+        )
+        .await
+        .json()["ciphertext"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.post(
+        &format!("{old}/rename"),
+        json!({"newName": "prod", "newProject": "other"}),
+    )
+    .await
+    .ok();
+    let new = stack_path("other", "prod");
+    for path in [&new, &old] {
+        let r = api
+            .post(&format!("{path}/decrypt"), json!({"ciphertext": ct}))
+            .await
+            .json();
+        assert_eq!(r["plaintext"], json!(B64.encode("keep me")), "via {path}");
+    }
+    // Stack routes other than secrets do not resolve the old name.
+    api.get(&old).await.error(404);
+}
+
+#[tokio::test]
+async fn wrong_master_key_refuses_to_start_and_keys_survive_restart() {
+    let mut srv = TestServer::start().await;
+    let stack = stack_path("proj", "dev");
+    let ct = {
+        let api = srv.api();
+        api.create_stack("proj", "dev").await.ok();
+        api.post(
+            &format!("{stack}/encrypt"),
+            json!({"plaintext": B64.encode("v")}),
+        )
+        .await
+        .json()["ciphertext"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    srv.stop().await;
+    let right = srv.master.clone();
+    srv.master = MasterKey::generate();
+    let err = srv
+        .launch()
+        .await
+        .expect_err("a wrong master key must refuse to start");
+    assert!(err.contains("master key does not match"), "{err}");
+    srv.master = right;
+    srv.launch().await.unwrap();
+    let r = srv
+        .api()
+        .post(&format!("{stack}/decrypt"), json!({"ciphertext": ct}))
+        .await
+        .json();
+    assert_eq!(r["plaintext"], json!(B64.encode("v")));
+}
