@@ -2,6 +2,8 @@
 //! and a small HTTP client that speaks to it the way the Pulumi CLI does.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;

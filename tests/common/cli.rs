@@ -1,0 +1,343 @@
+//! Harness for tests that drive the real `pulumi` CLI against a real `pbackend serve`
+//! process. The binaries come from `scripts/pulumi-toolchain.sh` (cache dir
+//! `$PBACKEND_TOOLCHAIN_DIR`, default `~/.cache/pbackend-toolchain`); the CLI version from
+//! `$PBACKEND_PULUMI_VERSION` (default v3.259.0). Without them the tests skip, saying so,
+//! unless `PBACKEND_REQUIRE_CLI=1` (CI) turns a missing toolchain into a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const DEFAULT_CLI_VERSION: &str = "v3.259.0";
+pub const CLI_TOKEN: &str = "pul-cli-test-token-000000000000";
+pub const MASTER_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+#[derive(Clone, Debug)]
+pub struct Toolchain {
+    pub pulumi: PathBuf,
+    pub plugins: PathBuf,
+    pub version: String,
+}
+
+pub fn toolchain() -> Option<Toolchain> {
+    let dir = std::env::var_os("PBACKEND_TOOLCHAIN_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/pbackend-toolchain"))
+        })?;
+    let version =
+        std::env::var("PBACKEND_PULUMI_VERSION").unwrap_or_else(|_| DEFAULT_CLI_VERSION.into());
+    let tc = Toolchain {
+        pulumi: dir.join(format!("pulumi-{version}")).join("pulumi"),
+        plugins: dir.join("plugins"),
+        version,
+    };
+    let present = tc.pulumi.is_file()
+        && tc.plugins.join("pulumi-language-yaml").is_file()
+        && tc.plugins.join("pulumi-resource-pbtest").is_file();
+    if present {
+        Some(tc)
+    } else if std::env::var("PBACKEND_REQUIRE_CLI").is_ok_and(|v| v == "1") {
+        panic!(
+            "PBACKEND_REQUIRE_CLI=1 but the toolchain is missing at {} (run scripts/pulumi-toolchain.sh)",
+            dir.display()
+        );
+    } else {
+        None
+    }
+}
+
+/// Returns the toolchain, or skips the calling test (with a message) when it is absent.
+#[macro_export]
+macro_rules! require_cli {
+    () => {
+        match common::cli::toolchain() {
+            Some(t) => t,
+            None => {
+                eprintln!(
+                    "SKIPPED: the pulumi CLI toolchain is not built; run scripts/pulumi-toolchain.sh"
+                );
+                return;
+            }
+        }
+    };
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A `pbackend serve` process on a temp database.
+pub struct ServerProcess {
+    pub dir: TempDir,
+    pub url: String,
+    pub port: u16,
+    extra: Vec<String>,
+    child: Option<tokio::process::Child>,
+    starts: usize,
+}
+
+impl ServerProcess {
+    pub async fn start(extra: &[&str]) -> Self {
+        let mut s = ServerProcess {
+            dir: tempfile::tempdir().expect("tempdir"),
+            url: String::new(),
+            port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            starts: 0,
+        };
+        s.spawn().await;
+        s
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("pbackend.db")
+    }
+
+    pub fn log_path(&self, n: usize) -> PathBuf {
+        self.dir.path().join(format!("server-{n}.log"))
+    }
+
+    async fn spawn(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path(self.starts)).expect("log file");
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pbackend"));
+        cmd.arg("serve")
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--db")
+            .arg(self.db())
+            .arg("--master-key")
+            .arg(MASTER_KEY)
+            .arg("--single-tenant-token")
+            .arg(CLI_TOKEN)
+            .arg("--log-level")
+            .arg("debug")
+            .args(&self.extra)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .kill_on_drop(true);
+        let child = cmd.spawn().expect("pbackend starts");
+        self.child = Some(child);
+        self.url = format!("http://127.0.0.1:{}", self.port);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let http = reqwest::Client::new();
+        loop {
+            if let Ok(r) = http
+                .get(format!("{}/api/capabilities", self.url))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("pbackend did not come up: {}", self.log(self.starts));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self, n: usize) -> String {
+        std::fs::read_to_string(self.log_path(n)).unwrap_or_default()
+    }
+
+    /// Kills the server at once (SIGKILL): no graceful shutdown, no final checkpoint.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.start_kill();
+            let _ = c.wait().await;
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.spawn().await;
+    }
+
+    pub fn api(&self) -> super::Api {
+        super::Api::new(&self.url, CLI_TOKEN)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.start_kill();
+        }
+    }
+}
+
+/// The result of one CLI invocation.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.all()))
+    }
+}
+
+/// A Pulumi YAML project in a temp dir, with its own `PULUMI_HOME`, logged in to a server.
+pub struct Project {
+    pub tc: Toolchain,
+    pub dir: TempDir,
+    pub home: TempDir,
+    pub name: String,
+    pub url: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl Project {
+    pub async fn new(tc: &Toolchain, server: &ServerProcess, name: &str) -> Self {
+        let p = Project {
+            tc: tc.clone(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            home: tempfile::tempdir().expect("tempdir"),
+            name: name.to_owned(),
+            url: server.url.clone(),
+            env: vec![],
+        };
+        p.write_program(&items(1, "v", 0), "");
+        p.ok(&["login", &server.url]).await;
+        p
+    }
+
+    /// Another project sharing this one's login (same `PULUMI_HOME`).
+    pub fn sibling(&self, name: &str) -> Project {
+        let p = Project {
+            tc: self.tc.clone(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            home: tempfile::tempdir().expect("tempdir"),
+            name: name.to_owned(),
+            url: self.url.clone(),
+            env: self.env.clone(),
+        };
+        // Copy the credentials so the sibling is logged in too.
+        let creds = self.home.path().join("credentials.json");
+        let _ = std::fs::copy(&creds, p.home.path().join("credentials.json"));
+        p.write_program(&items(1, "v", 0), "");
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `Pulumi.yaml` with the given `resources:` and `outputs:` bodies (YAML, indented
+    /// by two spaces) and the plugin paths of the toolchain.
+    pub fn write_program(&self, resources: &str, outputs: &str) {
+        let plugins = self.tc.plugins.display();
+        let mut text = format!(
+            "name: {}\nruntime: yaml\nplugins:\n  providers:\n    - name: pbtest\n      path: {plugins}\n  \
+             languages:\n    - name: yaml\n      path: {plugins}\n",
+            self.name
+        );
+        if !resources.trim().is_empty() {
+            text.push_str("resources:\n");
+            text.push_str(resources);
+        }
+        if !outputs.trim().is_empty() {
+            text.push_str("outputs:\n");
+            text.push_str(outputs);
+        }
+        std::fs::write(self.dir.path().join("Pulumi.yaml"), text).expect("write Pulumi.yaml");
+    }
+
+    pub fn set_env(&mut self, k: &str, v: &str) {
+        self.env.retain(|(x, _)| x != k);
+        self.env.push((k.to_owned(), v.to_owned()));
+    }
+
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.tc.pulumi);
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("PULUMI_HOME", self.home.path())
+            .env("PULUMI_SKIP_UPDATE_CHECK", "true")
+            .env("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
+            .env("PULUMI_ACCESS_TOKEN", CLI_TOKEN)
+            .env("PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK", "true")
+            .env("NO_COLOR", "1")
+            // Anything that is not our loopback server goes to a dead proxy and fails at once.
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub async fn run(&self, args: &[&str]) -> Out {
+        let out = self.command(args).output().await.expect("pulumi runs");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs and asserts success.
+    pub async fn ok(&self, args: &[&str]) -> Out {
+        let out = self.run(args).await;
+        assert_eq!(
+            out.code,
+            0,
+            "`pulumi {}` failed:\n{}",
+            args.join(" "),
+            out.all()
+        );
+        out
+    }
+
+    /// Runs and asserts failure.
+    pub async fn fails(&self, args: &[&str]) -> Out {
+        let out = self.run(args).await;
+        assert_ne!(
+            out.code,
+            0,
+            "`pulumi {}` should fail:\n{}",
+            args.join(" "),
+            out.all()
+        );
+        out
+    }
+}
+
+/// `n` pbtest:index:Item resources named r0..r{n-1}, value `{prefix}-{i}`, each padded.
+pub fn items(n: usize, prefix: &str, pad: usize) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        s.push_str(&format!(
+            "  r{i}:\n    type: pbtest:index:Item\n    properties:\n      value: {prefix}-{i}\n"
+        ));
+        if pad > 0 {
+            s.push_str(&format!("      padBytes: {pad}\n"));
+        }
+    }
+    s
+}
