@@ -353,6 +353,10 @@ impl Engine {
     ) -> EngineResult<()> {
         let stack = self.stack(caller, key).await?;
         let update = self.update_of(&stack, update_id).await?;
+        // The CLI retries cancel; a repeat of one that landed is a success.
+        if update.status == UpdateStatus::Cancelled {
+            return Ok(());
+        }
         if update.status.is_finished() {
             return Err(EngineError::Conflict(format!(
                 "the update has already finished ({})",
@@ -376,6 +380,7 @@ impl Engine {
             .await?;
         match outcome {
             FinishOutcome::Finished(_) => Ok(()),
+            FinishOutcome::AlreadyFinished(row) if row.status == UpdateStatus::Cancelled => Ok(()),
             FinishOutcome::AlreadyFinished(row) => Err(EngineError::Conflict(format!(
                 "the update has already finished ({})",
                 row.status.as_str()
