@@ -66,6 +66,7 @@ impl Engine {
             cfg,
             clock,
             admin_token_hash,
+            live: Default::default(),
         };
         Ok((engine, boot))
     }

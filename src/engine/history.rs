@@ -65,6 +65,17 @@ impl Engine {
         version: Option<i64>,
     ) -> EngineResult<Export> {
         let stack = self.stack(caller, key).await?;
+        // While an update runs, the stack's current state is what it has reported so far.
+        if version.is_none()
+            && stack.active_update.is_some()
+            && let Some(running) = self.store.running_update(stack.id).await?
+            && let Some(blob) = self.live_state(&running).await?
+        {
+            return Ok(Export {
+                gz: Some(blob.gz),
+                plain: None,
+            });
+        }
         match self.store.get_state(stack.id, version).await? {
             Some(blob) => Ok(Export {
                 gz: Some(blob.gz),

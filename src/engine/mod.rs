@@ -4,13 +4,18 @@
 pub mod blocking;
 pub mod clock;
 pub mod crypto;
+pub mod delta;
 pub mod deployment;
 pub mod error;
+pub mod journal;
 pub mod names;
+pub mod rawjson;
 
 mod bootstrap;
+mod checkpoint;
 mod events;
 mod history;
+mod live;
 mod secrets;
 mod stacks;
 mod updates;
@@ -82,6 +87,7 @@ pub struct Engine {
     cfg: EngineConfig,
     clock: Arc<dyn Clock>,
     admin_token_hash: [u8; 32],
+    live: live::LiveCache,
 }
 
 impl Engine {

@@ -6,16 +6,12 @@
 //! A lease that expires frees the stack: the next start or import finishes the abandoned update
 //! as failed, keeping the last state it reported, and proceeds.
 
-use crate::engine::blocking::run_blocking;
 use crate::engine::crypto::{self, sha256};
-use crate::engine::deployment::{
-    blob_of, count_resources, gunzip_stored, untyped_from_full_checkpoint, untyped_from_verbatim,
-};
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::{Caller, Engine, LeaseToken, names};
 use crate::store::{
-    CheckpointWrite, FinalState, FinishGuard, FinishOutcome, FinishUpdate, LeaseCheck, NewUpdate,
-    StackKey, StackRow, StartOutcome, StartUpdate, StoreError, Tags, UpdateRow, UpdateStatus,
+    FinishGuard, FinishOutcome, FinishUpdate, LeaseCheck, LeaseDenied, NewUpdate, StackKey,
+    StackRow, StartOutcome, StartUpdate, StoreError, Tags, UpdateRow, UpdateStatus,
 };
 
 /// The kinds of update the CLI creates through `POST /api/stacks/{o}/{p}/{s}/{kind}`.
@@ -187,9 +183,9 @@ impl Engine {
         }
         let token = crypto::new_token("lease-");
         let token_hash = sha256(token.as_bytes()).to_vec();
-        // Journaling is not offered yet: the CLI falls back to checkpoints when the answer
-        // does not carry journalVersion 1.
-        let journal_version = 0;
+        // Journal mode when the CLI asks for it (version 1, the only one there is); otherwise
+        // the CLI sends checkpoints.
+        let journal_version = i64::from(opts.journal_version == Some(1));
         // One retry: the first attempt may find an abandoned update to reap.
         for _ in 0..2 {
             let now = self.now();
@@ -238,28 +234,11 @@ impl Engine {
         Err(EngineError::UpdateInProgress)
     }
 
-    /// The state an update leaves behind when it finishes without a final word from the CLI
-    /// (cancel, expiry) or with one (complete).
-    async fn final_state_of(&self, update: &UpdateRow) -> EngineResult<FinalState> {
-        if update.dry_run {
-            return Ok(FinalState::Unchanged);
-        }
-        let resource_count = match self.store.get_working_state(&update.id).await? {
-            Some(ws) => Some(
-                run_blocking(move || {
-                    let json = gunzip_stored(&ws.blob.gz)?;
-                    count_resources(&json)
-                })
-                .await?,
-            ),
-            None => None,
-        };
-        Ok(FinalState::Working { resource_count })
-    }
-
     /// Finishes an update whose lease has expired, as failed, keeping its last state.
     pub(crate) async fn reap(&self, update: &UpdateRow) -> EngineResult<()> {
-        let final_state = self.final_state_of(update).await?;
+        let slot = self.live.slot(&update.id);
+        let mut live = slot.lock().await;
+        let final_state = self.materialize(update, &mut live).await?;
         let now = self.now();
         tracing::info!(update = %update.id, "finishing an update whose lease expired");
         self.store
@@ -274,6 +253,9 @@ impl Engine {
                 keep_versions: self.cfg.max_state_versions,
             })
             .await?;
+        live.clear();
+        drop(live);
+        self.live.remove(&update.id);
         Ok(())
     }
 
@@ -317,8 +299,21 @@ impl Engine {
         };
         let stack = self.stack_for_lease(key, update_id).await?;
         let update = self.update_of(&stack, update_id).await?;
-        let final_state = self.final_state_of(&update).await?;
         let lease = self.lease_check(&stack, update_id, token);
+        let slot = self.live.slot(update_id);
+        let mut live = slot.lock().await;
+        if update.status.is_finished() {
+            // A retried complete: answer from the store without rebuilding anything.
+            live.clear();
+            drop(live);
+            self.live.remove(update_id);
+            return self.store.check_lease(lease).await.or_else(|e| match e {
+                StoreError::Lease(LeaseDenied::Finished(s)) if s == status => Ok(()),
+                other => Err(other.into()),
+            });
+        }
+        self.store.check_lease(lease.clone()).await?;
+        let final_state = self.materialize(&update, &mut live).await?;
         let outcome = self
             .store
             .finish_update(FinishUpdate {
@@ -332,6 +327,9 @@ impl Engine {
                 keep_versions: self.cfg.max_state_versions,
             })
             .await?;
+        live.clear();
+        drop(live);
+        self.live.remove(update_id);
         match outcome {
             FinishOutcome::Finished(_) => Ok(()),
             // A retried complete: the first one landed.
@@ -363,7 +361,9 @@ impl Engine {
                 update.status.as_str()
             )));
         }
-        let final_state = self.final_state_of(&update).await?;
+        let slot = self.live.slot(update_id);
+        let mut live = slot.lock().await;
+        let final_state = self.materialize(&update, &mut live).await?;
         let now = self.now();
         let outcome = self
             .store
@@ -378,6 +378,9 @@ impl Engine {
                 keep_versions: self.cfg.max_state_versions,
             })
             .await?;
+        live.clear();
+        drop(live);
+        self.live.remove(update_id);
         match outcome {
             FinishOutcome::Finished(_) => Ok(()),
             FinishOutcome::AlreadyFinished(row) if row.status == UpdateStatus::Cancelled => Ok(()),
@@ -407,54 +410,5 @@ impl Engine {
             status,
             continuation,
         })
-    }
-
-    /// `PATCH …/checkpoint`: the whole deployment.
-    pub async fn save_full_checkpoint(
-        &self,
-        key: &StackKey,
-        update_id: &str,
-        token: &LeaseToken,
-        body: Vec<u8>,
-    ) -> EngineResult<()> {
-        let stack = self.stack_for_lease(key, update_id).await?;
-        let blob = run_blocking(move || {
-            let json = untyped_from_full_checkpoint(&body)?;
-            Ok(blob_of(&json, -1))
-        })
-        .await?;
-        let lease = self.lease_check(&stack, update_id, token);
-        self.store
-            .save_checkpoint(lease, CheckpointWrite { blob, sequence: 0 })
-            .await
-            .map_err(checkpoint_err)
-    }
-
-    /// `PATCH …/checkpointverbatim`: the deployment text exactly as the CLI serialised it.
-    pub async fn save_verbatim_checkpoint(
-        &self,
-        key: &StackKey,
-        update_id: &str,
-        token: &LeaseToken,
-        body: Vec<u8>,
-    ) -> EngineResult<()> {
-        let stack = self.stack_for_lease(key, update_id).await?;
-        let (blob, sequence) = run_blocking(move || {
-            let (json, seq) = untyped_from_verbatim(&body)?;
-            Ok((blob_of(&json, -1), seq))
-        })
-        .await?;
-        let lease = self.lease_check(&stack, update_id, token);
-        self.store
-            .save_checkpoint(lease, CheckpointWrite { blob, sequence })
-            .await
-            .map_err(checkpoint_err)
-    }
-}
-
-fn checkpoint_err(e: StoreError) -> EngineError {
-    match e {
-        StoreError::Conflict(msg) => EngineError::Conflict(msg),
-        other => other.into(),
     }
 }

@@ -62,11 +62,14 @@ pub struct JsonBody {
 pub enum Limit {
     /// Whole deployments (checkpoints, import).
     State,
+    /// A journal batch: beyond this the CLI gets 413 and splits the batch in halves.
+    Journal,
     /// Everything else.
     Small,
 }
 
 pub const SMALL_BODY_LIMIT: usize = 32 * 1024 * 1024;
+pub const JOURNAL_BATCH_LIMIT: usize = 64 * 1024 * 1024;
 
 fn check_content_type(req: &Request) -> Result<(), ApiError> {
     let Some(ct) = req.headers().get(header::CONTENT_TYPE) else {
@@ -89,6 +92,7 @@ impl JsonBody {
         check_content_type(&req)?;
         let max = match limit {
             Limit::State => state.engine.config().max_state_bytes,
+            Limit::Journal => JOURNAL_BATCH_LIMIT.min(state.engine.config().max_state_bytes),
             Limit::Small => SMALL_BODY_LIMIT,
         };
         let encoding = req
@@ -194,5 +198,18 @@ impl FromRequest<AppState> for SmallBody {
         JsonBody::read(req, state, Limit::Small)
             .await
             .map(SmallBody)
+    }
+}
+
+/// A journal batch body.
+pub struct JournalBody(pub JsonBody);
+
+impl FromRequest<AppState> for JournalBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
+        JsonBody::read(req, state, Limit::Journal)
+            .await
+            .map(JournalBody)
     }
 }

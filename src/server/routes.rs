@@ -59,6 +59,14 @@ pub fn routes() -> Router<AppState> {
             patch(updates::checkpoint_verbatim),
         )
         .route(
+            &s("/{kind}/{update}/checkpointdelta"),
+            patch(updates::checkpoint_delta),
+        )
+        .route(
+            &s("/{kind}/{update}/journalentries"),
+            patch(updates::journal_entries),
+        )
+        .route(
             &s("/{kind}/{update}/events"),
             get(updates::get_events).post(updates::event_single),
         )

@@ -219,6 +219,26 @@ pub struct EventBatch {
     pub resource_changes: Option<String>,
 }
 
+/// One `PATCH …/journalentries` batch, stored as gzip of `{"entries":[…]}`.
+#[derive(Debug, Clone)]
+pub struct JournalBatch {
+    /// Position among the update's batches (1 for the first); set by the store on append.
+    pub ordinal: i64,
+    pub first_sequence: i64,
+    pub last_sequence: i64,
+    pub count: i64,
+    pub gz: Vec<u8>,
+}
+
+/// One applied delta checkpoint: the edits (gzip of the `deploymentDelta` JSON) and the hash
+/// of the text they produced.
+#[derive(Debug, Clone)]
+pub struct DeltaWrite {
+    pub sequence: i64,
+    pub hash: String,
+    pub gz: Vec<u8>,
+}
+
 /// Who may finish an update.
 #[derive(Debug, Clone)]
 pub enum FinishGuard {
@@ -305,9 +325,21 @@ pub trait Store: Send + Sync + 'static {
     /// unless another live or expired-but-unreaped update holds the stack.
     fn start_update(&self, start: StartUpdate) -> StoreFuture<'_, StartOutcome>;
     fn renew_lease(&self, lease: LeaseCheck, expires: i64) -> StoreFuture<'_, ()>;
+    /// Replaces the update's working checkpoint (and drops the deltas on top of the old one).
     fn save_checkpoint(&self, lease: LeaseCheck, write: CheckpointWrite) -> StoreFuture<'_, ()>;
     fn get_working_state<'a>(&'a self, update_id: &'a str)
     -> StoreFuture<'a, Option<WorkingState>>;
+    /// Checks a lease without writing anything.
+    fn check_lease(&self, lease: LeaseCheck) -> StoreFuture<'_, ()>;
+    /// Appends a journal batch under the lease; returns its ordinal.
+    fn append_journal(&self, lease: LeaseCheck, batch: JournalBatch) -> StoreFuture<'_, i64>;
+    /// The update's journal batches in the order they arrived.
+    fn list_journal_batches<'a>(&'a self, update_id: &'a str)
+    -> StoreFuture<'a, Vec<JournalBatch>>;
+    /// Appends an applied delta on top of the working checkpoint, under the lease.
+    fn append_delta(&self, lease: LeaseCheck, delta: DeltaWrite) -> StoreFuture<'_, ()>;
+    /// The deltas applied since the working checkpoint, in order.
+    fn list_deltas<'a>(&'a self, update_id: &'a str) -> StoreFuture<'a, Vec<DeltaWrite>>;
     /// Stores a batch of engine events. A batch whose first sequence is already stored is a
     /// retry and is ignored.
     fn append_events(&self, lease: LeaseCheck, batch: EventBatch) -> StoreFuture<'_, ()>;

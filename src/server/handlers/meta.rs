@@ -11,9 +11,16 @@ use crate::server::state::AppState;
 use crate::server::wire::*;
 
 /// What this server implements, and nothing more: the CLI switches protocols on these.
-pub async fn capabilities() -> AxumJson<CapabilitiesResponse> {
+/// (Journaling needs no capability: the CLI asks for it when it starts an update.)
+pub async fn capabilities(State(state): State<AppState>) -> AxumJson<CapabilitiesResponse> {
+    let cutoff = state.engine.config().delta_cutoff_bytes;
     AxumJson(CapabilitiesResponse {
         capabilities: vec![
+            Capability {
+                capability: "delta-checkpoint-uploads-v2",
+                version: Some(2),
+                configuration: Some(serde_json::json!({ "checkpointCutoffSizeBytes": cutoff })),
+            },
             Capability {
                 capability: "batch-encrypt",
                 version: None,

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use crate::engine::{CreateUpdate, StartUpdateOptions, UpdateKind};
 use crate::server::auth::{ApiCaller, UpdateLease};
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::extract::{Json, OptionalJson, P, StateBody};
+use crate::server::extract::{JournalBody, Json, OptionalJson, P, StateBody};
 use crate::server::handlers::{StackPath, UpdatePath};
 use crate::server::state::AppState;
 use crate::server::wire::*;
@@ -169,6 +169,34 @@ pub async fn checkpoint_verbatim(
     state
         .engine
         .save_verbatim_checkpoint(&key, &id, &lease, body.json)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn checkpoint_delta(
+    State(state): State<AppState>,
+    UpdateLease(lease): UpdateLease,
+    P(p): P<UpdatePath>,
+    StateBody(body): StateBody,
+) -> ApiResult<StatusCode> {
+    let (key, id) = p.split()?;
+    state
+        .engine
+        .save_delta_checkpoint(&key, &id, &lease, body.json)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn journal_entries(
+    State(state): State<AppState>,
+    UpdateLease(lease): UpdateLease,
+    P(p): P<UpdatePath>,
+    body: JournalBody,
+) -> ApiResult<StatusCode> {
+    let (key, id) = p.split()?;
+    state
+        .engine
+        .journal_entries(&key, &id, &lease, body.0.json, body.0.gz)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

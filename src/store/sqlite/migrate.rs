@@ -103,6 +103,28 @@ const STEPS: &[&str] = &[
         PRIMARY KEY (update_id, first_seq)
     );
     "#,
+    // 2: journal batches and delta checkpoints.
+    r#"
+    CREATE TABLE journal_batches (
+        update_id TEXT NOT NULL REFERENCES updates (id) ON DELETE CASCADE,
+        ordinal   INTEGER NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq  INTEGER NOT NULL,
+        count     INTEGER NOT NULL,
+        entries   BLOB NOT NULL,
+        PRIMARY KEY (update_id, ordinal)
+    );
+
+    -- Deltas applied on top of update_state, in order; folded into it from time to time.
+    CREATE TABLE update_deltas (
+        update_id TEXT NOT NULL REFERENCES updates (id) ON DELETE CASCADE,
+        ordinal   INTEGER NOT NULL,
+        sequence  INTEGER NOT NULL,
+        hash      TEXT NOT NULL,
+        edits     BLOB NOT NULL,
+        PRIMARY KEY (update_id, ordinal)
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

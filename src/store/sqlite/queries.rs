@@ -205,6 +205,21 @@ fn prune_versions(tx: &Transaction<'_>, stack_id: i64, keep: i64) -> StoreResult
             params![stack_id, keep],
         )
         .map_err(map_err)?;
+    if n > 0 {
+        // Journals and events of updates older than every kept version can no longer be
+        // replayed or shown against a state; drop them with the versions.
+        for table in ["journal_batches", "update_events"] {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE update_id IN (SELECT id FROM updates \
+                     WHERE stack_id = ?1 AND status != 'running' AND version < \
+                     (SELECT MIN(version) FROM stack_versions WHERE stack_id = ?1))"
+                ),
+                [stack_id],
+            )
+            .map_err(map_err)?;
+        }
+    }
     Ok(n as u64)
 }
 
@@ -556,7 +571,119 @@ impl Store for SqliteStore {
                 ])
             })
             .map_err(map_err)?;
+            tx.execute(
+                "DELETE FROM update_deltas WHERE update_id = ?1",
+                [&lease.update_id],
+            )
+            .map_err(map_err)?;
             Ok(())
+        }))
+    }
+
+    fn check_lease(&self, lease: LeaseCheck) -> StoreFuture<'_, ()> {
+        Box::pin(self.read(move |tx| check_lease(tx, &lease, false)))
+    }
+
+    fn append_journal(&self, lease: LeaseCheck, b: JournalBatch) -> StoreFuture<'_, i64> {
+        Box::pin(self.write(move |tx| {
+            check_lease(tx, &lease, false)?;
+            let ordinal: i64 = tx
+                .prepare_cached(
+                    "SELECT COALESCE(MAX(ordinal), 0) + 1 FROM journal_batches WHERE update_id = ?1",
+                )
+                .and_then(|mut st| st.query_row([&lease.update_id], |r| r.get(0)))
+                .map_err(map_err)?;
+            tx.prepare_cached(
+                "INSERT INTO journal_batches (update_id, ordinal, first_seq, last_seq, count, entries) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    lease.update_id,
+                    ordinal,
+                    b.first_sequence,
+                    b.last_sequence,
+                    b.count,
+                    b.gz
+                ])
+            })
+            .map_err(map_err)?;
+            Ok(ordinal)
+        }))
+    }
+
+    fn list_journal_batches<'a>(
+        &'a self,
+        update_id: &'a str,
+    ) -> StoreFuture<'a, Vec<JournalBatch>> {
+        let id = update_id.to_owned();
+        Box::pin(self.read(move |tx| {
+            let mut st = tx
+                .prepare_cached(
+                    "SELECT ordinal, first_seq, last_seq, count, entries FROM journal_batches \
+                     WHERE update_id = ?1 ORDER BY ordinal",
+                )
+                .map_err(map_err)?;
+            let rows = st
+                .query_map([id], |r| {
+                    Ok(JournalBatch {
+                        ordinal: r.get(0)?,
+                        first_sequence: r.get(1)?,
+                        last_sequence: r.get(2)?,
+                        count: r.get(3)?,
+                        gz: r.get(4)?,
+                    })
+                })
+                .map_err(map_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+        }))
+    }
+
+    fn append_delta(&self, lease: LeaseCheck, d: DeltaWrite) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |tx| {
+            check_lease(tx, &lease, false)?;
+            let has_base: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM update_state WHERE update_id = ?1)",
+                    [&lease.update_id],
+                    |r| r.get(0),
+                )
+                .map_err(map_err)?;
+            if !has_base {
+                return Err(StoreError::Conflict(
+                    "a delta needs a verbatim checkpoint of this update to apply to".into(),
+                ));
+            }
+            tx.prepare_cached(
+                "INSERT INTO update_deltas (update_id, ordinal, sequence, hash, edits) \
+                 VALUES (?1, (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM update_deltas \
+                 WHERE update_id = ?1), ?2, ?3, ?4)",
+            )
+            .and_then(|mut st| st.execute(params![lease.update_id, d.sequence, d.hash, d.gz]))
+            .map_err(map_err)?;
+            Ok(())
+        }))
+    }
+
+    fn list_deltas<'a>(&'a self, update_id: &'a str) -> StoreFuture<'a, Vec<DeltaWrite>> {
+        let id = update_id.to_owned();
+        Box::pin(self.read(move |tx| {
+            let mut st = tx
+                .prepare_cached(
+                    "SELECT sequence, hash, edits FROM update_deltas WHERE update_id = ?1 \
+                     ORDER BY ordinal",
+                )
+                .map_err(map_err)?;
+            let rows = st
+                .query_map([id], |r| {
+                    Ok(DeltaWrite {
+                        sequence: r.get(0)?,
+                        hash: r.get(1)?,
+                        gz: r.get(2)?,
+                    })
+                })
+                .map_err(map_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
         }))
     }
 
@@ -731,11 +858,13 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(map_err)?;
-            tx.execute(
-                "DELETE FROM update_state WHERE update_id = ?1",
-                [&f.update_id],
-            )
-            .map_err(map_err)?;
+            for table in ["update_state", "update_deltas"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE update_id = ?1"),
+                    [&f.update_id],
+                )
+                .map_err(map_err)?;
+            }
             let row = update_by_id(tx, &f.update_id)?
                 .ok_or_else(|| StoreError::Corrupt("finished update vanished".into()))?;
             Ok(FinishOutcome::Finished(row))

@@ -1,0 +1,496 @@
+//! The state a running update reports, in the CLI's four ways: whole checkpoints, verbatim
+//! checkpoints, delta checkpoints and journal entries. Each write is stored before it is
+//! acknowledged; deltas and journal entries are also applied to the update's in-memory state
+//! as they arrive (see `live`), so finishing an update or reading its state replays nothing.
+
+use crate::engine::blocking::{run_blocking, run_sized};
+use crate::engine::deployment::{
+    EMPTY_DEPLOYMENT, blob_of, count_resources, gunzip_stored, gzip, untyped_from_full_checkpoint,
+    untyped_from_verbatim,
+};
+use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::journal::{Base, Entry, Replayer, encode_entries, parse_entries};
+use crate::engine::live::{Live, LiveText};
+use crate::engine::{Engine, LeaseToken, delta};
+use crate::store::{
+    CheckpointWrite, DeltaWrite, FinalState, JournalBatch, StackKey, StateBlob, StoreError,
+    UpdateRow,
+};
+
+/// Fold deltas into a new full checkpoint after this many, so that rebuilding an update's
+/// text after a restart applies a bounded number of them.
+const COMPACT_AFTER_DELTAS: usize = 100;
+
+fn checkpoint_err(e: StoreError) -> EngineError {
+    match e {
+        StoreError::Conflict(msg) => EngineError::Conflict(msg),
+        other => other.into(),
+    }
+}
+
+/// The manifest version of a state the server builds: the CLI version that ran the update
+/// (as the CLI itself would write), else ours.
+fn engine_version(update: &UpdateRow) -> String {
+    serde_json::from_str::<std::collections::BTreeMap<String, String>>(&update.environment)
+        .ok()
+        .and_then(|env| env.get("pulumi.version").cloned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| format!("v{}", env!("CARGO_PKG_VERSION")))
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "0001-01-01T00:00:00Z".into())
+}
+
+impl Engine {
+    /// The update row for a live slot, loaded once.
+    async fn live_update(
+        &self,
+        stack_id: i64,
+        update_id: &str,
+        live: &mut Live,
+    ) -> EngineResult<UpdateRow> {
+        if let Some(u) = &live.update {
+            return Ok(u.clone());
+        }
+        let u = self
+            .store
+            .get_update(update_id)
+            .await?
+            .filter(|u| u.stack_id == stack_id)
+            .ok_or_else(|| EngineError::NotFound(format!("update '{update_id}' not found")))?;
+        live.update = Some(u.clone());
+        Ok(u)
+    }
+
+    /// The deployment text an update started from.
+    async fn base_text(&self, update: &UpdateRow) -> EngineResult<Vec<u8>> {
+        match update.base_version {
+            None => Ok(EMPTY_DEPLOYMENT.to_vec()),
+            Some(v) => {
+                let blob = self
+                    .store
+                    .get_state(update.stack_id, Some(v))
+                    .await?
+                    .ok_or_else(|| {
+                        EngineError::Internal(format!(
+                            "the base version {v} of update {} is missing",
+                            update.id
+                        ))
+                    })?;
+                run_blocking(move || gunzip_stored(&blob.gz)).await
+            }
+        }
+    }
+
+    /// Rebuilds a journal replayer from the base and every stored batch.
+    pub(crate) async fn replay_stored_journal(
+        &self,
+        update: &UpdateRow,
+    ) -> EngineResult<(Replayer, i64)> {
+        let base = self.base_text(update).await?;
+        let batches = self.store.list_journal_batches(&update.id).await?;
+        run_blocking(move || {
+            let mut r = Replayer::new(Base::from_untyped(&base)?);
+            let mut last = 0;
+            for b in batches {
+                let json = gunzip_stored(&b.gz)?;
+                for e in parse_entries(&json)? {
+                    r.add(e)?;
+                }
+                last = b.ordinal;
+            }
+            Ok((r, last))
+        })
+        .await
+    }
+
+    async fn ensure_replayer(&self, update: &UpdateRow, live: &mut Live) -> EngineResult<()> {
+        if live.replayer.is_none() {
+            let (r, batches) = self.replay_stored_journal(update).await?;
+            if batches > 0 {
+                tracing::info!(update = %update.id, batches, "rebuilt a journal from the store");
+            }
+            live.replayer = Some(Box::new(r));
+            live.batches = batches;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds an update's checkpoint text from its stored checkpoint and deltas.
+    async fn load_text(&self, update_id: &str) -> EngineResult<Option<LiveText>> {
+        let Some(ws) = self.store.get_working_state(update_id).await? else {
+            return Ok(None);
+        };
+        let deltas = self.store.list_deltas(update_id).await?;
+        run_blocking(move || {
+            let mut bytes = gunzip_stored(&ws.blob.gz)?;
+            let mut sha = ws.blob.sha256.clone();
+            let mut sequence = ws.sequence;
+            let n = deltas.len();
+            for d in deltas {
+                let edits_json = gunzip_stored(&d.gz)?;
+                let text = std::str::from_utf8(&edits_json)
+                    .map_err(|e| EngineError::Internal(format!("stored delta: {e}")))?;
+                let edits = delta::parse_edits(Some(text))?;
+                bytes = delta::apply_verified(&bytes, &edits, &d.hash)
+                    .map_err(|e| EngineError::Internal(format!("stored delta: {e}")))?;
+                sha = d.hash;
+                sequence = d.sequence;
+            }
+            Ok(Some(LiveText {
+                bytes,
+                sha,
+                sequence,
+                deltas: n,
+            }))
+        })
+        .await
+    }
+
+    /// `PATCH …/checkpoint`: the whole deployment.
+    pub async fn save_full_checkpoint(
+        &self,
+        key: &StackKey,
+        update_id: &str,
+        token: &LeaseToken,
+        body: Vec<u8>,
+    ) -> EngineResult<()> {
+        let stack = self.stack_for_lease(key, update_id).await?;
+        let blob = run_blocking(move || {
+            let json = untyped_from_full_checkpoint(&body)?;
+            Ok(blob_of(&json, -1))
+        })
+        .await?;
+        let slot = self.live.slot(update_id);
+        let mut live = slot.lock().await;
+        let lease = self.lease_check(&stack, update_id, token);
+        self.store
+            .save_checkpoint(lease, CheckpointWrite { blob, sequence: 0 })
+            .await
+            .map_err(checkpoint_err)?;
+        live.text = None;
+        Ok(())
+    }
+
+    /// `PATCH …/checkpointverbatim`: the deployment text exactly as the CLI serialised it,
+    /// kept as the baseline later deltas edit.
+    pub async fn save_verbatim_checkpoint(
+        &self,
+        key: &StackKey,
+        update_id: &str,
+        token: &LeaseToken,
+        body: Vec<u8>,
+    ) -> EngineResult<()> {
+        let stack = self.stack_for_lease(key, update_id).await?;
+        let (json, blob, sequence) = run_blocking(move || {
+            let (json, seq) = untyped_from_verbatim(&body)?;
+            let blob = blob_of(&json, -1);
+            Ok((json, blob, seq))
+        })
+        .await?;
+        let slot = self.live.slot(update_id);
+        let mut live = slot.lock().await;
+        let lease = self.lease_check(&stack, update_id, token);
+        let sha = blob.sha256.clone();
+        self.store
+            .save_checkpoint(lease, CheckpointWrite { blob, sequence })
+            .await
+            .map_err(checkpoint_err)?;
+        live.text = Some(LiveText {
+            bytes: json,
+            sha,
+            sequence,
+            deltas: 0,
+        });
+        live.touch();
+        Ok(())
+    }
+
+    /// `PATCH …/checkpointdelta`: edits to the last checkpoint text, checked against the hash
+    /// the CLI sent. A mismatch is refused with 400 and nothing stored: the CLI then sends
+    /// the whole text verbatim with the same sequence number.
+    pub async fn save_delta_checkpoint(
+        &self,
+        key: &StackKey,
+        update_id: &str,
+        token: &LeaseToken,
+        body: Vec<u8>,
+    ) -> EngineResult<()> {
+        let stack = self.stack_for_lease(key, update_id).await?;
+        let lease = self.lease_check(&stack, update_id, token);
+        let slot = self.live.slot(update_id);
+        let mut live = slot.lock().await;
+        if live.text.is_none() {
+            self.store.check_lease(lease.clone()).await?;
+            live.text = self.load_text(update_id).await?;
+        }
+        let Some(text) = live.text.take() else {
+            return Err(EngineError::Conflict(
+                "a delta needs a verbatim checkpoint of this update to apply to; send one".into(),
+            ));
+        };
+        let size = text.bytes.len() + body.len();
+        let (text, outcome) = run_sized(size, move || {
+            let outcome = apply_delta(&text, &body);
+            Ok((text, outcome))
+        })
+        .await?;
+        let (new_text, write) = match outcome {
+            Err(e) => {
+                live.text = Some(text);
+                return Err(e);
+            }
+            Ok(None) => {
+                // A retry of a delta that already landed.
+                live.text = Some(text);
+                return self.store.check_lease(lease).await.map_err(Into::into);
+            }
+            Ok(Some(x)) => x,
+        };
+        let compact = new_text.deltas >= COMPACT_AFTER_DELTAS;
+        let stored = if compact {
+            let bytes = new_text.bytes.clone();
+            let blob = run_blocking(move || Ok(blob_of(&bytes, -1))).await?;
+            self.store
+                .save_checkpoint(
+                    lease,
+                    CheckpointWrite {
+                        blob,
+                        sequence: new_text.sequence,
+                    },
+                )
+                .await
+        } else {
+            self.store.append_delta(lease, write).await
+        };
+        match stored {
+            Ok(()) => {
+                live.text = Some(LiveText {
+                    deltas: if compact { 0 } else { new_text.deltas },
+                    ..new_text
+                });
+                live.touch();
+                Ok(())
+            }
+            Err(e) => {
+                live.text = Some(text);
+                Err(checkpoint_err(e))
+            }
+        }
+    }
+
+    /// `PATCH …/journalentries`: stores a batch and applies it to the update's replayer.
+    /// A retried batch (every sequence ID already applied) is acknowledged without change.
+    pub async fn journal_entries(
+        &self,
+        key: &StackKey,
+        update_id: &str,
+        token: &LeaseToken,
+        json: Vec<u8>,
+        gz: Option<Vec<u8>>,
+    ) -> EngineResult<()> {
+        let stack = self.stack_for_lease(key, update_id).await?;
+        let lease = self.lease_check(&stack, update_id, token);
+        let slot = self.live.slot(update_id);
+        let mut live = slot.lock().await;
+        let update = self.live_update(stack.id, update_id, &mut live).await?;
+        if update.journal_version != 1 {
+            return Err(EngineError::Conflict(
+                "this update was not started with journaling; send checkpoints".into(),
+            ));
+        }
+        if live.replayer.is_none() {
+            // Do not rebuild anything for a caller without a valid lease.
+            self.store.check_lease(lease.clone()).await?;
+            self.ensure_replayer(&update, &mut live).await?;
+        }
+        let Some(replayer) = live.replayer.take() else {
+            return Err(EngineError::Internal("journal replayer missing".into()));
+        };
+        let applied = run_sized(json.len(), move || apply_batch(replayer, json, gz)).await;
+        let (replayer, batch) = match applied {
+            Ok(x) => x,
+            Err(e) => {
+                // The replayer may hold part of the batch: rebuild it from the store next time.
+                live.clear();
+                return Err(e);
+            }
+        };
+        let Some(batch) = batch else {
+            live.replayer = Some(replayer);
+            return self.store.check_lease(lease).await.map_err(Into::into);
+        };
+        match self.store.append_journal(lease, batch).await {
+            Ok(ordinal) => {
+                if ordinal == live.batches + 1 {
+                    live.batches = ordinal;
+                    live.replayer = Some(replayer);
+                } else {
+                    // Someone else appended batches we have not applied: rebuild next time.
+                    live.clear();
+                }
+                live.touch();
+                Ok(())
+            }
+            Err(e) => {
+                live.clear();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The state an update has reached, for finishing it or reading it while it runs.
+    pub(crate) async fn materialize(
+        &self,
+        update: &UpdateRow,
+        live: &mut Live,
+    ) -> EngineResult<FinalState> {
+        if update.dry_run {
+            return Ok(FinalState::Unchanged);
+        }
+        if update.journal_version == 1 {
+            self.ensure_replayer(update, live).await?;
+            let Some(replayer) = live.replayer.take() else {
+                return Err(EngineError::Internal("journal replayer missing".into()));
+            };
+            if replayer.applied() == 0 {
+                // No entries arrived: whatever checkpoint the client sent instead decides.
+                live.replayer = Some(replayer);
+                return self.materialize_checkpoints(update, live).await;
+            }
+            let version = engine_version(update);
+            let (replayer, blob) = run_blocking(move || {
+                let generated = replayer.generate()?;
+                let json = generated.to_untyped(&version, &now_rfc3339());
+                let blob = blob_of(&json, generated.resource_count());
+                Ok((replayer, blob))
+            })
+            .await?;
+            live.replayer = Some(replayer);
+            return Ok(FinalState::Blob(blob));
+        }
+        self.materialize_checkpoints(update, live).await
+    }
+
+    /// [`Engine::materialize`] for updates that sent checkpoints.
+    async fn materialize_checkpoints(
+        &self,
+        update: &UpdateRow,
+        live: &mut Live,
+    ) -> EngineResult<FinalState> {
+        if live.text.is_none() && !self.store.list_deltas(&update.id).await?.is_empty() {
+            live.text = self.load_text(&update.id).await?;
+        }
+        if let Some(text) = live.text.as_ref().filter(|t| t.deltas > 0) {
+            let bytes = text.bytes.clone();
+            let blob = run_blocking(move || {
+                let count = count_resources(&bytes)?;
+                Ok(blob_of(&bytes, count))
+            })
+            .await?;
+            return Ok(FinalState::Blob(blob));
+        }
+        let resource_count = match self.store.get_working_state(&update.id).await? {
+            Some(ws) => Some(
+                run_blocking(move || {
+                    let json = gunzip_stored(&ws.blob.gz)?;
+                    count_resources(&json)
+                })
+                .await?,
+            ),
+            None => None,
+        };
+        Ok(FinalState::Working { resource_count })
+    }
+
+    /// The live state of a running update, when it has moved past the stack's stored state.
+    pub(crate) async fn live_state(&self, update: &UpdateRow) -> EngineResult<Option<StateBlob>> {
+        let Some(slot) = self.live.existing(&update.id) else {
+            return Ok(None);
+        };
+        let mut live = slot.lock().await;
+        if !live.has_progress() {
+            return Ok(None);
+        }
+        match self.materialize(update, &mut live).await? {
+            FinalState::Blob(b) => Ok(Some(b)),
+            FinalState::Working { .. } => Ok(self
+                .store
+                .get_working_state(&update.id)
+                .await?
+                .map(|w| w.blob)),
+            FinalState::Unchanged => Ok(None),
+        }
+    }
+}
+
+/// Applies one delta request to `text`. `Ok(None)`: a repeat of the last applied delta.
+fn apply_delta(text: &LiveText, body: &[u8]) -> EngineResult<Option<(LiveText, DeltaWrite)>> {
+    let req = delta::parse_request(body)?;
+    if req.sequence_number < text.sequence {
+        return Err(EngineError::Conflict(format!(
+            "stale checkpoint: sequence {} is older than the stored {}",
+            req.sequence_number, text.sequence
+        )));
+    }
+    if req.sequence_number == text.sequence && req.checkpoint_hash == text.sha {
+        return Ok(None);
+    }
+    let edits_text = req.edits.map(|r| r.get());
+    let edits = delta::parse_edits(edits_text)?;
+    let bytes = delta::apply_verified(&text.bytes, &edits, &req.checkpoint_hash)?;
+    let write = DeltaWrite {
+        sequence: req.sequence_number,
+        hash: req.checkpoint_hash.clone(),
+        gz: gzip(edits_text.unwrap_or("[]").as_bytes()),
+    };
+    let new = LiveText {
+        bytes,
+        sha: req.checkpoint_hash,
+        sequence: req.sequence_number,
+        deltas: text.deltas + 1,
+    };
+    Ok(Some((new, write)))
+}
+
+/// Applies a journal batch: skips entries already applied, and returns the batch to store
+/// (the body as received when every entry is new).
+fn apply_batch(
+    mut replayer: Box<Replayer>,
+    json: Vec<u8>,
+    gz: Option<Vec<u8>>,
+) -> EngineResult<(Box<Replayer>, Option<JournalBatch>)> {
+    let entries = parse_entries(&json)?;
+    let total = entries.len();
+    let fresh: Vec<Entry> = entries
+        .into_iter()
+        .filter(|e| !replayer.has_seen(e.sequence_id))
+        .collect();
+    if fresh.is_empty() {
+        return Ok((replayer, None));
+    }
+    let first = fresh.iter().map(|e| e.sequence_id).min().unwrap_or(0);
+    let last = fresh.iter().map(|e| e.sequence_id).max().unwrap_or(0);
+    let count = fresh.len() as i64;
+    let gz = if fresh.len() == total {
+        gz.unwrap_or_else(|| gzip(&json))
+    } else {
+        gzip(&encode_entries(&fresh.iter().collect::<Vec<_>>()))
+    };
+    for e in fresh {
+        replayer.add(e)?;
+    }
+    Ok((
+        replayer,
+        Some(JournalBatch {
+            ordinal: 0,
+            first_sequence: first,
+            last_sequence: last,
+            count,
+            gz,
+        }),
+    ))
+}

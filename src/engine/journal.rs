@@ -1,0 +1,1203 @@
+//! Journal replay: turns a base deployment plus the CLI's journal entries into the deployment
+//! they describe, with the same result as the CLI's own replayer (`JournalReplayer` in
+//! upstream `pkg/backend/journal.go`).
+//!
+//! The same [`Replayer`] serves three callers: the server applies each batch as it arrives
+//! (live materialisation, so `complete` and reads never replay anything), crash recovery
+//! replays the stored batches once, and `pbackend replay-journal` replays them offline.
+//!
+//! Resources stay the JSON text the CLI sent. Only the fields replay must read are parsed
+//! ([`ResourceHead`]); a resource is re-encoded only when replay changes one of its fields, and
+//! then only that field (see [`RawObject`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+
+use crate::engine::crypto::sha256_hex;
+use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::rawjson::RawObject;
+
+pub const KIND_BEGIN: i64 = 0;
+pub const KIND_SUCCESS: i64 = 1;
+pub const KIND_FAILURE: i64 = 2;
+pub const KIND_REFRESH_SUCCESS: i64 = 3;
+pub const KIND_OUTPUTS: i64 = 4;
+pub const KIND_WRITE: i64 = 5;
+pub const KIND_SECRETS_MANAGER: i64 = 6;
+pub const KIND_REBUILT_BASE_STATE: i64 = 7;
+pub const KIND_EXTENSION_PARAMETERIZE: i64 = 8;
+pub const KIND_SNIPPETS: i64 = 9;
+
+const ROOT_STACK_TYPE: &str = "pulumi:pulumi:Stack";
+
+fn invalid(msg: impl Into<String>) -> EngineError {
+    EngineError::Invalid(msg.into())
+}
+
+/// One journal entry as the CLI sends it (`apitype.JournalEntry`).
+#[derive(Deserialize, Debug, Clone)]
+pub struct Entry {
+    pub kind: i64,
+    #[serde(rename = "sequenceID")]
+    pub sequence_id: i64,
+    #[serde(rename = "operationID", default)]
+    pub operation_id: i64,
+    #[serde(rename = "removeOld", default)]
+    pub remove_old: Option<i64>,
+    #[serde(rename = "removeNew", default)]
+    pub remove_new: Option<i64>,
+    #[serde(rename = "pendingReplacementOld", default)]
+    pub pending_replacement_old: Option<i64>,
+    #[serde(rename = "pendingReplacementNew", default)]
+    pub pending_replacement_new: Option<i64>,
+    #[serde(rename = "deleteOld", default)]
+    pub delete_old: Option<i64>,
+    #[serde(rename = "deleteNew", default)]
+    pub delete_new: Option<i64>,
+    #[serde(default)]
+    pub state: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub operation: Option<Box<RawValue>>,
+    #[serde(rename = "isRefresh", default)]
+    pub is_refresh: bool,
+    #[serde(rename = "secretsProvider", default)]
+    pub secrets_provider: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub snippets: Option<Box<RawValue>>,
+    #[serde(rename = "newSnapshot", default)]
+    pub new_snapshot: Option<Box<RawValue>>,
+    #[serde(rename = "extensionRef", default)]
+    pub extension_ref: Option<String>,
+    #[serde(default)]
+    pub extension: Option<Box<RawValue>>,
+    #[serde(rename = "requiresByteString", default)]
+    pub requires_byte_string: bool,
+}
+
+#[derive(Deserialize)]
+struct EntriesBody {
+    #[serde(default)]
+    entries: Option<Vec<Entry>>,
+}
+
+/// Parses a `PATCH …/journalentries` body.
+pub fn parse_entries(json: &[u8]) -> EngineResult<Vec<Entry>> {
+    let body: EntriesBody = serde_json::from_slice(json)
+        .map_err(|e| invalid(format!("the journal entries are not valid: {e}")))?;
+    Ok(body.entries.unwrap_or_default())
+}
+
+/// Encodes entries back into a `{"entries":[…]}` body (for storing part of a batch).
+pub fn encode_entries(entries: &[&Entry]) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        kind: i64,
+        #[serde(rename = "sequenceID")]
+        sequence_id: i64,
+        #[serde(rename = "operationID")]
+        operation_id: i64,
+        #[serde(rename = "removeOld")]
+        remove_old: Option<i64>,
+        #[serde(rename = "removeNew")]
+        remove_new: Option<i64>,
+        #[serde(
+            rename = "pendingReplacementOld",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pending_replacement_old: Option<i64>,
+        #[serde(
+            rename = "pendingReplacementNew",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pending_replacement_new: Option<i64>,
+        #[serde(rename = "deleteOld", skip_serializing_if = "Option::is_none")]
+        delete_old: Option<i64>,
+        #[serde(rename = "deleteNew", skip_serializing_if = "Option::is_none")]
+        delete_new: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        state: Option<&'a RawValue>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        operation: Option<&'a RawValue>,
+        #[serde(rename = "isRefresh", skip_serializing_if = "std::ops::Not::not")]
+        is_refresh: bool,
+        #[serde(rename = "secretsProvider", skip_serializing_if = "Option::is_none")]
+        secrets_provider: Option<&'a RawValue>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        snippets: Option<&'a RawValue>,
+        #[serde(rename = "newSnapshot", skip_serializing_if = "Option::is_none")]
+        new_snapshot: Option<&'a RawValue>,
+        #[serde(rename = "extensionRef", skip_serializing_if = "Option::is_none")]
+        extension_ref: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        extension: Option<&'a RawValue>,
+        #[serde(
+            rename = "requiresByteString",
+            skip_serializing_if = "std::ops::Not::not"
+        )]
+        requires_byte_string: bool,
+    }
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        entries: Vec<Out<'a>>,
+    }
+    let body = Body {
+        entries: entries
+            .iter()
+            .map(|e| Out {
+                kind: e.kind,
+                sequence_id: e.sequence_id,
+                operation_id: e.operation_id,
+                remove_old: e.remove_old,
+                remove_new: e.remove_new,
+                pending_replacement_old: e.pending_replacement_old,
+                pending_replacement_new: e.pending_replacement_new,
+                delete_old: e.delete_old,
+                delete_new: e.delete_new,
+                state: e.state.as_deref(),
+                operation: e.operation.as_deref(),
+                is_refresh: e.is_refresh,
+                secrets_provider: e.secrets_provider.as_deref(),
+                snippets: e.snippets.as_deref(),
+                new_snapshot: e.new_snapshot.as_deref(),
+                extension_ref: e.extension_ref.as_deref(),
+                extension: e.extension.as_deref(),
+                requires_byte_string: e.requires_byte_string,
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// The fields of a resource that replay reads.
+#[derive(Deserialize, Debug, Clone, Default)]
+pub struct ResourceHead {
+    #[serde(default)]
+    pub urn: String,
+    #[serde(default)]
+    pub parent: Option<String>,
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub dependencies: Option<Vec<String>>,
+    #[serde(rename = "propertyDependencies", default)]
+    pub property_dependencies: Option<BTreeMap<String, Option<Vec<String>>>>,
+    #[serde(rename = "deletedWith", default)]
+    pub deleted_with: Option<String>,
+    #[serde(rename = "replaceWith", default)]
+    pub replace_with: Option<Vec<String>>,
+    #[serde(rename = "viewOf", default)]
+    pub view_of: Option<String>,
+    #[serde(default)]
+    pub aliases: Option<Vec<String>>,
+    #[serde(rename = "refreshBeforeUpdate", default)]
+    pub refresh_before_update: Option<bool>,
+    #[serde(default)]
+    pub taint: Option<bool>,
+    #[serde(rename = "resourceHooks", default)]
+    pub resource_hooks: Option<HashMap<String, IgnoredAny>>,
+    #[serde(rename = "extensionRef", default)]
+    pub extension_ref: Option<String>,
+    #[serde(rename = "snippetID", default)]
+    pub snippet_id: Option<String>,
+}
+
+/// A resource: its exact JSON text and the fields replay reads from it.
+#[derive(Debug, Clone)]
+pub struct Res {
+    pub raw: Box<RawValue>,
+    pub head: ResourceHead,
+}
+
+impl Res {
+    pub fn parse(raw: Box<RawValue>) -> EngineResult<Res> {
+        let head: ResourceHead = serde_json::from_str(raw.get())
+            .map_err(|e| invalid(format!("a resource is not valid: {e}")))?;
+        Ok(Res { raw, head })
+    }
+
+    pub fn urn(&self) -> &str {
+        &self.head.urn
+    }
+
+    /// Sets a boolean field of the resource (re-encoding only that field).
+    fn set_flag(&mut self, key: &str) -> EngineResult<()> {
+        let mut obj = RawObject::parse(self.raw.get())
+            .map_err(|e| invalid(format!("a resource is not an object: {e}")))?;
+        obj.set(key, &true);
+        self.raw = obj.to_raw();
+        Ok(())
+    }
+
+    fn features(&self, features: &mut Features) {
+        let h = &self.head;
+        if h.refresh_before_update == Some(true) {
+            features.insert("refreshBeforeUpdate");
+        }
+        if h.view_of.as_deref().is_some_and(|v| !v.is_empty()) {
+            features.insert("views");
+        }
+        if h.resource_hooks.as_ref().is_some_and(|m| !m.is_empty()) {
+            features.insert("hooks");
+        }
+        if h.taint == Some(true) {
+            features.insert("taint");
+        }
+        if h.replace_with.as_ref().is_some_and(|r| !r.is_empty()) {
+            features.insert("replaceWith");
+        }
+        if h.extension_ref.as_deref().is_some_and(|v| !v.is_empty()) {
+            features.insert("extensionParameterization");
+        }
+        if h.snippet_id.as_deref().is_some_and(|v| !v.is_empty()) {
+            features.insert("snippets-prototype");
+        }
+    }
+}
+
+/// A pending operation (`OperationV2`): its text, its type and its resource's head.
+#[derive(Debug, Clone)]
+pub struct PendingOp {
+    pub raw: Box<RawValue>,
+    pub kind: String,
+    pub resource: Res,
+}
+
+#[derive(Deserialize)]
+struct OpHead {
+    resource: Box<RawValue>,
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
+impl PendingOp {
+    pub fn parse(raw: Box<RawValue>) -> EngineResult<PendingOp> {
+        let head: OpHead = serde_json::from_str(raw.get())
+            .map_err(|e| invalid(format!("a pending operation is not valid: {e}")))?;
+        Ok(PendingOp {
+            kind: head.kind,
+            resource: Res::parse(head.resource)?,
+            raw,
+        })
+    }
+}
+
+type Features = std::collections::BTreeSet<&'static str>;
+
+/// A deployment (`DeploymentV3`) held for replay.
+#[derive(Debug, Clone, Default)]
+pub struct Base {
+    pub secrets_providers: Option<Box<RawValue>>,
+    pub resources: Vec<Res>,
+    pub pending_operations: Vec<PendingOp>,
+    pub metadata: Option<Box<RawValue>>,
+    pub snippets: Option<Box<RawValue>>,
+    pub extensions: BTreeMap<String, Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct DeploymentIn {
+    #[serde(default)]
+    secrets_providers: Option<Box<RawValue>>,
+    #[serde(default)]
+    resources: Option<Vec<Box<RawValue>>>,
+    #[serde(default)]
+    pending_operations: Option<Vec<Box<RawValue>>>,
+    #[serde(default)]
+    metadata: Option<Box<RawValue>>,
+    #[serde(default)]
+    snippets: Option<Box<RawValue>>,
+    #[serde(default)]
+    extensions: Option<BTreeMap<String, Box<RawValue>>>,
+}
+
+#[derive(Deserialize)]
+struct UntypedIn {
+    #[serde(default)]
+    deployment: Option<Box<RawValue>>,
+}
+
+impl Base {
+    /// Parses a `DeploymentV3` object.
+    pub fn from_deployment(text: &str) -> EngineResult<Base> {
+        let d: DeploymentIn = serde_json::from_str(text)
+            .map_err(|e| invalid(format!("the deployment is not valid: {e}")))?;
+        Ok(Base {
+            secrets_providers: d.secrets_providers.filter(|r| r.get() != "null"),
+            resources: d
+                .resources
+                .unwrap_or_default()
+                .into_iter()
+                .map(Res::parse)
+                .collect::<EngineResult<_>>()?,
+            pending_operations: d
+                .pending_operations
+                .unwrap_or_default()
+                .into_iter()
+                .map(PendingOp::parse)
+                .collect::<EngineResult<_>>()?,
+            metadata: d.metadata.filter(|r| r.get() != "null"),
+            snippets: d.snippets.filter(|r| r.get() != "null"),
+            extensions: d.extensions.unwrap_or_default(),
+        })
+    }
+
+    /// Parses an `UntypedDeployment` (what export returns); an absent deployment is empty.
+    pub fn from_untyped(json: &[u8]) -> EngineResult<Base> {
+        let u: UntypedIn = serde_json::from_slice(json)
+            .map_err(|e| invalid(format!("the deployment is not valid: {e}")))?;
+        match u.deployment {
+            Some(d) if d.get() != "null" => Base::from_deployment(d.get()),
+            _ => Ok(Base::default()),
+        }
+    }
+
+    fn snippets_non_empty(&self) -> bool {
+        self.snippets
+            .as_ref()
+            .is_some_and(|s| s.get().trim_start().starts_with('[') && s.get().trim() != "[]")
+    }
+}
+
+#[derive(Deserialize)]
+struct SecretsProviderHead<'a> {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(borrow, default)]
+    state: Option<&'a RawValue>,
+}
+
+fn same_secrets_provider(a: &RawValue, b: &RawValue) -> bool {
+    let (Ok(a), Ok(b)) = (
+        serde_json::from_str::<SecretsProviderHead<'_>>(a.get()),
+        serde_json::from_str::<SecretsProviderHead<'_>>(b.get()),
+    ) else {
+        return false;
+    };
+    a.kind == b.kind && a.state.map(|s| s.get()) == b.state.map(|s| s.get())
+}
+
+/// The replay state of one update.
+#[derive(Debug, Clone, Default)]
+pub struct Replayer {
+    base: Base,
+    new_resources: Vec<Res>,
+    op_index: HashMap<i64, usize>,
+    to_remove: HashSet<i64>,
+    to_delete_in_base: HashSet<i64>,
+    to_replace_in_base: HashMap<i64, Res>,
+    mark_delete: HashSet<i64>,
+    mark_pending_replacement: HashSet<i64>,
+    incomplete: BTreeMap<i64, Option<PendingOp>>,
+    has_refresh: bool,
+    requires_byte_string: bool,
+    extensions: BTreeMap<String, Box<RawValue>>,
+    seen: HashSet<i64>,
+    applied: u64,
+}
+
+/// The deployment replay produced, ready to serialise.
+pub struct Generated {
+    pub version: i64,
+    pub features: Vec<&'static str>,
+    pub base: Base,
+}
+
+impl Generated {
+    pub fn resource_count(&self) -> i64 {
+        self.base.resources.len() as i64
+    }
+
+    /// Writes the `UntypedDeployment` JSON with a manifest naming `engine_version`.
+    pub fn write_untyped(
+        &self,
+        out: &mut impl Write,
+        engine_version: &str,
+        time: &str,
+    ) -> std::io::Result<()> {
+        out.write_all(b"{\"version\":")?;
+        out.write_all(self.version.to_string().as_bytes())?;
+        if !self.features.is_empty() {
+            out.write_all(b",\"features\":")?;
+            out.write_all(&serde_json::to_vec(&self.features).unwrap_or_default())?;
+        }
+        out.write_all(b",\"deployment\":{\"manifest\":")?;
+        let manifest = serde_json::json!({
+            "time": time,
+            "magic": if engine_version.is_empty() { String::new() } else { sha256_hex(engine_version.as_bytes()) },
+            "version": engine_version,
+        });
+        out.write_all(&serde_json::to_vec(&manifest).unwrap_or_default())?;
+        let b = &self.base;
+        if let Some(sp) = &b.secrets_providers {
+            out.write_all(b",\"secrets_providers\":")?;
+            out.write_all(sp.get().as_bytes())?;
+        }
+        if !b.resources.is_empty() {
+            out.write_all(b",\"resources\":[")?;
+            for (i, r) in b.resources.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",")?;
+                }
+                out.write_all(r.raw.get().as_bytes())?;
+            }
+            out.write_all(b"]")?;
+        }
+        if !b.pending_operations.is_empty() {
+            out.write_all(b",\"pending_operations\":[")?;
+            for (i, op) in b.pending_operations.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",")?;
+                }
+                out.write_all(op.raw.get().as_bytes())?;
+            }
+            out.write_all(b"]")?;
+        }
+        out.write_all(b",\"metadata\":")?;
+        out.write_all(
+            b.metadata
+                .as_ref()
+                .map(|m| m.get())
+                .unwrap_or("{}")
+                .as_bytes(),
+        )?;
+        if b.snippets_non_empty()
+            && let Some(s) = &b.snippets
+        {
+            out.write_all(b",\"snippets\":")?;
+            out.write_all(s.get().as_bytes())?;
+        }
+        if !b.extensions.is_empty() {
+            out.write_all(b",\"extensions\":{")?;
+            for (i, (k, v)) in b.extensions.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",")?;
+                }
+                out.write_all(&serde_json::to_vec(k).unwrap_or_default())?;
+                out.write_all(b":")?;
+                out.write_all(v.get().as_bytes())?;
+            }
+            out.write_all(b"}")?;
+        }
+        out.write_all(b"}}")
+    }
+
+    pub fn to_untyped(&self, engine_version: &str, time: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = self.write_untyped(&mut out, engine_version, time);
+        out
+    }
+}
+
+impl Replayer {
+    pub fn new(base: Base) -> Self {
+        Replayer {
+            base,
+            ..Default::default()
+        }
+    }
+
+    /// Number of entries applied (repeats excluded).
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Whether an entry with this sequence ID was already applied (a retried batch).
+    pub fn has_seen(&self, sequence_id: i64) -> bool {
+        self.seen.contains(&sequence_id)
+    }
+
+    fn new_index(&self, op: i64, what: &str) -> EngineResult<usize> {
+        self.op_index.get(&op).copied().ok_or_else(|| {
+            invalid(format!(
+                "journal entry refers to operation {op} ({what}) that produced no resource"
+            ))
+        })
+    }
+
+    /// Applies one entry. Entries already seen are ignored. On error the replayer may be
+    /// partly changed: callers discard it and rebuild from what is stored.
+    pub fn add(&mut self, entry: Entry) -> EngineResult<()> {
+        if !self.seen.insert(entry.sequence_id) {
+            return Ok(());
+        }
+        self.applied += 1;
+        if entry.requires_byte_string {
+            self.requires_byte_string = true;
+        }
+        match entry.kind {
+            KIND_BEGIN => {
+                let op = entry.operation.map(PendingOp::parse).transpose()?;
+                self.incomplete.insert(entry.operation_id, op);
+            }
+            KIND_SUCCESS => {
+                self.incomplete.remove(&entry.operation_id);
+                if let Some(state) = entry.state {
+                    self.new_resources.push(Res::parse(state)?);
+                    self.op_index
+                        .insert(entry.operation_id, self.new_resources.len() - 1);
+                }
+                if let Some(i) = entry.remove_old {
+                    self.to_delete_in_base.insert(i);
+                }
+                if let Some(op) = entry.remove_new {
+                    self.to_remove.insert(op);
+                }
+                if let Some(i) = entry.delete_old {
+                    self.mark_delete.insert(i);
+                }
+                if let Some(op) = entry.delete_new {
+                    let i = self.new_index(op, "deleteNew")?;
+                    self.new_resources[i].set_flag("delete")?;
+                }
+                if let Some(i) = entry.pending_replacement_old {
+                    self.mark_pending_replacement.insert(i);
+                }
+                if let Some(op) = entry.pending_replacement_new {
+                    let i = self.new_index(op, "pendingReplacementNew")?;
+                    self.new_resources[i].set_flag("pendingReplacement")?;
+                }
+                if entry.is_refresh {
+                    self.has_refresh = true;
+                }
+            }
+            KIND_FAILURE => {
+                self.incomplete.remove(&entry.operation_id);
+            }
+            KIND_REFRESH_SUCCESS => {
+                self.incomplete.remove(&entry.operation_id);
+                self.has_refresh = true;
+                let state = entry.state.map(Res::parse).transpose()?;
+                if let Some(i) = entry.remove_old {
+                    match &state {
+                        None => {
+                            self.to_delete_in_base.insert(i);
+                        }
+                        Some(s) => {
+                            self.to_replace_in_base.insert(i, s.clone());
+                        }
+                    }
+                }
+                if let Some(op) = entry.remove_new {
+                    match state {
+                        None => {
+                            self.to_remove.insert(op);
+                        }
+                        Some(s) => {
+                            let i = self.new_index(op, "removeNew")?;
+                            self.new_resources[i] = s;
+                        }
+                    }
+                }
+            }
+            KIND_OUTPUTS => {
+                if let Some(state) = entry.state {
+                    let state = Res::parse(state)?;
+                    if let Some(i) = entry.remove_old {
+                        self.to_replace_in_base.insert(i, state.clone());
+                    }
+                    if let Some(op) = entry.remove_new {
+                        let i = self.new_index(op, "removeNew")?;
+                        self.new_resources[i] = state;
+                    }
+                }
+            }
+            KIND_WRITE => {
+                let snap = entry
+                    .new_snapshot
+                    .ok_or_else(|| invalid("a write entry has no newSnapshot"))?;
+                self.base = Base::from_deployment(snap.get())?;
+            }
+            KIND_SECRETS_MANAGER => {
+                let sp = entry
+                    .secrets_provider
+                    .ok_or_else(|| invalid("a secrets-manager entry has no secretsProvider"))?;
+                let same = self
+                    .base
+                    .secrets_providers
+                    .as_ref()
+                    .is_some_and(|cur| same_secrets_provider(cur, &sp));
+                if !same {
+                    self.base.secrets_providers = Some(sp);
+                }
+            }
+            KIND_SNIPPETS => {
+                self.base.snippets = entry.snippets.filter(|s| s.get() != "null");
+            }
+            KIND_REBUILT_BASE_STATE => {
+                // Fold everything so far into a new base. Upstream keeps its refresh and
+                // byte-string flags across this reset; so do we.
+                let generated = self.generate()?;
+                let fresh = Replayer {
+                    base: generated.base,
+                    seen: std::mem::take(&mut self.seen),
+                    applied: self.applied,
+                    has_refresh: self.has_refresh,
+                    requires_byte_string: self.requires_byte_string,
+                    ..Default::default()
+                };
+                *self = fresh;
+            }
+            KIND_EXTENSION_PARAMETERIZE => {
+                let (Some(r), Some(ext)) = (entry.extension_ref, entry.extension) else {
+                    return Err(invalid(
+                        "an extension-parameterize entry needs extensionRef and extension",
+                    ));
+                };
+                self.extensions.insert(r, ext);
+            }
+            other => {
+                return Err(invalid(format!("unknown journal entry kind {other}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The deployment the entries so far describe (upstream `GenerateDeployment`).
+    pub fn generate(&self) -> EngineResult<Generated> {
+        let mut features = Features::new();
+        let mut removed: HashSet<usize> = HashSet::new();
+        for op in &self.to_remove {
+            // An operation that produced no resource has nothing to remove.
+            if let Some(i) = self.op_index.get(op) {
+                removed.insert(*i);
+            }
+        }
+        let mut resources: Vec<Res> =
+            Vec::with_capacity(self.new_resources.len() + self.base.resources.len());
+        for (i, r) in self.new_resources.iter().enumerate() {
+            if !removed.contains(&i) {
+                r.features(&mut features);
+                resources.push(r.clone());
+            }
+        }
+        for (i, r) in self.base.resources.iter().enumerate() {
+            let i = i as i64;
+            if self.to_delete_in_base.contains(&i) {
+                continue;
+            }
+            if let Some(state) = self.to_replace_in_base.get(&i) {
+                state.features(&mut features);
+                resources.push(state.clone());
+                continue;
+            }
+            let mut r = r.clone();
+            if self.mark_pending_replacement.contains(&i) {
+                r.set_flag("pendingReplacement")?;
+            }
+            if self.mark_delete.contains(&i) {
+                r.set_flag("delete")?;
+            }
+            r.features(&mut features);
+            resources.push(r);
+        }
+
+        let mut pending: Vec<PendingOp> = Vec::new();
+        for op in self.incomplete.values().flatten() {
+            op.resource.features(&mut features);
+            pending.push(op.clone());
+        }
+        for op in &self.base.pending_operations {
+            if op.kind == "creating" {
+                op.resource.features(&mut features);
+                pending.push(op.clone());
+            }
+        }
+        if self.requires_byte_string && (!resources.is_empty() || !pending.is_empty()) {
+            features.insert("byteString");
+        }
+
+        if self.has_refresh {
+            rebuild_dependencies(&mut resources)?;
+        }
+
+        let mut extensions = self.extensions.clone();
+        for (k, v) in &self.base.extensions {
+            extensions.insert(k.clone(), v.clone());
+        }
+        let mut base = Base {
+            secrets_providers: self.base.secrets_providers.clone(),
+            resources,
+            pending_operations: pending,
+            metadata: self.base.metadata.clone(),
+            snippets: self.base.snippets.clone(),
+            extensions,
+        };
+        if base.snippets_non_empty() {
+            features.insert("snippets-prototype");
+        }
+        normalize_urn_references(&mut base)?;
+        let version = if features.is_empty() { 3 } else { 4 };
+        Ok(Generated {
+            version,
+            features: features.into_iter().collect(),
+            base,
+        })
+    }
+}
+
+/// After a refresh, drops references to resources that are gone (upstream
+/// `rebuildDependencies` and `undangleParentResources`).
+fn rebuild_dependencies(resources: &mut [Res]) -> EngineResult<()> {
+    let mut referenceable: HashSet<String> = HashSet::new();
+    for r in resources.iter_mut() {
+        let h = &r.head;
+        let mut obj: Option<RawObject> = None;
+        let mut edit = |f: &mut dyn FnMut(&mut RawObject)| -> EngineResult<()> {
+            if obj.is_none() {
+                obj = Some(
+                    RawObject::parse(r.raw.get())
+                        .map_err(|e| invalid(format!("a resource is not an object: {e}")))?,
+                );
+            }
+            if let Some(o) = obj.as_mut() {
+                f(o);
+            }
+            Ok(())
+        };
+        if let Some(deps) = h.dependencies.as_ref().filter(|d| !d.is_empty()) {
+            let kept: Vec<&String> = deps.iter().filter(|d| referenceable.contains(*d)).collect();
+            if kept.len() != deps.len() {
+                edit(&mut |o| {
+                    if kept.is_empty() {
+                        o.remove("dependencies");
+                    } else {
+                        o.set("dependencies", &kept);
+                    }
+                })?;
+            }
+        }
+        if let Some(pd) = h.property_dependencies.as_ref().filter(|m| !m.is_empty()) {
+            let mut rebuilt: BTreeMap<&String, Vec<&String>> = BTreeMap::new();
+            for (k, deps) in pd {
+                for d in deps.iter().flatten() {
+                    if referenceable.contains(d) {
+                        rebuilt.entry(k).or_default().push(d);
+                    }
+                }
+            }
+            let unchanged = rebuilt.len() == pd.len()
+                && pd.iter().all(|(k, v)| {
+                    rebuilt.get(k).map(|r| r.len()) == Some(v.as_ref().map_or(0, |v| v.len()))
+                });
+            if !unchanged {
+                edit(&mut |o| {
+                    if rebuilt.is_empty() {
+                        o.remove("propertyDependencies");
+                    } else {
+                        o.set("propertyDependencies", &rebuilt);
+                    }
+                })?;
+            }
+        }
+        if let Some(rw) = h.replace_with.as_ref().filter(|r| !r.is_empty()) {
+            let kept: Vec<&String> = rw.iter().filter(|d| referenceable.contains(*d)).collect();
+            if kept.len() != rw.len() {
+                edit(&mut |o| {
+                    if kept.is_empty() {
+                        o.remove("replaceWith");
+                    } else {
+                        o.set("replaceWith", &kept);
+                    }
+                })?;
+            }
+        }
+        if let Some(dw) = h.deleted_with.as_ref().filter(|d| !d.is_empty())
+            && !referenceable.contains(dw)
+        {
+            edit(&mut |o| o.remove("deletedWith"))?;
+        }
+        referenceable.insert(h.urn.clone());
+        if let Some(o) = obj {
+            *r = Res::parse(o.to_raw())?;
+        }
+    }
+    // Parents that no longer exist resolve to no parent (upstream re-parents to the
+    // grandparent, which is never known for a missing parent).
+    for r in resources.iter_mut() {
+        if let Some(p) = r.head.parent.as_ref().filter(|p| !p.is_empty())
+            && !referenceable.contains(p)
+        {
+            let mut o = RawObject::parse(r.raw.get())
+                .map_err(|e| invalid(format!("a resource is not an object: {e}")))?;
+            o.remove("parent");
+            *r = Res::parse(o.to_raw())?;
+        }
+    }
+    Ok(())
+}
+
+/// `urn:pulumi:<stack>::<project>::<qualified type>::<name>`.
+fn urn_parts(urn: &str) -> Option<(&str, &str, &str, &str)> {
+    let rest = urn.strip_prefix("urn:pulumi:")?;
+    let (stack, rest) = rest.split_once("::")?;
+    let (project, rest) = rest.split_once("::")?;
+    let (qtype, name) = rest.split_once("::")?;
+    Some((stack, project, qtype, name))
+}
+
+fn urn_base_type(qtype: &str) -> &str {
+    qtype.rsplit('$').next().unwrap_or(qtype)
+}
+
+/// Rewrites references through aliases to the resources' current URNs and drops the
+/// aliases (upstream `DeploymentV3.NormalizeURNReferences`).
+fn normalize_urn_references(d: &mut Base) -> EngineResult<()> {
+    let any_alias = d
+        .resources
+        .iter()
+        .any(|r| r.head.aliases.as_ref().is_some_and(|a| !a.is_empty()));
+    if !any_alias {
+        return Ok(());
+    }
+    let mut aliased: HashMap<String, String> = HashMap::new();
+    for r in &d.resources {
+        for alias in r.head.aliases.iter().flatten() {
+            if let Some(other) = aliased.get(alias)
+                && other != &r.head.urn
+            {
+                return Err(invalid(format!(
+                    "two resources ('{other}' and '{}') have the same alias: '{alias}'",
+                    r.head.urn
+                )));
+            }
+            aliased.insert(alias.clone(), r.head.urn.clone());
+        }
+        if let Some(parent) = r.head.parent.as_ref().and_then(|p| aliased.get(p)).cloned()
+            && !parent.is_empty()
+            && let Some((_, _, parent_qtype, _)) = urn_parts(&parent)
+            && parent_qtype != ROOT_STACK_TYPE
+            && let Some((stack, project, qtype, name)) = urn_parts(&r.head.urn)
+        {
+            let new = format!(
+                "urn:pulumi:{stack}::{project}::{parent_qtype}${}::{name}",
+                urn_base_type(qtype)
+            );
+            aliased.insert(r.head.urn.clone(), new);
+        }
+    }
+    let fix = |u: &str| aliased.get(u).cloned();
+    for r in d.resources.iter_mut() {
+        let h = &r.head;
+        let mut obj = RawObject::parse(r.raw.get())
+            .map_err(|e| invalid(format!("a resource is not an object: {e}")))?;
+        let mut changed = false;
+        if let Some(n) = fix(&h.urn) {
+            obj.set("urn", &n);
+            changed = true;
+        }
+        if let Some(n) = h.parent.as_deref().and_then(fix) {
+            obj.set("parent", &n);
+            changed = true;
+        }
+        if let Some(p) = &h.provider
+            && let Some(idx) = p.rfind("::")
+            && let Some(n) = fix(&p[..idx])
+        {
+            obj.set("provider", &format!("{n}{}", &p[idx..]));
+            changed = true;
+        }
+        if let Some(deps) = &h.dependencies
+            && deps.iter().any(|d| aliased.contains_key(d))
+        {
+            let fixed: Vec<String> = deps
+                .iter()
+                .map(|d| fix(d).unwrap_or_else(|| d.clone()))
+                .collect();
+            obj.set("dependencies", &fixed);
+            changed = true;
+        }
+        if let Some(pd) = &h.property_dependencies
+            && pd
+                .values()
+                .flatten()
+                .flatten()
+                .any(|d| aliased.contains_key(d))
+        {
+            let fixed: BTreeMap<&String, Option<Vec<String>>> = pd
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        v.as_ref().map(|v| {
+                            v.iter()
+                                .map(|d| fix(d).unwrap_or_else(|| d.clone()))
+                                .collect()
+                        }),
+                    )
+                })
+                .collect();
+            obj.set("propertyDependencies", &fixed);
+            changed = true;
+        }
+        if let Some(n) = h.deleted_with.as_deref().and_then(fix) {
+            obj.set("deletedWith", &n);
+            changed = true;
+        }
+        if let Some(n) = h.view_of.as_deref().and_then(fix) {
+            obj.set("viewOf", &n);
+            changed = true;
+        }
+        if h.aliases.as_ref().is_some_and(|a| !a.is_empty()) {
+            obj.remove("aliases");
+            changed = true;
+        }
+        if changed {
+            *r = Res::parse(obj.to_raw())?;
+        }
+    }
+    // Snippet references are URNs too.
+    if let Some(snippets) = &d.snippets
+        && let Ok(list) = serde_json::from_str::<Vec<Box<RawValue>>>(snippets.get())
+    {
+        let mut changed = false;
+        let mut out = Vec::with_capacity(list.len());
+        for s in list {
+            let mut obj = RawObject::parse(s.get())
+                .map_err(|e| invalid(format!("a snippet is not an object: {e}")))?;
+            let refs: Option<BTreeMap<String, String>> = obj
+                .get("references")
+                .and_then(|r| serde_json::from_str(r.get()).ok());
+            if let Some(refs) = refs
+                && refs.values().any(|v| aliased.contains_key(v))
+            {
+                let fixed: BTreeMap<String, String> = refs
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let n = fix(&v).unwrap_or(v);
+                        (k, n)
+                    })
+                    .collect();
+                obj.set("references", &fixed);
+                changed = true;
+                out.push(obj.to_raw());
+            } else {
+                out.push(s);
+            }
+        }
+        if changed {
+            let text = serde_json::to_string(&out).map_err(EngineError::internal)?;
+            d.snippets = RawValue::from_string(text).ok();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn res(urn: &str, extra: Value) -> Value {
+        let mut v = json!({"urn": urn, "custom": true, "type": "pbtest:index:Item"});
+        if let Value::Object(m) = extra {
+            for (k, x) in m {
+                v[k] = x;
+            }
+        }
+        v
+    }
+
+    fn urn(name: &str) -> String {
+        format!("urn:pulumi:dev::proj::pbtest:index:Item::{name}")
+    }
+
+    fn entry(v: Value) -> Entry {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn generate(r: &Replayer) -> Value {
+        let g = r.generate().unwrap();
+        let text = g.to_untyped("v3.259.0", "2026-01-01T00:00:00Z");
+        serde_json::from_slice(&text).unwrap()
+    }
+
+    fn base_of(resources: Vec<Value>) -> Base {
+        Base::from_deployment(
+            &json!({"manifest": {}, "resources": resources, "metadata": {}}).to_string(),
+        )
+        .unwrap()
+    }
+
+    fn urns(v: &Value) -> Vec<String> {
+        v["deployment"]["resources"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| r["urn"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn create_update_delete_and_pending() {
+        let base = base_of(vec![res(&urn("a"), json!({})), res(&urn("b"), json!({}))]);
+        let mut r = Replayer::new(base);
+        // Update b (base index 1) in place.
+        r.add(entry(
+            json!({"kind":0,"sequenceID":1,"operationID":1,"removeOld":null,"removeNew":null,
+            "operation":{"resource":res(&urn("b"),json!({})),"type":"updating"}}),
+        ))
+        .unwrap();
+        r.add(entry(
+            json!({"kind":1,"sequenceID":2,"operationID":1,"removeOld":1,"removeNew":null,
+            "state":res(&urn("b"),json!({"outputs":{"v":2}}))}),
+        ))
+        .unwrap();
+        // Create c, still running.
+        r.add(entry(
+            json!({"kind":0,"sequenceID":3,"operationID":2,"removeOld":null,"removeNew":null,
+            "operation":{"resource":res(&urn("c"),json!({})),"type":"creating"}}),
+        ))
+        .unwrap();
+        // Delete a (base index 0).
+        r.add(entry(
+            json!({"kind":1,"sequenceID":4,"operationID":3,"removeOld":0,"removeNew":null}),
+        ))
+        .unwrap();
+        let d = generate(&r);
+        assert_eq!(urns(&d), vec![urn("b")]);
+        assert_eq!(d["deployment"]["resources"][0]["outputs"]["v"], 2);
+        assert_eq!(d["deployment"]["pending_operations"][0]["type"], "creating");
+        assert_eq!(d["version"], 3);
+        // A repeated entry (retried batch) is ignored.
+        r.add(entry(
+            json!({"kind":1,"sequenceID":2,"operationID":1,"removeOld":1,"removeNew":null,
+            "state":res(&urn("b"),json!({"outputs":{"v":2}}))}),
+        ))
+        .unwrap();
+        assert_eq!(urns(&generate(&r)), vec![urn("b")]);
+        assert_eq!(r.applied(), 4);
+    }
+
+    #[test]
+    fn replacement_marks_old_for_deletion_and_keeps_numbers_exact() {
+        let text = format!(
+            r#"{{"manifest":{{}},"resources":[{{"urn":"{}","custom":true,"type":"t","outputs":{{"n":1.50e3}}}}]}}"#,
+            urn("a")
+        );
+        let mut r = Replayer::new(Base::from_deployment(&text).unwrap());
+        r.add(entry(
+            json!({"kind":1,"sequenceID":1,"operationID":1,"removeOld":null,"removeNew":null,
+            "deleteOld":0,"state":res(&urn("a"),json!({"id":"new"}))}),
+        ))
+        .unwrap();
+        let g = r.generate().unwrap();
+        let text = String::from_utf8(g.to_untyped("v", "t")).unwrap();
+        assert!(text.contains("1.50e3"), "{text}");
+        let d: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(d["deployment"]["resources"][1]["delete"], true);
+        assert_eq!(d["deployment"]["resources"][0]["id"], "new");
+        assert_eq!(
+            d["deployment"]["manifest"]["magic"],
+            json!(sha256_hex(b"v"))
+        );
+    }
+
+    #[test]
+    fn dangling_new_references_are_refused() {
+        let mut r = Replayer::new(Base::default());
+        let e = r.add(entry(json!({"kind":1,"sequenceID":1,"operationID":1,"removeOld":null,"removeNew":null,"deleteNew":7})));
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn refresh_rebuilds_dependencies_and_parents() {
+        let base = base_of(vec![
+            res(&urn("gone"), json!({})),
+            res(
+                &urn("child"),
+                json!({"parent": urn("gone"), "dependencies": [urn("gone")],
+                "propertyDependencies": {"x": [urn("gone")]}}),
+            ),
+        ]);
+        let mut r = Replayer::new(base);
+        r.add(entry(json!({"kind":3,"sequenceID":1,"operationID":1,"removeOld":0,"removeNew":null,"isRefresh":true}))).unwrap();
+        let d = generate(&r);
+        let child = &d["deployment"]["resources"][0];
+        assert_eq!(child["urn"], json!(urn("child")));
+        assert!(child.get("parent").is_none(), "{child}");
+        assert!(child.get("dependencies").is_none(), "{child}");
+        assert!(child.get("propertyDependencies").is_none(), "{child}");
+    }
+
+    #[test]
+    fn aliases_are_normalized() {
+        let base = base_of(vec![
+            res(&urn("new"), json!({"aliases": [urn("old")]})),
+            res(
+                &urn("user"),
+                json!({"dependencies": [urn("old")], "provider": format!("{}::id1", urn("old"))}),
+            ),
+        ]);
+        let r = Replayer::new(base);
+        let d = generate(&r);
+        let rs = &d["deployment"]["resources"];
+        assert!(rs[0].get("aliases").is_none());
+        assert_eq!(rs[1]["dependencies"][0], json!(urn("new")));
+        assert_eq!(rs[1]["provider"], json!(format!("{}::id1", urn("new"))));
+    }
+
+    #[test]
+    fn secrets_snippets_extensions_write_and_rebuilt_base() {
+        let mut r = Replayer::new(base_of(vec![res(&urn("a"), json!({}))]));
+        r.add(entry(
+            json!({"kind":6,"sequenceID":1,"operationID":0,"removeOld":null,"removeNew":null,
+            "secretsProvider":{"type":"service","state":{"stack":"dev"}}}),
+        ))
+        .unwrap();
+        r.add(entry(
+            json!({"kind":8,"sequenceID":2,"operationID":0,"removeOld":null,"removeNew":null,
+            "extensionRef":"ext1","extension":{"name":"n","version":"1","value":"AA=="}}),
+        ))
+        .unwrap();
+        r.add(entry(
+            json!({"kind":9,"sequenceID":3,"operationID":0,"removeOld":null,"removeNew":null,
+            "snippets":[{"uuid":"u","name":"n","type":"t","code":"c","descriptor":{"name":"p"}}]}),
+        ))
+        .unwrap();
+        let d = generate(&r);
+        assert_eq!(d["deployment"]["secrets_providers"]["type"], "service");
+        assert_eq!(d["deployment"]["extensions"]["ext1"]["name"], "n");
+        assert_eq!(d["features"], json!(["snippets-prototype"]));
+        assert_eq!(d["version"], 4);
+
+        // Rebuilt base state folds everything in, then Old indices refer to the new base.
+        r.add(entry(
+            json!({"kind":1,"sequenceID":4,"operationID":1,"removeOld":null,"removeNew":null,
+            "state":res(&urn("b"),json!({}))}),
+        ))
+        .unwrap();
+        r.add(entry(
+            json!({"kind":7,"sequenceID":5,"operationID":0,"removeOld":null,"removeNew":null}),
+        ))
+        .unwrap();
+        assert_eq!(urns(&generate(&r)), vec![urn("b"), urn("a")]);
+        r.add(entry(
+            json!({"kind":1,"sequenceID":6,"operationID":2,"removeOld":0,"removeNew":null}),
+        ))
+        .unwrap();
+        assert_eq!(urns(&generate(&r)), vec![urn("a")]);
+
+        // A write (always the first resource-related entry) replaces the base outright.
+        let mut r = Replayer::new(base_of(vec![res(&urn("a"), json!({}))]));
+        r.add(entry(
+            json!({"kind":5,"sequenceID":7,"operationID":0,"removeOld":null,"removeNew":null,
+            "newSnapshot":{"manifest":{},"resources":[res(&urn("z"),json!({}))]}}),
+        ))
+        .unwrap();
+        r.add(entry(
+            json!({"kind":1,"sequenceID":8,"operationID":1,"removeOld":0,"removeNew":null,
+            "state":res(&urn("z"),json!({"outputs":{"v":1}}))}),
+        ))
+        .unwrap();
+        let d = generate(&r);
+        assert_eq!(urns(&d), vec![urn("z")]);
+        assert_eq!(d["deployment"]["resources"][0]["outputs"]["v"], 1);
+    }
+}
