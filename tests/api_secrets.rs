@@ -153,3 +153,48 @@ async fn wrong_master_key_refuses_to_start_and_keys_survive_restart() {
         .json();
     assert_eq!(r["plaintext"], json!(B64.encode("v")));
 }
+
+#[tokio::test]
+async fn importing_another_stacks_state_reencrypts_its_secrets() {
+    let srv = TestServer::start().await;
+    let api = srv.api();
+    let a = stack_path("proj", "a");
+    let b = stack_path("other", "b");
+    api.create_stack("proj", "a").await.ok();
+    api.create_stack("other", "b").await.ok();
+    let ct = api
+        .post(
+            &format!("{a}/encrypt"),
+            json!({"plaintext": B64.encode("moved")}),
+        )
+        .await
+        .json()["ciphertext"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret = json!({"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "ciphertext": ct});
+    let mut d = deployment(1, "x");
+    d["deployment"]["secrets_providers"]["state"]["project"] = json!("proj");
+    d["deployment"]["secrets_providers"]["state"]["stack"] = json!("a");
+    d["deployment"]["resources"][1]["outputs"]["secret"] = secret;
+    api.post_gz(&format!("{b}/import"), d).await.ok();
+
+    let e = api.get(&format!("{b}/export")).await.json();
+    assert_eq!(e["deployment"]["secrets_providers"]["state"]["stack"], "b");
+    assert_eq!(
+        e["deployment"]["secrets_providers"]["state"]["project"],
+        "other"
+    );
+    let new_ct = e["deployment"]["resources"][1]["outputs"]["secret"]["ciphertext"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_ct, ct);
+    // Stack a is deleted; b still decrypts its copy.
+    api.delete(&format!("{a}?force=true")).await.ok();
+    let r = api
+        .post(&format!("{b}/decrypt"), json!({"ciphertext": new_ct}))
+        .await
+        .json();
+    assert_eq!(r["plaintext"], json!(B64.encode("moved")));
+}

@@ -22,10 +22,12 @@ async fn login_and_whoami() {
     let mut bad = p.sibling("proj");
     bad.set_env("PULUMI_ACCESS_TOKEN", "wrong");
     let out = bad.fails(&["login", &srv.url]).await;
+    let text = out.all();
     assert!(
-        out.all().contains("401") || out.all().contains("Unauthorized"),
-        "{}",
-        out.all()
+        text.contains("401")
+            || text.contains("Unauthorized")
+            || text.contains("invalid access token"),
+        "{text}"
     );
 }
 

@@ -96,13 +96,24 @@ async fn move_state_into_another_stack_and_project() {
             .iter()
             .all(|u| u.starts_with("urn:pulumi:prod::otherproj::"))
     );
+    // The server re-encrypted the imported secrets for the new stack.
+    assert_eq!(
+        e["deployment"]["secrets_providers"]["state"]["project"],
+        "otherproj"
+    );
+    assert_eq!(
+        e["deployment"]["secrets_providers"]["state"]["stack"],
+        "prod"
+    );
     q.ok(&["preview", "--expect-no-changes"]).await;
+    // The source stack can go: nothing in the moved state depends on its key.
+    p.ok(&["stack", "rm", "dev", "--yes", "--force"]).await;
     let o = q
         .ok(&["stack", "output", "--json", "--show-secrets"])
         .await
         .json();
     assert_eq!(o["s"], "secret-m-0");
-    // An update there re-keys its secrets to the new stack.
+    // An update there keeps them readable.
     q.ok(&["up", "--yes", "--skip-preview", "--refresh"]).await;
     let e = api
         .get(&format!("{}/export", stack_path("otherproj", "prod")))

@@ -1,10 +1,12 @@
 //! History, export and import.
 
+use crate::engine::blocking::run_blocking;
 use crate::engine::blocking::run_sized;
 use crate::engine::deployment::{EMPTY_DEPLOYMENT, blob_of, blob_with_gz, check_untyped};
 use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::rekey;
 use crate::engine::{Caller, Engine};
-use crate::store::{ImportOutcome, NewUpdate, StackKey, UpdateRow};
+use crate::store::{ImportOutcome, NewUpdate, StackKey, StackRow, UpdateRow};
 
 pub type UpdateInfo = UpdateRow;
 
@@ -17,6 +19,36 @@ pub struct Export {
 }
 
 impl Engine {
+    /// A deployment imported into `stack` whose secrets belong to another stack of this
+    /// instance is re-encrypted for `stack` (see `rekey`). Returns the text to store, and the
+    /// gzip of the body as received when the text is unchanged.
+    pub(crate) async fn rekey_for(
+        &self,
+        stack: &StackRow,
+        key: &StackKey,
+        json: Vec<u8>,
+        gz: Option<Vec<u8>>,
+    ) -> EngineResult<(Vec<u8>, Option<Vec<u8>>)> {
+        let Some(source) = rekey::service_provider_stack(&json) else {
+            return Ok((json, gz));
+        };
+        if &source == key {
+            return Ok((json, gz));
+        }
+        let Some(from_stack) = self.store.get_stack_or_former(&source).await? else {
+            return Ok((json, gz));
+        };
+        if from_stack.id == stack.id {
+            return Ok((json, gz));
+        }
+        let from = self.stack_secret_key(from_stack.id).await?;
+        let to = self.stack_secret_key(stack.id).await?;
+        let target = key.clone();
+        let (json, n) = run_blocking(move || rekey::rekey(&json, &from, &to, &target)).await?;
+        tracing::info!(from = %source, to = %key, secrets = n, "re-encrypted an imported deployment");
+        Ok((json, None))
+    }
+
     /// Non-preview updates, newest first. `page` counts from 1; `page_size` 0 means all.
     pub async fn history(
         &self,
@@ -103,6 +135,7 @@ impl Engine {
         gz: Option<Vec<u8>>,
     ) -> EngineResult<String> {
         let stack = self.stack(caller, key).await?;
+        let (json, gz) = self.rekey_for(&stack, key, json, gz).await?;
         let blob = run_sized(json.len(), move || {
             let count = check_untyped(&json)?;
             Ok(match gz {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod journal;
 pub mod names;
 pub mod rawjson;
+pub mod rekey;
 
 mod bootstrap;
 mod checkpoint;
@@ -123,13 +124,23 @@ impl Engine {
         vec![self.cfg.org.clone()]
     }
 
+    /// Namespaces the caller may keep stacks in: its organizations and, as in Pulumi Cloud,
+    /// its own user name (older CLIs default to it instead of asking for a default org).
+    pub fn namespaces(&self, caller: &Caller) -> Vec<String> {
+        let mut ns = self.organizations(caller);
+        if !ns.contains(&caller.user) {
+            ns.push(caller.user.clone());
+        }
+        ns
+    }
+
     pub fn default_org(&self, _caller: &Caller) -> String {
         self.cfg.org.clone()
     }
 
     fn check_org_access(&self, caller: &Caller, org: &str) -> EngineResult<()> {
         names::check_org(org)?;
-        if self.organizations(caller).iter().any(|o| o == org) {
+        if self.namespaces(caller).iter().any(|o| o == org) {
             Ok(())
         } else {
             Err(EngineError::NotFound(format!(

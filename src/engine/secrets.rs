@@ -22,11 +22,15 @@ impl Engine {
             .get_stack_or_former(key)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("stack '{key}' not found")))?;
+        self.stack_secret_key(stack.id).await
+    }
+
+    pub(crate) async fn stack_secret_key(&self, stack_id: i64) -> EngineResult<StackSecretKey> {
         let wrapped = self
             .store
-            .get_stack_key(stack.id)
+            .get_stack_key(stack_id)
             .await?
-            .ok_or_else(|| EngineError::NotFound(format!("stack '{key}' not found")))?;
+            .ok_or_else(|| EngineError::NotFound("stack not found".into()))?;
         self.master.unwrap_key(&wrapped)
     }
 

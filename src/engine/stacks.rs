@@ -103,26 +103,21 @@ impl Engine {
             ),
             None => None,
         };
-        let orgs = self.organizations(caller);
         let query = StackQuery {
-            org: q
-                .org
-                .clone()
-                .or_else(|| (orgs.len() == 1).then(|| orgs[0].clone())),
+            orgs: match &q.org {
+                Some(org) => vec![org.clone()],
+                None => self.namespaces(caller),
+            },
             project: q.project.clone(),
             tag_name: q.tag_name.clone(),
             tag_value: q.tag_value.clone(),
             after_id,
             limit: LIST_PAGE,
         };
-        let rows = self.store.list_stacks(query).await?;
-        let continuation = (rows.len() as i64 == LIST_PAGE)
-            .then(|| rows.last().map(|r| r.id.to_string()))
+        let stacks = self.store.list_stacks(query).await?;
+        let continuation = (stacks.len() as i64 == LIST_PAGE)
+            .then(|| stacks.last().map(|r| r.id.to_string()))
             .flatten();
-        let stacks = rows
-            .into_iter()
-            .filter(|s| orgs.contains(&s.key.org))
-            .collect();
         Ok(StackList {
             stacks,
             continuation,

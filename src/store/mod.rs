@@ -287,7 +287,8 @@ pub enum ImportOutcome {
 
 #[derive(Debug, Clone, Default)]
 pub struct StackQuery {
-    pub org: Option<String>,
+    /// Organizations to list from (none: no stacks).
+    pub orgs: Vec<String>,
     pub project: Option<String>,
     pub tag_name: Option<String>,
     pub tag_value: Option<String>,

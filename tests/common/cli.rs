@@ -66,6 +66,14 @@ macro_rules! require_cli {
     };
 }
 
+/// Whether a version string like `v3.200.0` is at least `major.minor`.
+pub fn version_at_least(version: &str, major: u64, minor: u64) -> bool {
+    let mut parts = version.trim_start_matches('v').split('.');
+    let ma: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let mi: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (ma, mi) >= (major, minor)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -216,7 +224,17 @@ impl Project {
         };
         p.write_program(&items(1, "v", 0), "");
         p.ok(&["login", &server.url]).await;
+        if !p.asks_server_for_default_org() {
+            // Older CLIs put unqualified stacks under the user's own name unless a default
+            // organization is configured locally, as their users had to do.
+            p.ok(&["org", "set-default", "organization"]).await;
+        }
         p
+    }
+
+    /// CLIs from 3.180 on ask `GET /api/user/organizations/default` for the default org.
+    pub fn asks_server_for_default_org(&self) -> bool {
+        version_at_least(&self.tc.version, 3, 180)
     }
 
     /// Another project sharing this one's login (same `PULUMI_HOME`).
@@ -230,8 +248,9 @@ impl Project {
             env: self.env.clone(),
         };
         // Copy the credentials so the sibling is logged in too.
-        let creds = self.home.path().join("credentials.json");
-        let _ = std::fs::copy(&creds, p.home.path().join("credentials.json"));
+        for file in ["credentials.json", "config.json"] {
+            let _ = std::fs::copy(self.home.path().join(file), p.home.path().join(file));
+        }
         p.write_program(&items(1, "v", 0), "");
         p
     }

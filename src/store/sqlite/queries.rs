@@ -359,7 +359,8 @@ impl Store for SqliteStore {
             let mut st = tx
                 .prepare_cached(&format!(
                     "SELECT {STACK_COLS} FROM stacks s \
-                     WHERE (?1 IS NULL OR s.org = ?1) AND (?2 IS NULL OR s.project = ?2) \
+                     WHERE s.org IN (SELECT value FROM json_each(?1)) \
+                       AND (?2 IS NULL OR s.project = ?2) \
                        AND s.id > ?3 \
                        AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(s.tags) \
                             WHERE key = ?4 AND (?5 IS NULL OR value = ?5))) \
@@ -369,7 +370,7 @@ impl Store for SqliteStore {
             let rows = st
                 .query_map(
                     params![
-                        q.org,
+                        serde_json::to_string(&q.orgs).map_err(StoreError::backend)?,
                         q.project,
                         q.after_id.unwrap_or(0),
                         q.tag_name,
