@@ -1,0 +1,550 @@
+//! Property tests of the incremental state paths, through the engine and a real SQLite file:
+//!
+//! * journal: random valid journals, sent in random batches with random retries, give the
+//!   same state live (export during the update), after a restart (offline replay from the
+//!   stored batches, at complete), and in a direct model of what each step does to the state
+//!   (the state a full checkpoint would carry);
+//! * deltas: random edit sequences give the same text live, after a restart (rebuilt from the
+//!   stored checkpoint and deltas), and when applied directly.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use pbackend::engine::clock::SystemClock;
+use pbackend::engine::crypto::{MasterKey, sha256_hex};
+use pbackend::engine::{
+    Caller, CreateStack, CreateUpdate, Engine, EngineConfig, LeaseToken, StartUpdateOptions,
+    UpdateKind,
+};
+use pbackend::store::StackKey;
+use pbackend::store::sqlite::SqliteStore;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+fn caller() -> Caller {
+    Caller {
+        user: "admin".into(),
+        token_id: None,
+    }
+}
+
+fn key() -> StackKey {
+    StackKey {
+        org: "organization".into(),
+        project: "proj".into(),
+        stack: "dev".into(),
+    }
+}
+
+async fn open(dir: &std::path::Path, master: &MasterKey) -> (Engine, SqliteStore) {
+    let store = SqliteStore::open(&dir.join("db.sqlite")).unwrap();
+    let (engine, _) = Engine::open(
+        Arc::new(store.clone()),
+        master.clone(),
+        Some("token".into()),
+        EngineConfig::default(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    (engine, store)
+}
+
+async fn export(engine: &Engine) -> Value {
+    let e = engine.export(&caller(), &key(), None).await.unwrap();
+    let bytes = match (e.gz, e.plain) {
+        (Some(gz), _) => pbackend::engine::deployment::gunzip_stored(&gz).unwrap(),
+        (None, Some(p)) => p.to_vec(),
+        _ => panic!("empty export"),
+    };
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Creates the stack, imports `base`, and starts an update; returns its id and lease token.
+async fn begin(engine: &Engine, base: Option<Value>, journal: bool) -> (String, LeaseToken) {
+    engine
+        .create_stack(
+            &caller(),
+            "organization",
+            "proj",
+            CreateStack {
+                name: "dev".into(),
+                tags: Default::default(),
+                initial_state: None,
+            },
+        )
+        .await
+        .unwrap();
+    if let Some(b) = base {
+        engine
+            .import(&caller(), &key(), serde_json::to_vec(&b).unwrap(), None)
+            .await
+            .unwrap();
+    }
+    let id = engine
+        .create_update(
+            &caller(),
+            &key(),
+            CreateUpdate {
+                kind: UpdateKind::Update,
+                dry_run: false,
+                message: String::new(),
+                environment: r#"{"pulumi.version":"v3.259.0"}"#.into(),
+                config: "{}".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let started = engine
+        .start_update(
+            &caller(),
+            &key(),
+            &id,
+            StartUpdateOptions {
+                tags: None,
+                journal_version: journal.then_some(1),
+            },
+        )
+        .await
+        .unwrap();
+    (id, LeaseToken(started.token))
+}
+
+// ---------------------------------------------------------------- journal
+
+fn urn(name: &str) -> String {
+    format!("urn:pulumi:dev::proj::pbtest:index:Item::{name}")
+}
+
+fn resource(name: &str, version: u32) -> Value {
+    json!({"urn": urn(name), "custom": true, "id": format!("{name}-id"), "type": "pbtest:index:Item",
+           "inputs": {"value": format!("{name}-v{version}")}, "outputs": {"value": format!("{name}-v{version}"), "n": 1.5e3}})
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Create,
+    Update(usize),
+    Delete(usize),
+    /// Create the replacement and mark the old one for deletion; `true`: also delete it.
+    Replace(usize, bool),
+    Fail(usize),
+    Refresh(usize, bool),
+    /// New outputs for an earlier created resource.
+    Outputs(usize),
+    Pending,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => Just(Step::Create),
+        3 => (0..64usize).prop_map(Step::Update),
+        2 => (0..64usize).prop_map(Step::Delete),
+        2 => (0..64usize, any::<bool>()).prop_map(|(i, d)| Step::Replace(i, d)),
+        1 => (0..64usize).prop_map(Step::Fail),
+        1 => (0..64usize, any::<bool>()).prop_map(|(i, g)| Step::Refresh(i, g)),
+        1 => (0..64usize).prop_map(Step::Outputs),
+        1 => Just(Step::Pending),
+    ]
+}
+
+/// Plays `steps` against a base of `n` resources like the engine would, producing the journal
+/// and, independently, the resulting resource list and pending operations.
+fn simulate(n: usize, steps: &[Step]) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let mut entries = vec![
+        json!({"version":1,"kind":6,"sequenceID":1,"operationID":0,"removeOld":null,"removeNew":null,
+        "secretsProvider":{"type":"service","state":{"url":"u","owner":"organization","project":"proj","stack":"dev"}}}),
+    ];
+    let mut seq = 1i64;
+    let mut op = 0i64;
+    let mut untouched: Vec<usize> = (0..n).collect();
+    // Model.
+    let mut new: Vec<(i64, Value)> = Vec::new();
+    let mut removed: HashSet<usize> = HashSet::new();
+    let mut replaced: BTreeMap<usize, Value> = BTreeMap::new();
+    let mut marked: HashSet<usize> = HashSet::new();
+    let mut pending: Vec<Value> = Vec::new();
+    let mut created = 0u32;
+    let mut entry = |v: Value, seq: &mut i64| {
+        *seq += 1;
+        let mut v = v;
+        v["version"] = json!(1);
+        v["sequenceID"] = json!(*seq);
+        if v.get("removeOld").is_none() {
+            v["removeOld"] = Value::Null;
+        }
+        if v.get("removeNew").is_none() {
+            v["removeNew"] = Value::Null;
+        }
+        entries.push(v);
+    };
+    let base_name = |i: usize| format!("b{i}");
+    for s in steps {
+        let pick = |k: usize, untouched: &mut Vec<usize>| -> Option<usize> {
+            if untouched.is_empty() {
+                None
+            } else {
+                Some(untouched.remove(k % untouched.len()))
+            }
+        };
+        match s {
+            Step::Create => {
+                op += 1;
+                created += 1;
+                let r = resource(&format!("n{created}"), 1);
+                entry(
+                    json!({"kind":0,"operationID":op,"operation":{"resource":r,"type":"creating"}}),
+                    &mut seq,
+                );
+                entry(json!({"kind":1,"operationID":op,"state":r}), &mut seq);
+                new.push((op, r));
+            }
+            Step::Update(k) => {
+                let Some(i) = pick(*k, &mut untouched) else {
+                    continue;
+                };
+                op += 1;
+                let r = resource(&base_name(i), 2);
+                entry(
+                    json!({"kind":0,"operationID":op,"operation":{"resource":resource(&base_name(i),1),"type":"updating"}}),
+                    &mut seq,
+                );
+                entry(
+                    json!({"kind":1,"operationID":op,"removeOld":i,"state":r}),
+                    &mut seq,
+                );
+                removed.insert(i);
+                new.push((op, r));
+            }
+            Step::Delete(k) => {
+                let Some(i) = pick(*k, &mut untouched) else {
+                    continue;
+                };
+                op += 1;
+                entry(
+                    json!({"kind":0,"operationID":op,"operation":{"resource":resource(&base_name(i),1),"type":"deleting"}}),
+                    &mut seq,
+                );
+                entry(json!({"kind":1,"operationID":op,"removeOld":i}), &mut seq);
+                removed.insert(i);
+            }
+            Step::Replace(k, delete_old) => {
+                let Some(i) = pick(*k, &mut untouched) else {
+                    continue;
+                };
+                op += 1;
+                let mut r = resource(&base_name(i), 3);
+                r["id"] = json!(format!("b{i}-replacement"));
+                entry(
+                    json!({"kind":0,"operationID":op,"operation":{"resource":r,"type":"creating"}}),
+                    &mut seq,
+                );
+                entry(
+                    json!({"kind":1,"operationID":op,"deleteOld":i,"state":r}),
+                    &mut seq,
+                );
+                new.push((op, r));
+                marked.insert(i);
+                if *delete_old {
+                    op += 1;
+                    entry(
+                        json!({"kind":0,"operationID":op,"operation":{"resource":resource(&base_name(i),1),"type":"deleting"}}),
+                        &mut seq,
+                    );
+                    entry(json!({"kind":1,"operationID":op,"removeOld":i}), &mut seq);
+                    removed.insert(i);
+                }
+            }
+            Step::Fail(k) => {
+                let Some(i) = pick(*k, &mut untouched) else {
+                    continue;
+                };
+                op += 1;
+                entry(
+                    json!({"kind":0,"operationID":op,"operation":{"resource":resource(&base_name(i),1),"type":"updating"}}),
+                    &mut seq,
+                );
+                entry(json!({"kind":2,"operationID":op}), &mut seq);
+            }
+            Step::Refresh(k, gone) => {
+                let Some(i) = pick(*k, &mut untouched) else {
+                    continue;
+                };
+                op += 1;
+                if *gone {
+                    entry(
+                        json!({"kind":3,"operationID":op,"removeOld":i,"isRefresh":true}),
+                        &mut seq,
+                    );
+                    removed.insert(i);
+                } else {
+                    let r = resource(&base_name(i), 4);
+                    entry(
+                        json!({"kind":3,"operationID":op,"removeOld":i,"isRefresh":true,"state":r}),
+                        &mut seq,
+                    );
+                    replaced.insert(i, r);
+                }
+            }
+            Step::Outputs(k) => {
+                if new.is_empty() {
+                    continue;
+                }
+                let j = k % new.len();
+                let (target_op, old) = &new[j];
+                let mut r = old.clone();
+                r["outputs"]["extra"] = json!(k);
+                entry(
+                    json!({"kind":4,"operationID":*target_op,"removeNew":*target_op,"state":r}),
+                    &mut seq,
+                );
+                new[j].1 = r;
+            }
+            Step::Pending => {
+                op += 1;
+                created += 1;
+                let operation =
+                    json!({"resource": resource(&format!("p{created}"), 1), "type": "creating"});
+                entry(
+                    json!({"kind":0,"operationID":op,"operation":operation}),
+                    &mut seq,
+                );
+                pending.push(operation);
+            }
+        }
+    }
+    let mut resources: Vec<Value> = new.into_iter().map(|(_, r)| r).collect();
+    for i in 0..n {
+        if removed.contains(&i) {
+            continue;
+        }
+        if let Some(r) = replaced.get(&i) {
+            resources.push(r.clone());
+            continue;
+        }
+        let mut r = resource(&base_name(i), 1);
+        if marked.contains(&i) {
+            r["delete"] = json!(true);
+        }
+        resources.push(r);
+    }
+    (entries, resources, pending)
+}
+
+fn base_deployment(n: usize) -> Value {
+    json!({"version": 3, "deployment": {
+        "manifest": {"time": "2026-01-01T00:00:00Z", "magic": "", "version": ""},
+        "secrets_providers": {"type":"service","state":{"url":"u","owner":"organization","project":"proj","stack":"dev"}},
+        "resources": (0..n).map(|i| resource(&format!("b{i}"), 1)).collect::<Vec<_>>()
+    }})
+}
+
+fn check_state(d: &Value, resources: &[Value], pending: &[Value]) -> Result<(), TestCaseError> {
+    let got = d["deployment"]["resources"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    prop_assert_eq!(&got, &resources.to_vec());
+    let got_pending = d["deployment"]["pending_operations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    prop_assert_eq!(&got_pending, &pending.to_vec());
+    let m = &d["deployment"]["manifest"];
+    prop_assert_eq!(
+        m["magic"].as_str().unwrap(),
+        sha256_hex(m["version"].as_str().unwrap().as_bytes())
+    );
+    Ok(())
+}
+
+fn run_journal_case(
+    n: usize,
+    steps: Vec<Step>,
+    cuts: Vec<usize>,
+    retries: Vec<bool>,
+) -> Result<(), TestCaseError> {
+    let (entries, expected, pending) = simulate(n, &steps);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::generate();
+        let (engine, store) = open(dir.path(), &master).await;
+        let (id, token) = begin(&engine, Some(base_deployment(n)), true).await;
+        // Random batches; some sent twice (a retry after a lost answer).
+        let mut batches: Vec<Vec<Value>> = Vec::new();
+        let mut rest = entries.as_slice();
+        let mut c = cuts.iter().cycle();
+        while !rest.is_empty() {
+            let size = (*c.next().unwrap_or(&1)).clamp(1, rest.len());
+            batches.push(rest[..size].to_vec());
+            rest = &rest[size..];
+        }
+        for (i, b) in batches.iter().enumerate() {
+            let body = serde_json::to_vec(&json!({ "entries": b })).unwrap();
+            engine
+                .journal_entries(&key(), &id, &token, body.clone(), None)
+                .await
+                .unwrap();
+            if retries.get(i).copied().unwrap_or(false) {
+                engine
+                    .journal_entries(&key(), &id, &token, body, None)
+                    .await
+                    .unwrap();
+            }
+        }
+        // Live: export while the update runs.
+        let live = export(&engine).await;
+        check_state(&live, &expected, &pending)?;
+        // Offline: a new engine on the same file replays the stored batches at complete.
+        drop(engine);
+        store.close();
+        let (engine, _store) = open(dir.path(), &master).await;
+        engine
+            .complete_update(&key(), &id, &token, "succeeded")
+            .await
+            .unwrap();
+        let stored = export(&engine).await;
+        check_state(&stored, &expected, &pending)?;
+        prop_assert_eq!(
+            &live["deployment"]["resources"],
+            &stored["deployment"]["resources"]
+        );
+        Ok(())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    #[test]
+    fn journal_live_offline_and_model_agree(
+        n in 0usize..12,
+        steps in proptest::collection::vec(step(), 0..40),
+        cuts in proptest::collection::vec(1usize..20, 1..8),
+        retries in proptest::collection::vec(any::<bool>(), 0..16),
+    ) {
+        run_journal_case(n, steps, cuts, retries)?;
+    }
+}
+
+// ---------------------------------------------------------------- deltas
+
+const HEAD: &str = r#"{"version":3,"deployment":{"manifest":{"time":"t","magic":"","version":""},"metadata":{},"resources":[{"urn":"urn:pulumi:dev::proj::pbtest:index:Item::a","custom":true,"type":"pbtest:index:Item","outputs":{"pad":""#;
+const TAIL: &str = r#""}}]}}"#;
+
+/// An edit inside the padding string: (start, length, replacement), positions relative to the
+/// padding and clamped to its current length.
+type Edit = (usize, usize, String);
+
+fn apply_edits(pad: &str, edits: &[Edit]) -> (String, Vec<Value>) {
+    // Sort and clip to non-overlapping spans, as the CLI sends them.
+    let mut spans: Vec<(usize, usize, &str)> = Vec::new();
+    let mut last = 0;
+    let mut sorted: Vec<&Edit> = edits.iter().collect();
+    sorted.sort_by_key(|e| e.0);
+    for (s, l, t) in sorted {
+        let s = (*s).min(pad.len()).max(last);
+        let e = (s + l).min(pad.len());
+        spans.push((s, e, t));
+        last = e;
+    }
+    let mut out = String::new();
+    let mut pos = 0;
+    let mut wire = Vec::new();
+    for (s, e, t) in &spans {
+        out.push_str(&pad[pos..*s]);
+        out.push_str(t);
+        pos = *e;
+        wire.push(
+            json!({"Span": {"uri": "", "start": {"line":1,"column":1,"offset": HEAD.len() + s},
+            "end": {"line":1,"column":1,"offset": HEAD.len() + e}}, "NewText": t}),
+        );
+    }
+    out.push_str(&pad[pos..]);
+    (out, wire)
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    (0usize..300, 0usize..40, "[a-z]{0,30}")
+}
+
+fn run_delta_case(pad: String, rounds: Vec<Vec<Edit>>) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::generate();
+        let (engine, store) = open(dir.path(), &master).await;
+        let (id, token) = begin(&engine, None, false).await;
+        let text = format!("{HEAD}{pad}{TAIL}");
+        let body = format!(r#"{{"version":3,"untypedDeployment":{text},"sequenceNumber":1}}"#);
+        engine
+            .save_verbatim_checkpoint(&key(), &id, &token, body.into_bytes())
+            .await
+            .unwrap();
+        let mut pad = pad;
+        for (i, edits) in rounds.iter().enumerate() {
+            let (next, wire) = apply_edits(&pad, edits);
+            let full = format!("{HEAD}{next}{TAIL}");
+            let body = json!({"version": 3, "checkpointHash": sha256_hex(full.as_bytes()),
+                "sequenceNumber": i as i64 + 2, "deploymentDelta": wire});
+            let bytes = serde_json::to_vec(&body).unwrap();
+            engine
+                .save_delta_checkpoint(&key(), &id, &token, bytes.clone())
+                .await
+                .unwrap();
+            if i % 3 == 0 {
+                // A retried delta is acknowledged and changes nothing.
+                engine
+                    .save_delta_checkpoint(&key(), &id, &token, bytes)
+                    .await
+                    .unwrap();
+            }
+            pad = next;
+        }
+        let expected: Value = serde_json::from_str(&format!("{HEAD}{pad}{TAIL}")).unwrap();
+        if !rounds.is_empty() {
+            prop_assert_eq!(&export(&engine).await, &expected);
+        }
+        // A wrong hash is refused and changes nothing.
+        let bad = json!({"version": 3, "checkpointHash": "0".repeat(64), "sequenceNumber": 999,
+            "deploymentDelta": [{"Span": {"uri":"","start":{"line":1,"column":1,"offset":HEAD.len()},
+            "end":{"line":1,"column":1,"offset":HEAD.len()}},"NewText":"zzz"}]});
+        prop_assert!(engine
+            .save_delta_checkpoint(&key(), &id, &token, serde_json::to_vec(&bad).unwrap())
+            .await
+            .is_err());
+        drop(engine);
+        store.close();
+        let (engine, _store) = open(dir.path(), &master).await;
+        engine.complete_update(&key(), &id, &token, "succeeded").await.unwrap();
+        prop_assert_eq!(&export(&engine).await, &expected);
+        Ok(())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    #[test]
+    fn deltas_live_offline_and_direct_agree(
+        pad in "[a-z]{0,400}",
+        rounds in proptest::collection::vec(proptest::collection::vec(edit(), 0..5), 0..30),
+    ) {
+        run_delta_case(pad, rounds)?;
+    }
+}
+
+#[test]
+fn many_deltas_fold_into_checkpoints_and_survive_a_restart() {
+    let rounds: Vec<Vec<Edit>> = (0..230)
+        .map(|i| vec![((i * 7) % 50, i % 5, format!("r{i}"))])
+        .collect();
+    run_delta_case("x".repeat(100), rounds).unwrap();
+}
