@@ -22,10 +22,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 fn caller() -> Caller {
-    Caller {
-        user: "admin".into(),
-        token_id: None,
-    }
+    Caller::user("admin")
 }
 
 fn key() -> StackKey {

@@ -10,13 +10,23 @@ use crate::engine::crypto::MasterKey;
 #[derive(Args, Debug, Clone)]
 pub struct DbArgs {
     /// SQLite database file (created on first start).
-    #[arg(long, env = "PULUMI_BACKEND_DB", default_value = "pbackend.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "PULUMI_BACKEND_DB",
+        default_value = "pbackend.db"
+    )]
     pub db: PathBuf,
 
     /// Master key that wraps every stack's secrets key: 64 hex characters (32 bytes). When
     /// neither this nor --master-key-file is given, the key is read from `<db>.key`, which
     /// `serve` creates on a new database.
-    #[arg(long, env = "PULUMI_BACKEND_MASTER_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "PULUMI_BACKEND_MASTER_KEY",
+        hide_env_values = true
+    )]
     pub master_key: Option<String>,
 
     /// File holding the master key (64 hex characters).
@@ -69,6 +79,19 @@ impl DbArgs {
         write_secret_file(&path, &format!("{}\n", key.to_hex()))
             .map_err(|e| format!("cannot write the new master key to {}: {e}", path.display()))?;
         Ok((key, KeySource::Generated(path)))
+    }
+}
+
+impl DbArgs {
+    /// The master key when one is given or the default key file exists; `None` otherwise.
+    pub fn master_key_if_available(&self) -> Result<Option<MasterKey>, String> {
+        if self.master_key.is_none()
+            && self.master_key_file.is_none()
+            && !self.default_key_file().exists()
+        {
+            return Ok(None);
+        }
+        self.master_key(false).map(|(k, _)| Some(k))
     }
 }
 

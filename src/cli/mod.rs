@@ -4,7 +4,15 @@
 //! Exit codes: 0 success, 1 the operation failed, 2 usage error (clap's own).
 
 pub mod args;
+pub mod backup;
+pub mod completions;
+pub mod jsonfmt;
+pub mod maint;
+pub mod offline;
+pub mod output;
 pub mod serve;
+pub mod stack;
+pub mod tokens;
 
 use std::process::ExitCode;
 
@@ -51,6 +59,68 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the HTTP server.
     Serve(serve::ServeArgs),
+    /// Inspect and maintain stacks on the database directly.
+    #[command(alias = "stacks")]
+    Stack {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(subcommand)]
+        cmd: stack::StackCommand,
+    },
+    /// Export the whole instance to an archive (`--all`), for disaster recovery.
+    Export {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(flatten)]
+        args: backup::ExportAllArgs,
+    },
+    /// Restore a whole-instance archive (`--all`) into a database.
+    Import {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(flatten)]
+        args: backup::ImportAllArgs,
+    },
+    /// Create, list and revoke API access tokens.
+    Tokens {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(subcommand)]
+        cmd: tokens::TokensCommand,
+    },
+    /// Re-wrap every stack's secrets key under a new master key, in one transaction.
+    RotateKeys {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(flatten)]
+        args: maint::RotateKeysArgs,
+    },
+    /// Delete old versions of stack states beyond --keep.
+    PruneVersions {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(flatten)]
+        args: maint::PruneArgs,
+    },
+    /// Check every stored version, journal, key and the database itself; exit 1 on problems.
+    Verify {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(flatten)]
+        args: maint::VerifyArgs,
+    },
+    /// Rebuild a stack's state from its stored journal.
+    ReplayJournal {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(flatten)]
+        args: maint::ReplayArgs,
+    },
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: completions::CompletionShell,
+    },
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -77,6 +147,15 @@ pub fn main() -> ExitCode {
     init_logging(cli.log_format, &cli.log_level);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Stack { db, cmd } => stack::run(&db, cmd),
+        Command::Export { db, args } => backup::export_all(&db, args),
+        Command::Import { db, args } => backup::import_all(&db, args),
+        Command::Tokens { db, cmd } => tokens::run(&db, cmd),
+        Command::RotateKeys { db, args } => maint::rotate_keys(&db, args),
+        Command::PruneVersions { db, args } => maint::prune(&db, args),
+        Command::Verify { db, args } => maint::verify(&db, args),
+        Command::ReplayJournal { db, args } => maint::replay_journal(&db, args),
+        Command::Completions { shell } => completions::run(shell),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -105,6 +105,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    // Held for the server's lifetime: maintenance commands that need the database to
+    // themselves (and a second server) see it and refuse.
+    let _lock = crate::cli::offline::ServerLock::acquire(
+        &args.db.db,
+        "only one server may serve a database",
+    )?;
     rt.block_on(async move {
         let store = SqliteStore::open(&args.db.db)
             .map_err(|e| format!("cannot open the database {}: {e}", args.db.db.display()))?;

@@ -35,7 +35,7 @@ impl Engine {
         let mut boot = Bootstrap::default();
         check_master_key(store.as_ref(), &master, &mut boot).await?;
 
-        let admin_token_hash = match token {
+        let admin_token_hash = Some(match token {
             Some(t) => {
                 if t.trim().is_empty() {
                     return Err(EngineError::Invalid(
@@ -58,17 +58,48 @@ impl Engine {
                     h
                 }
             },
-        };
+        });
 
         let engine = Engine {
             store,
-            master,
+            master: Some(master),
             cfg,
             clock,
             admin_token_hash,
             live: Default::default(),
         };
         Ok((engine, boot))
+    }
+
+    /// Opens the engine for offline maintenance: no API token; the master key only when
+    /// given, and then checked against the database.
+    pub async fn open_offline(
+        store: Arc<dyn Store>,
+        master: Option<MasterKey>,
+        cfg: EngineConfig,
+        clock: Arc<dyn Clock>,
+    ) -> EngineResult<Engine> {
+        if let Some(m) = &master {
+            match store.meta_get(CANARY_KEY).await? {
+                Some(canary) if !m.opens_canary(&canary) => {
+                    return Err(EngineError::Invalid(
+                        "the master key does not match this database: it was created with a \
+                         different key"
+                            .into(),
+                    ));
+                }
+                Some(_) => {}
+                None => store.meta_put(CANARY_KEY, m.canary()).await?,
+            }
+        }
+        Ok(Engine {
+            store,
+            master,
+            cfg,
+            clock,
+            admin_token_hash: None,
+            live: Default::default(),
+        })
     }
 }
 

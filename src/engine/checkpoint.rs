@@ -30,7 +30,7 @@ fn checkpoint_err(e: StoreError) -> EngineError {
 
 /// The manifest version of a state the server builds: the CLI version that ran the update
 /// (as the CLI itself would write), else ours.
-fn engine_version(update: &UpdateRow) -> String {
+pub(crate) fn engine_version(update: &UpdateRow) -> String {
     serde_json::from_str::<std::collections::BTreeMap<String, String>>(&update.environment)
         .ok()
         .and_then(|env| env.get("pulumi.version").cloned())
@@ -38,7 +38,7 @@ fn engine_version(update: &UpdateRow) -> String {
         .unwrap_or_else(|| format!("v{}", env!("CARGO_PKG_VERSION")))
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "0001-01-01T00:00:00Z".into())

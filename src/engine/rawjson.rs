@@ -41,6 +41,11 @@ impl RawObject {
         serde_json::from_str(text)
     }
 
+    /// The fields in their original order.
+    pub fn fields(&self) -> impl Iterator<Item = (&String, &RawValue)> {
+        self.fields.iter().map(|(k, v)| (k, v.as_ref()))
+    }
+
     pub fn get(&self, key: &str) -> Option<&RawValue> {
         self.fields
             .iter()

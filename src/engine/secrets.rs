@@ -31,7 +31,7 @@ impl Engine {
             .get_stack_key(stack_id)
             .await?
             .ok_or_else(|| EngineError::NotFound("stack not found".into()))?;
-        self.master.unwrap_key(&wrapped)
+        self.master()?.unwrap_key(&wrapped)
     }
 
     pub async fn encrypt(

@@ -57,7 +57,7 @@ impl Engine {
             ),
             None => None,
         };
-        let wrapped_key = self.master.wrap(&StackSecretKey::generate());
+        let wrapped_key = self.master()?.wrap(&StackSecretKey::generate());
         let new = NewStack {
             key: key.clone(),
             tags: req.tags,
@@ -105,8 +105,9 @@ impl Engine {
         };
         let query = StackQuery {
             orgs: match &q.org {
-                Some(org) => vec![org.clone()],
-                None => self.namespaces(caller),
+                Some(org) => Some(vec![org.clone()]),
+                None if caller.operator => None,
+                None => Some(self.namespaces(caller)),
             },
             project: q.project.clone(),
             tag_name: q.tag_name.clone(),

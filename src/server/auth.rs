@@ -30,6 +30,7 @@ impl FromRequestParts<AppState> for ApiCaller {
         state
             .engine
             .authenticate(token)
+            .await
             .map(ApiCaller)
             .map_err(ApiError::from)
     }

@@ -10,6 +10,7 @@
 //! second backend (PostgreSQL, for stateless replicas) slots in without touching callers. No
 //! backend type (rusqlite or otherwise) appears in this file.
 
+pub mod backup;
 pub mod error;
 pub mod sqlite;
 
@@ -287,14 +288,72 @@ pub enum ImportOutcome {
 
 #[derive(Debug, Clone, Default)]
 pub struct StackQuery {
-    /// Organizations to list from (none: no stacks).
-    pub orgs: Vec<String>,
+    /// Organizations to list from; `None`: every organization.
+    pub orgs: Option<Vec<String>>,
     pub project: Option<String>,
     pub tag_name: Option<String>,
     pub tag_value: Option<String>,
     /// Only stacks whose id is greater (continuation).
     pub after_id: Option<i64>,
     pub limit: i64,
+}
+
+/// A managed access token (`pbackend tokens`); the secret itself is never stored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenRow {
+    pub id: String,
+    pub user: String,
+    pub description: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub id: String,
+    pub user: String,
+    pub description: String,
+    /// SHA-256 of the token.
+    pub hash: Vec<u8>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub enum TokenSelector {
+    Id(String),
+    User(String),
+}
+
+/// A kept version of a stack's state, without its content.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VersionInfo {
+    pub version: i64,
+    pub sha256: String,
+    /// Uncompressed size.
+    pub size: i64,
+    /// Stored (compressed) size.
+    pub stored_size: i64,
+    pub resource_count: i64,
+    pub created_at: i64,
+}
+
+/// What a prune removed (or would remove).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PruneReport {
+    pub versions: i64,
+    /// Stored (compressed) bytes of the removed versions.
+    pub bytes: i64,
+}
+
+/// A stack's wrapped secrets key, for re-wrapping under a new master key.
+#[derive(Debug, Clone)]
+pub struct WrappedKey {
+    pub stack_id: i64,
+    pub key: StackKey,
+    pub wrapped: Vec<u8>,
 }
 
 /// The persistence contract. See the module comment.
@@ -369,6 +428,50 @@ pub trait Store: Send + Sync + 'static {
         stack_id: i64,
         version: i64,
     ) -> StoreFuture<'_, Option<UpdateRow>>;
+    // --- access tokens
+    fn create_token(&self, token: NewToken) -> StoreFuture<'_, ()>;
+    fn find_token(&self, hash: Vec<u8>) -> StoreFuture<'_, Option<TokenRow>>;
+    fn touch_token<'a>(&'a self, id: &'a str, now: i64) -> StoreFuture<'a, ()>;
+    fn list_tokens(&self, user: Option<String>) -> StoreFuture<'_, Vec<TokenRow>>;
+    /// Revokes the selected tokens that are not revoked yet; returns their ids.
+    fn revoke_tokens(&self, which: TokenSelector, now: i64) -> StoreFuture<'_, Vec<String>>;
+
+    // --- maintenance
+    fn list_versions(&self, stack_id: i64) -> StoreFuture<'_, Vec<VersionInfo>>;
+    /// Deletes all but the newest `keep` versions (never the current one); with `dry_run`
+    /// only reports what would go.
+    fn prune_stack_versions(
+        &self,
+        stack_id: i64,
+        keep: i64,
+        dry_run: bool,
+    ) -> StoreFuture<'_, PruneReport>;
+    /// Replaces the stored state of an existing version (journal replay repairs).
+    fn replace_version_state(
+        &self,
+        stack_id: i64,
+        version: i64,
+        state: StateBlob,
+    ) -> StoreFuture<'_, ()>;
+    fn list_wrapped_keys(&self) -> StoreFuture<'_, Vec<WrappedKey>>;
+    /// Replaces every stack's wrapped key and the master-key canary in one transaction.
+    fn replace_wrapped_keys(
+        &self,
+        keys: Vec<(i64, Vec<u8>)>,
+        canary: Vec<u8>,
+    ) -> StoreFuture<'_, ()>;
+    /// Problems the backend's own consistency checks find (empty when none).
+    fn integrity_problems(&self) -> StoreFuture<'_, Vec<String>>;
+    fn vacuum(&self) -> StoreFuture<'_, ()>;
+    /// Streams every row as backup records, in an order `load` can replay.
+    fn dump(&self, sink: backup::Sink) -> StoreFuture<'_, backup::DumpReport>;
+    /// Loads backup records into this store in one transaction.
+    fn load(
+        &self,
+        records: backup::Source,
+        merge: backup::Merge,
+    ) -> StoreFuture<'_, backup::LoadReport>;
+
     /// The running non-preview update of a stack, if any (its lease may have expired).
     fn running_update(&self, stack_id: i64) -> StoreFuture<'_, Option<UpdateRow>>;
 }

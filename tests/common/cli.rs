@@ -87,6 +87,8 @@ pub struct ServerProcess {
     pub url: String,
     pub port: u16,
     extra: Vec<String>,
+    /// The master key the server starts with.
+    pub key: String,
     child: Option<tokio::process::Child>,
     starts: usize,
 }
@@ -98,6 +100,7 @@ impl ServerProcess {
             url: String::new(),
             port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            key: MASTER_KEY.to_owned(),
             child: None,
             starts: 0,
         };
@@ -113,6 +116,56 @@ impl ServerProcess {
         self.dir.path().join(format!("server-{n}.log"))
     }
 
+    /// Starts the server and returns whether it came up (false: it exited, e.g. refused to
+    /// start), without panicking.
+    pub async fn try_start(&mut self) -> bool {
+        self.kill().await;
+        self.starts += 1;
+        self.url = format!("http://127.0.0.1:{}", self.port);
+        let log = std::fs::File::create(self.log_path(self.starts)).expect("log file");
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pbackend"))
+            .arg("serve")
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--db")
+            .arg(self.db())
+            .arg("--master-key")
+            .arg(&self.key)
+            .arg("--single-tenant-token")
+            .arg(CLI_TOKEN)
+            .args(&self.extra)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("pbackend starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let http = reqwest::Client::new();
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if let Ok(r) = http
+                .get(format!("{}/api/capabilities", self.url))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                self.child = Some(child);
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the server (SIGKILL) and waits for it to exit.
+    pub async fn stop(&mut self) {
+        self.kill().await;
+    }
+
     async fn spawn(&mut self) {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path(self.starts)).expect("log file");
@@ -123,7 +176,7 @@ impl ServerProcess {
             .arg("--db")
             .arg(self.db())
             .arg("--master-key")
-            .arg(MASTER_KEY)
+            .arg(&self.key)
             .arg("--single-tenant-token")
             .arg(CLI_TOKEN)
             .arg("--log-level")

@@ -125,6 +125,20 @@ const STEPS: &[&str] = &[
         PRIMARY KEY (update_id, ordinal)
     );
     "#,
+    // 3: managed access tokens.
+    r#"
+    CREATE TABLE tokens (
+        id           TEXT PRIMARY KEY,
+        user_name    TEXT NOT NULL,
+        description  TEXT NOT NULL,
+        hash         BLOB NOT NULL UNIQUE,
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER,
+        last_used_at INTEGER,
+        revoked_at   INTEGER
+    );
+    CREATE INDEX tokens_by_user ON tokens (user_name);
+    "#,
 ];
 
 /// The schema version this build writes.

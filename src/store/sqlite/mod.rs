@@ -20,6 +20,7 @@
 //! Other processes (the operator CLI) may open the same file: `busy_timeout` makes them wait
 //! for the writer instead of failing at once.
 
+mod maintenance;
 mod migrate;
 mod queries;
 
@@ -117,6 +118,32 @@ impl SqliteStore {
                 Ok(value)
             })();
             let _ = reply_tx.send(result);
+        });
+        let sent = match self.inner.writer.lock() {
+            Ok(guard) => guard.as_ref().map(|s| s.send(job).is_ok()).unwrap_or(false),
+            Err(_) => false,
+        };
+        async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            reply_rx.await.map_err(|_| StoreError::Closed)?
+        }
+    }
+
+    /// Runs `f` on the writer's connection outside any transaction (for statements such as
+    /// `VACUUM` that cannot run inside one).
+    fn write_raw<T, F>(
+        &self,
+        f: F,
+    ) -> impl std::future::Future<Output = StoreResult<T>> + Send + use<T, F>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn: &mut Connection| {
+            let _ = reply_tx.send(f(conn));
         });
         let sent = match self.inner.writer.lock() {
             Ok(guard) => guard.as_ref().map(|s| s.send(job).is_ok()).unwrap_or(false),

@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 use subtle::ConstantTimeEq;
 
-use super::{SqliteStore, map_err};
+use super::{SqliteStore, maintenance as m, map_err};
 use crate::store::*;
 
 const STACK_COLS: &str = "s.id, s.org, s.project, s.name, s.tags, s.created_at, s.last_version, \
@@ -359,7 +359,7 @@ impl Store for SqliteStore {
             let mut st = tx
                 .prepare_cached(&format!(
                     "SELECT {STACK_COLS} FROM stacks s \
-                     WHERE s.org IN (SELECT value FROM json_each(?1)) \
+                     WHERE (?1 IS NULL OR s.org IN (SELECT value FROM json_each(?1))) \
                        AND (?2 IS NULL OR s.project = ?2) \
                        AND s.id > ?3 \
                        AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(s.tags) \
@@ -370,7 +370,11 @@ impl Store for SqliteStore {
             let rows = st
                 .query_map(
                     params![
-                        serde_json::to_string(&q.orgs).map_err(StoreError::backend)?,
+                        q.orgs
+                            .as_ref()
+                            .map(serde_json::to_string)
+                            .transpose()
+                            .map_err(StoreError::backend)?,
                         q.project,
                         q.after_id.unwrap_or(0),
                         q.tag_name,
@@ -952,6 +956,116 @@ impl Store for SqliteStore {
             .optional()
             .map_err(map_err)
         }))
+    }
+
+    fn create_token(&self, token: NewToken) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |tx| m::create_token(tx, &token)))
+    }
+
+    fn find_token(&self, hash: Vec<u8>) -> StoreFuture<'_, Option<TokenRow>> {
+        Box::pin(self.read(move |tx| m::find_token(tx, &hash)))
+    }
+
+    fn touch_token<'a>(&'a self, id: &'a str, now: i64) -> StoreFuture<'a, ()> {
+        let id = id.to_owned();
+        Box::pin(self.write(move |tx| m::touch_token(tx, &id, now)))
+    }
+
+    fn list_tokens(&self, user: Option<String>) -> StoreFuture<'_, Vec<TokenRow>> {
+        Box::pin(self.read(move |tx| m::list_tokens(tx, user.as_deref())))
+    }
+
+    fn revoke_tokens(&self, which: TokenSelector, now: i64) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(self.write(move |tx| m::revoke_tokens(tx, &which, now)))
+    }
+
+    fn list_versions(&self, stack_id: i64) -> StoreFuture<'_, Vec<VersionInfo>> {
+        Box::pin(self.read(move |tx| m::list_versions(tx, stack_id)))
+    }
+
+    fn prune_stack_versions(
+        &self,
+        stack_id: i64,
+        keep: i64,
+        dry_run: bool,
+    ) -> StoreFuture<'_, PruneReport> {
+        if dry_run {
+            Box::pin(self.read(move |tx| m::prune_candidates(tx, stack_id, keep)))
+        } else {
+            Box::pin(self.write(move |tx| {
+                let report = m::prune_candidates(tx, stack_id, keep)?;
+                m::prune_now(tx, stack_id, keep)?;
+                Ok(report)
+            }))
+        }
+    }
+
+    fn replace_version_state(
+        &self,
+        stack_id: i64,
+        version: i64,
+        state: StateBlob,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE stack_versions SET state = ?3, sha256 = ?4, size = ?5, \
+                     resource_count = ?6 WHERE stack_id = ?1 AND version = ?2",
+                    params![
+                        stack_id,
+                        version,
+                        state.gz,
+                        state.sha256,
+                        state.size,
+                        state.resource_count
+                    ],
+                )
+                .map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "version {version} is not stored"
+                )));
+            }
+            tx.execute(
+                "UPDATE stacks SET resource_count = ?3, state_size = ?4 \
+                 WHERE id = ?1 AND current_version = ?2",
+                params![stack_id, version, state.resource_count, state.size],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        }))
+    }
+
+    fn list_wrapped_keys(&self) -> StoreFuture<'_, Vec<WrappedKey>> {
+        Box::pin(self.read(m::list_wrapped_keys))
+    }
+
+    fn replace_wrapped_keys(
+        &self,
+        keys: Vec<(i64, Vec<u8>)>,
+        canary: Vec<u8>,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |tx| m::replace_wrapped_keys(tx, &keys, &canary)))
+    }
+
+    fn integrity_problems(&self) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(self.read(m::integrity_problems))
+    }
+
+    fn vacuum(&self) -> StoreFuture<'_, ()> {
+        Box::pin(self.write_raw(|conn| conn.execute_batch("VACUUM").map_err(map_err)))
+    }
+
+    fn dump(&self, mut sink: backup::Sink) -> StoreFuture<'_, backup::DumpReport> {
+        Box::pin(self.read(move |tx| m::dump(tx, &mut sink)))
+    }
+
+    fn load(
+        &self,
+        records: backup::Source,
+        merge: backup::Merge,
+    ) -> StoreFuture<'_, backup::LoadReport> {
+        Box::pin(self.write(move |tx| m::load(tx, records, merge)))
     }
 
     fn running_update(&self, stack_id: i64) -> StoreFuture<'_, Option<UpdateRow>> {

@@ -1,0 +1,199 @@
+//! Whole-instance backups (`pbackend export --all` / `import --all`).
+//!
+//! Archive format, version 1: a gzip stream of JSON lines. The first line is the header
+//! `{"format":"pbackend-backup","version":1,"created":<unix seconds>,"pbackend":"<version>"}`;
+//! every following line is one database row as a `store::backup::Record` (an object whose
+//! `table` field names the kind of row; binary columns in standard base64). Rows come parents
+//! first: metadata, tokens, stacks, former names, versions, updates, working checkpoints,
+//! deltas, engine events, journal batches. Stack keys stay wrapped by the master key, so an
+//! archive restores only with the key it was made with (checked against its canary).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::operator::Progress;
+use crate::store::StoreError;
+use crate::store::backup::{DumpReport, LoadReport, Merge, Record};
+
+pub const ARCHIVE_FORMAT: &str = "pbackend-backup";
+pub const ARCHIVE_VERSION: i64 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    format: String,
+    version: i64,
+    created: i64,
+    pbackend: String,
+}
+
+type Writer = GzEncoder<BufWriter<File>>;
+
+fn io_err(path: &Path, e: std::io::Error) -> EngineError {
+    EngineError::Invalid(format!("{}: {e}", path.display()))
+}
+
+impl Engine {
+    /// Writes every row of the database to a new archive at `path` (written to a temporary
+    /// file first and renamed, so a failed export leaves no partial archive behind).
+    pub async fn export_all(
+        &self,
+        path: &Path,
+        progress: Arc<dyn Progress>,
+    ) -> EngineResult<DumpReport> {
+        let tmp = PathBuf::from(format!("{}.partial", path.display()));
+        let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        let mut w: Writer = GzEncoder::new(BufWriter::new(file), Compression::fast());
+        let header = Header {
+            format: ARCHIVE_FORMAT.into(),
+            version: ARCHIVE_VERSION,
+            created: self.now(),
+            pbackend: env!("CARGO_PKG_VERSION").into(),
+        };
+        serde_json::to_writer(&mut w, &header).map_err(EngineError::internal)?;
+        w.write_all(b"\n").map_err(|e| io_err(&tmp, e))?;
+        let shared = Arc::new(Mutex::new(Some(w)));
+        let sink_w = shared.clone();
+        progress.start(0, "exporting");
+        let p = progress.clone();
+        let sink = Box::new(move |rec: Record| -> Result<(), StoreError> {
+            if let Record::Stack {
+                org, project, name, ..
+            } = &rec
+            {
+                p.step(&format!("{org}/{project}/{name}"));
+            }
+            let mut guard = sink_w.lock().map_err(|_| StoreError::Closed)?;
+            let w = guard.as_mut().ok_or(StoreError::Closed)?;
+            serde_json::to_writer(&mut *w, &rec).map_err(StoreError::backend)?;
+            w.write_all(b"\n").map_err(StoreError::backend)
+        });
+        let report = self.store.dump(sink).await;
+        progress.finish();
+        let w = shared.lock().ok().and_then(|mut g| g.take());
+        let report = match report {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+        };
+        let w = w.ok_or_else(|| EngineError::Internal("archive writer lost".into()))?;
+        let finish = w
+            .finish()
+            .and_then(|b| b.into_inner().map_err(|e| e.into_error()))
+            .and_then(|f| f.sync_all());
+        if let Err(e) = finish {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_err(&tmp, e));
+        }
+        std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
+        Ok(report)
+    }
+
+    /// Restores an archive into this database in one transaction. Needs the master key the
+    /// archive was made with.
+    pub async fn import_all(
+        &self,
+        path: &Path,
+        merge: Merge,
+        progress: Arc<dyn Progress>,
+    ) -> EngineResult<LoadReport> {
+        let master = self.master()?.clone();
+        let file = File::open(path).map_err(|e| io_err(path, e))?;
+        let mut lines = BufReader::new(GzDecoder::new(file)).lines();
+        let first = lines
+            .next()
+            .ok_or_else(|| EngineError::Invalid(format!("{} is empty", path.display())))?
+            .map_err(|e| {
+                EngineError::Invalid(format!("{} is not a pbackend archive: {e}", path.display()))
+            })?;
+        let header: Header = serde_json::from_str(&first).map_err(|_| {
+            EngineError::Invalid(format!("{} is not a pbackend archive", path.display()))
+        })?;
+        if header.format != ARCHIVE_FORMAT {
+            return Err(EngineError::Invalid(format!(
+                "{} is not a pbackend archive",
+                path.display()
+            )));
+        }
+        if header.version != ARCHIVE_VERSION {
+            return Err(EngineError::Invalid(format!(
+                "{} is archive format version {}; this pbackend reads version {ARCHIVE_VERSION}",
+                path.display(),
+                header.version
+            )));
+        }
+        progress.start(0, "importing");
+        let p = progress.clone();
+        let mut line_no = 1u64;
+        let source = Box::new(lines.map(move |line| {
+            line_no += 1;
+            let line = line.map_err(StoreError::backend)?;
+            let rec: Record = serde_json::from_str(&line).map_err(|e| {
+                StoreError::Corrupt(format!("archive line {line_no} is not a valid record: {e}"))
+            })?;
+            match &rec {
+                Record::Meta { key, value }
+                    if key == "master_key_canary" && !master.opens_canary(value) =>
+                {
+                    return Err(StoreError::Corrupt(
+                        "the archive was made with a different master key; pass the key of \
+                         the database it was exported from"
+                            .into(),
+                    ));
+                }
+                Record::Stack {
+                    org, project, name, ..
+                } => {
+                    p.step(&format!("{org}/{project}/{name}"));
+                }
+                _ => {}
+            }
+            Ok(rec)
+        }));
+        let result = self.store.load(source, merge).await;
+        progress.finish();
+        match result {
+            Ok(r) => Ok(r),
+            Err(StoreError::Conflict(msg)) => Err(EngineError::Conflict(format!(
+                "{msg}: restore into an empty database, or pass --merge skip-existing"
+            ))),
+            Err(StoreError::Corrupt(msg)) => Err(EngineError::Invalid(msg)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every row of the database as records (tests compare two databases with it).
+    pub async fn dump_records(&self) -> EngineResult<Vec<Record>> {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let o = out.clone();
+        self.store
+            .dump(Box::new(move |r| {
+                o.lock().map_err(|_| StoreError::Closed)?.push(r);
+                Ok(())
+            }))
+            .await?;
+        let v = std::mem::take(&mut *out.lock().map_err(|_| EngineError::internal("lock"))?);
+        Ok(v)
+    }
+}
+
+/// Reads the header line of an archive (for `--help`-level inspection and tests).
+pub fn read_header(path: &Path) -> EngineResult<(String, i64)> {
+    let file = File::open(path).map_err(|e| io_err(path, e))?;
+    let mut line = String::new();
+    BufReader::new(GzDecoder::new(file))
+        .read_line(&mut line)
+        .map_err(|e| io_err(path, e))?;
+    let h: Header = serde_json::from_str(&line).map_err(EngineError::internal)?;
+    Ok((h.format, h.version))
+}
