@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 MATRIX=${PBACKEND_MATRIX-"v3.228.0 v3.200.0 v3.150.0"}
 CACHE=${PBACKEND_TOOLCHAIN_DIR:-$HOME/.cache/pbackend-toolchain}
-CLI_TESTS=(--test cli_stacks --test cli_updates --test cli_state --test cli_concurrency --test cli_modes)
+CLI_TESTS=(--test cli_stacks --test cli_updates --test cli_state --test cli_concurrency --test cli_modes --test cli_ops)
 
 if command -v go >/dev/null 2>&1; then
   # shellcheck disable=SC2086

@@ -1,0 +1,424 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'pbackend'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'pbackend' {
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the HTTP server')
+            [CompletionResult]::new('stack', 'stack', [CompletionResultType]::ParameterValue, 'Inspect and maintain stacks on the database directly')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Export the whole instance to an archive (`--all`), for disaster recovery')
+            [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Restore a whole-instance archive (`--all`) into a database')
+            [CompletionResult]::new('tokens', 'tokens', [CompletionResultType]::ParameterValue, 'Create, list and revoke API access tokens')
+            [CompletionResult]::new('rotate-keys', 'rotate-keys', [CompletionResultType]::ParameterValue, 'Re-wrap every stack''s secrets key under a new master key, in one transaction')
+            [CompletionResult]::new('prune-versions', 'prune-versions', [CompletionResultType]::ParameterValue, 'Delete old versions of stack states beyond --keep')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check every stored version, journal, key and the database itself; exit 1 on problems')
+            [CompletionResult]::new('replay-journal', 'replay-journal', [CompletionResultType]::ParameterValue, 'Rebuild a stack''s state from its stored journal')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;serve' {
+            [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Address to listen on')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--single-tenant-token', '--single-tenant-token', [CompletionResultType]::ParameterName, 'The API token that grants access (as `--user`). When not given, the token from the previous start is kept; on a new database one is generated and printed once')
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'The organization stacks live in (the CLI''s default organization)')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The user name the API token acts as')
+            [CompletionResult]::new('--lease-duration', '--lease-duration', [CompletionResultType]::ParameterName, 'How long an update''s lease lasts without renewal (seconds, or with s/m/h). The CLI renews every 2.5 minutes assuming 5; keep it at 5m or more outside tests')
+            [CompletionResult]::new('--max-state-versions', '--max-state-versions', [CompletionResultType]::ParameterName, 'Versions of each stack''s state to keep (older ones are deleted)')
+            [CompletionResult]::new('--delta-cutoff-bytes', '--delta-cutoff-bytes', [CompletionResultType]::ParameterName, 'Checkpoints smaller than this are uploaded whole instead of as deltas')
+            [CompletionResult]::new('--max-state-bytes', '--max-state-bytes', [CompletionResultType]::ParameterName, 'Largest decompressed body accepted for a whole deployment (checkpoints, import)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;stack' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List stacks: resources, last update, version, the update holding it, state size')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one stack: tags, kept versions, recent history, lock, secrets key')
+            [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Delete a stack with its history. Refused while it has resources, unless --force')
+            [CompletionResult]::new('unlock', 'unlock', [CompletionResultType]::ParameterValue, 'Cancel the update holding a stack (a crashed CLI, a stuck lease), keeping the state it reached. The CLI''s `pulumi cancel`, for when the CLI cannot')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write a stack''s deployment exactly as `pulumi stack export` does, for `pulumi stack import` anywhere')
+            [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Store a deployment file as a new version of a stack. Plaintext secrets (from --show-secrets exports) are encrypted with the stack''s key; secrets of another stack of this database are re-encrypted; secrets that would not decrypt are refused')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;stack;ls' {
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'Only this organization')
+            [CompletionResult]::new('--project', '--project', [CompletionResultType]::ParameterName, 'Only this project')
+            [CompletionResult]::new('--tag', '--tag', [CompletionResultType]::ParameterName, 'Only stacks with this tag (NAME or NAME=VALUE)')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;stack;show' {
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;stack;rm' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Delete even with resources in its state, or while an update holds it')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;stack;unlock' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;stack;export' {
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'A kept older version instead of the current state')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Write to this file instead of stdout')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Write to this file instead of stdout')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('--show-secrets', '--show-secrets', [CompletionResultType]::ParameterName, 'Decrypt service-encrypted secrets (needs the master key)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;stack;import' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('--create', '--create', [CompletionResultType]::ParameterName, 'Create the stack when it does not exist')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;stack;help' {
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List stacks: resources, last update, version, the update holding it, state size')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one stack: tags, kept versions, recent history, lock, secrets key')
+            [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Delete a stack with its history. Refused while it has resources, unless --force')
+            [CompletionResult]::new('unlock', 'unlock', [CompletionResultType]::ParameterValue, 'Cancel the update holding a stack (a crashed CLI, a stuck lease), keeping the state it reached. The CLI''s `pulumi cancel`, for when the CLI cannot')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write a stack''s deployment exactly as `pulumi stack export` does, for `pulumi stack import` anywhere')
+            [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Store a deployment file as a new version of a stack. Plaintext secrets (from --show-secrets exports) are encrypted with the stack''s key; secrets of another stack of this database are re-encrypted; secrets that would not decrypt are refused')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;stack;help;ls' {
+            break
+        }
+        'pbackend;stack;help;show' {
+            break
+        }
+        'pbackend;stack;help;rm' {
+            break
+        }
+        'pbackend;stack;help;unlock' {
+            break
+        }
+        'pbackend;stack;help;export' {
+            break
+        }
+        'pbackend;stack;help;import' {
+            break
+        }
+        'pbackend;stack;help;help' {
+            break
+        }
+        'pbackend;export' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'The archive to write (gzip; format in reference/cli.md)')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'The archive to write (gzip; format in reference/cli.md)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Export the whole instance (every stack with its versions, history, tags, events, journals and wrapped keys, and the access tokens)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Show no progress')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Show no progress')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;import' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--merge', '--merge', [CompletionResultType]::ParameterName, 'How to merge into a database that already has stacks (default: refuse)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Import a whole-instance archive made by `pbackend export --all`')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Show no progress')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Show no progress')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'pbackend;tokens' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a token for a user; it is printed once and only its hash is stored')
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List tokens (never their secrets)')
+            [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a token by id, or every token of a user: `pbackend tokens revoke alice`. A running server refuses a revoked token from its next request')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;tokens;create' {
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The user the token acts as (shown by `pulumi whoami`)')
+            [CompletionResult]::new('--description', '--description', [CompletionResultType]::ParameterName, 'What the token is for')
+            [CompletionResult]::new('--expires', '--expires', [CompletionResultType]::ParameterName, 'Lifetime, e.g. 90d or 12h; without it the token does not expire')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;tokens;ls' {
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'Only this user''s tokens')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;tokens;revoke' {
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'Revoke every token of this user')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;tokens;help' {
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a token for a user; it is printed once and only its hash is stored')
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List tokens (never their secrets)')
+            [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a token by id, or every token of a user: `pbackend tokens revoke alice`. A running server refuses a revoked token from its next request')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;tokens;help;create' {
+            break
+        }
+        'pbackend;tokens;help;ls' {
+            break
+        }
+        'pbackend;tokens;help;revoke' {
+            break
+        }
+        'pbackend;tokens;help;help' {
+            break
+        }
+        'pbackend;rotate-keys' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--new-master-key', '--new-master-key', [CompletionResultType]::ParameterName, 'The new master key (64 hex characters). The current one (--master-key or the key file) must still open every stack key')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Check that every key re-wraps, and change nothing')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Show no progress')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Show no progress')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;prune-versions' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--keep', '--keep', [CompletionResultType]::ParameterName, 'Versions of each stack to keep (the current one is always kept)')
+            [CompletionResult]::new('--stack', '--stack', [CompletionResultType]::ParameterName, 'Only these stacks (ORG/PROJECT/STACK; repeatable)')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Report what would be deleted, and delete nothing')
+            [CompletionResult]::new('--vacuum', '--vacuum', [CompletionResultType]::ParameterName, 'Afterwards, VACUUM the database to return the freed space to the filesystem (needs the database to itself)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Show no progress')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Show no progress')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;verify' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--stack', '--stack', [CompletionResultType]::ParameterName, 'Only these stacks (ORG/PROJECT/STACK; repeatable)')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Show no progress')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Show no progress')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;replay-journal' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite database file (created on first start)')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--update', '--update', [CompletionResultType]::ParameterName, 'The update whose journal to replay (default: the stack''s latest journaled update)')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the differences from the stored state, and change nothing')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Show no progress')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Show no progress')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;completions' {
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;help' {
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the HTTP server')
+            [CompletionResult]::new('stack', 'stack', [CompletionResultType]::ParameterValue, 'Inspect and maintain stacks on the database directly')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Export the whole instance to an archive (`--all`), for disaster recovery')
+            [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Restore a whole-instance archive (`--all`) into a database')
+            [CompletionResult]::new('tokens', 'tokens', [CompletionResultType]::ParameterValue, 'Create, list and revoke API access tokens')
+            [CompletionResult]::new('rotate-keys', 'rotate-keys', [CompletionResultType]::ParameterValue, 'Re-wrap every stack''s secrets key under a new master key, in one transaction')
+            [CompletionResult]::new('prune-versions', 'prune-versions', [CompletionResultType]::ParameterValue, 'Delete old versions of stack states beyond --keep')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check every stored version, journal, key and the database itself; exit 1 on problems')
+            [CompletionResult]::new('replay-journal', 'replay-journal', [CompletionResultType]::ParameterValue, 'Rebuild a stack''s state from its stored journal')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;help;serve' {
+            break
+        }
+        'pbackend;help;stack' {
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List stacks: resources, last update, version, the update holding it, state size')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one stack: tags, kept versions, recent history, lock, secrets key')
+            [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Delete a stack with its history. Refused while it has resources, unless --force')
+            [CompletionResult]::new('unlock', 'unlock', [CompletionResultType]::ParameterValue, 'Cancel the update holding a stack (a crashed CLI, a stuck lease), keeping the state it reached. The CLI''s `pulumi cancel`, for when the CLI cannot')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write a stack''s deployment exactly as `pulumi stack export` does, for `pulumi stack import` anywhere')
+            [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Store a deployment file as a new version of a stack. Plaintext secrets (from --show-secrets exports) are encrypted with the stack''s key; secrets of another stack of this database are re-encrypted; secrets that would not decrypt are refused')
+            break
+        }
+        'pbackend;help;stack;ls' {
+            break
+        }
+        'pbackend;help;stack;show' {
+            break
+        }
+        'pbackend;help;stack;rm' {
+            break
+        }
+        'pbackend;help;stack;unlock' {
+            break
+        }
+        'pbackend;help;stack;export' {
+            break
+        }
+        'pbackend;help;stack;import' {
+            break
+        }
+        'pbackend;help;export' {
+            break
+        }
+        'pbackend;help;import' {
+            break
+        }
+        'pbackend;help;tokens' {
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a token for a user; it is printed once and only its hash is stored')
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List tokens (never their secrets)')
+            [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a token by id, or every token of a user: `pbackend tokens revoke alice`. A running server refuses a revoked token from its next request')
+            break
+        }
+        'pbackend;help;tokens;create' {
+            break
+        }
+        'pbackend;help;tokens;ls' {
+            break
+        }
+        'pbackend;help;tokens;revoke' {
+            break
+        }
+        'pbackend;help;rotate-keys' {
+            break
+        }
+        'pbackend;help;prune-versions' {
+            break
+        }
+        'pbackend;help;verify' {
+            break
+        }
+        'pbackend;help;replay-journal' {
+            break
+        }
+        'pbackend;help;completions' {
+            break
+        }
+        'pbackend;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

@@ -1,0 +1,259 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_pbackend_global_optspecs
+    string join \n log-format= log-level= h/help V/version
+end
+
+function __fish_pbackend_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_pbackend_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_pbackend_using_subcommand
+    set -l cmd (__fish_pbackend_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c pbackend -n "__fish_pbackend_needs_command" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_needs_command" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pbackend -n "__fish_pbackend_needs_command" -s V -l version -d 'Print version'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "serve" -d 'Run the HTTP server'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "stack" -d 'Inspect and maintain stacks on the database directly'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "export" -d 'Export the whole instance to an archive (`--all`), for disaster recovery'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "import" -d 'Restore a whole-instance archive (`--all`) into a database'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "tokens" -d 'Create, list and revoke API access tokens'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "rotate-keys" -d 'Re-wrap every stack\'s secrets key under a new master key, in one transaction'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "prune-versions" -d 'Delete old versions of stack states beyond --keep'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "verify" -d 'Check every stored version, journal, key and the database itself; exit 1 on problems'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "replay-journal" -d 'Rebuild a stack\'s state from its stored journal'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "completions" -d 'Print shell completions'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l addr -d 'Address to listen on' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l single-tenant-token -d 'The API token that grants access (as `--user`). When not given, the token from the previous start is kept; on a new database one is generated and printed once' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l org -d 'The organization stacks live in (the CLI\'s default organization)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l user -d 'The user name the API token acts as' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l lease-duration -d 'How long an update\'s lease lasts without renewal (seconds, or with s/m/h). The CLI renews every 2.5 minutes assuming 5; keep it at 5m or more outside tests' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-state-versions -d 'Versions of each stack\'s state to keep (older ones are deleted)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l delta-cutoff-bytes -d 'Checkpoints smaller than this are uploaded whole instead of as deltas' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-state-bytes -d 'Largest decompressed body accepted for a whole deployment (checkpoints, import)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -f -a "ls" -d 'List stacks: resources, last update, version, the update holding it, state size'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -f -a "show" -d 'Show one stack: tags, kept versions, recent history, lock, secrets key'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -f -a "rm" -d 'Delete a stack with its history. Refused while it has resources, unless --force'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -f -a "unlock" -d 'Cancel the update holding a stack (a crashed CLI, a stuck lease), keeping the state it reached. The CLI\'s `pulumi cancel`, for when the CLI cannot'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -f -a "export" -d 'Write a stack\'s deployment exactly as `pulumi stack export` does, for `pulumi stack import` anywhere'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -f -a "import" -d 'Store a deployment file as a new version of a stack. Plaintext secrets (from --show-secrets exports) are encrypted with the stack\'s key; secrets of another stack of this database are re-encrypted; secrets that would not decrypt are refused'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l org -d 'Only this organization' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l project -d 'Only this project' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l tag -d 'Only stacks with this tag (NAME or NAME=VALUE)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l force -d 'Delete even with resources in its state, or while an update holds it'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l version -d 'A kept older version instead of the current state' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -s o -l output -d 'Write to this file instead of stdout' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l show-secrets -d 'Decrypt service-encrypted secrets (needs the master key)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l create -d 'Create the stack when it does not exist'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List stacks: resources, last update, version, the update holding it, state size'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one stack: tags, kept versions, recent history, lock, secrets key'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from help" -f -a "rm" -d 'Delete a stack with its history. Refused while it has resources, unless --force'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from help" -f -a "unlock" -d 'Cancel the update holding a stack (a crashed CLI, a stuck lease), keeping the state it reached. The CLI\'s `pulumi cancel`, for when the CLI cannot'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from help" -f -a "export" -d 'Write a stack\'s deployment exactly as `pulumi stack export` does, for `pulumi stack import` anywhere'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from help" -f -a "import" -d 'Store a deployment file as a new version of a stack. Plaintext secrets (from --show-secrets exports) are encrypted with the stack\'s key; secrets of another stack of this database are re-encrypted; secrets that would not decrypt are refused'
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -s o -l output -d 'The archive to write (gzip; format in reference/cli.md)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l all -d 'Export the whole instance (every stack with its versions, history, tags, events, journals and wrapped keys, and the access tokens)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -s q -l quiet -d 'Show no progress'
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l merge -d 'How to merge into a database that already has stacks (default: refuse)' -r -f -a "skip-existing\t'Add the stacks whose names are free; leave existing ones alone'"
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l all -d 'Import a whole-instance archive made by `pbackend export --all`'
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -s q -l quiet -d 'Show no progress'
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -f -a "create" -d 'Create a token for a user; it is printed once and only its hash is stored'
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -f -a "ls" -d 'List tokens (never their secrets)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -f -a "revoke" -d 'Revoke a token by id, or every token of a user: `pbackend tokens revoke alice`. A running server refuses a revoked token from its next request'
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l user -d 'The user the token acts as (shown by `pulumi whoami`)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l description -d 'What the token is for' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l expires -d 'Lifetime, e.g. 90d or 12h; without it the token does not expire' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l user -d 'Only this user\'s tokens' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l user -d 'Revoke every token of this user' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a token for a user; it is printed once and only its hash is stored'
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List tokens (never their secrets)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a token by id, or every token of a user: `pbackend tokens revoke alice`. A running server refuses a revoked token from its next request'
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l new-master-key -d 'The new master key (64 hex characters). The current one (--master-key or the key file) must still open every stack key' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l dry-run -d 'Check that every key re-wraps, and change nothing'
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -s q -l quiet -d 'Show no progress'
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l keep -d 'Versions of each stack to keep (the current one is always kept)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l stack -d 'Only these stacks (ORG/PROJECT/STACK; repeatable)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l dry-run -d 'Report what would be deleted, and delete nothing'
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l vacuum -d 'Afterwards, VACUUM the database to return the freed space to the filesystem (needs the database to itself)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -s q -l quiet -d 'Show no progress'
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l stack -d 'Only these stacks (ORG/PROJECT/STACK; repeatable)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -s q -l quiet -d 'Show no progress'
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l update -d 'The update whose journal to replay (default: the stack\'s latest journaled update)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l dry-run -d 'Print the differences from the stored state, and change nothing'
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -s q -l quiet -d 'Show no progress'
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal completions help" -f -a "serve" -d 'Run the HTTP server'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal completions help" -f -a "stack" -d 'Inspect and maintain stacks on the database directly'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal completions help" -f -a "export" -d 'Export the whole instance to an archive (`--all`), for disaster recovery'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal completions help" -f -a "import" -d 'Restore a whole-instance archive (`--all`) into a database'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal completions help" -f -a "tokens" -d 'Create, list and revoke API access tokens'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal completions help" -f -a "rotate-keys" -d 'Re-wrap every stack\'s secrets key under a new master key, in one transaction'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal completions help" -f -a "prune-versions" -d 'Delete old versions of stack states beyond --keep'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal completions help" -f -a "verify" -d 'Check every stored version, journal, key and the database itself; exit 1 on problems'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal completions help" -f -a "replay-journal" -d 'Rebuild a stack\'s state from its stored journal'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal completions help" -f -a "completions" -d 'Print shell completions'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from stack" -f -a "ls" -d 'List stacks: resources, last update, version, the update holding it, state size'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from stack" -f -a "show" -d 'Show one stack: tags, kept versions, recent history, lock, secrets key'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from stack" -f -a "rm" -d 'Delete a stack with its history. Refused while it has resources, unless --force'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from stack" -f -a "unlock" -d 'Cancel the update holding a stack (a crashed CLI, a stuck lease), keeping the state it reached. The CLI\'s `pulumi cancel`, for when the CLI cannot'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from stack" -f -a "export" -d 'Write a stack\'s deployment exactly as `pulumi stack export` does, for `pulumi stack import` anywhere'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from stack" -f -a "import" -d 'Store a deployment file as a new version of a stack. Plaintext secrets (from --show-secrets exports) are encrypted with the stack\'s key; secrets of another stack of this database are re-encrypted; secrets that would not decrypt are refused'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from tokens" -f -a "create" -d 'Create a token for a user; it is printed once and only its hash is stored'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from tokens" -f -a "ls" -d 'List tokens (never their secrets)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from tokens" -f -a "revoke" -d 'Revoke a token by id, or every token of a user: `pbackend tokens revoke alice`. A running server refuses a revoked token from its next request'
