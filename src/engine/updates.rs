@@ -234,20 +234,25 @@ impl Engine {
         Err(EngineError::UpdateInProgress)
     }
 
-    /// Finishes an update whose lease has expired, as failed, keeping its last state.
-    pub(crate) async fn reap(&self, update: &UpdateRow) -> EngineResult<()> {
+    /// Finishes an update with the state it reached (its in-memory state, or what the store
+    /// holds), and forgets that in-memory state.
+    async fn finish_with_state(
+        &self,
+        update: &UpdateRow,
+        guard: FinishGuard,
+        status: UpdateStatus,
+    ) -> EngineResult<FinishOutcome> {
         let slot = self.live.slot(&update.id);
         let mut live = slot.lock().await;
         let final_state = self.materialize(update, &mut live).await?;
-        let now = self.now();
-        tracing::info!(update = %update.id, "finishing an update whose lease expired");
-        self.store
+        let outcome = self
+            .store
             .finish_update(FinishUpdate {
                 update_id: update.id.clone(),
                 stack_id: update.stack_id,
-                guard: FinishGuard::ExpiredAt(now),
-                status: UpdateStatus::Failed,
-                ended_at: now,
+                guard,
+                status,
+                ended_at: self.now(),
                 resource_changes: None,
                 final_state,
                 keep_versions: self.cfg.max_state_versions,
@@ -256,6 +261,18 @@ impl Engine {
         live.clear();
         drop(live);
         self.live.remove(&update.id);
+        Ok(outcome)
+    }
+
+    /// Finishes an update whose lease has expired, as failed, keeping its last state.
+    pub(crate) async fn reap(&self, update: &UpdateRow) -> EngineResult<()> {
+        tracing::info!(update = %update.id, "finishing an update whose lease expired");
+        self.finish_with_state(
+            update,
+            FinishGuard::ExpiredAt(self.now()),
+            UpdateStatus::Failed,
+        )
+        .await?;
         Ok(())
     }
 
@@ -300,36 +317,18 @@ impl Engine {
         let stack = self.stack_for_lease(key, update_id).await?;
         let update = self.update_of(&stack, update_id).await?;
         let lease = self.lease_check(&stack, update_id, token);
-        let slot = self.live.slot(update_id);
-        let mut live = slot.lock().await;
         if update.status.is_finished() {
             // A retried complete: answer from the store without rebuilding anything.
-            live.clear();
-            drop(live);
-            self.live.remove(update_id);
             return self.store.check_lease(lease).await.or_else(|e| match e {
                 StoreError::Lease(LeaseDenied::Finished(s)) if s == status => Ok(()),
                 other => Err(other.into()),
             });
         }
+        // Nothing is rebuilt for a caller without a valid lease.
         self.store.check_lease(lease.clone()).await?;
-        let final_state = self.materialize(&update, &mut live).await?;
         let outcome = self
-            .store
-            .finish_update(FinishUpdate {
-                update_id: update_id.to_owned(),
-                stack_id: stack.id,
-                ended_at: lease.now,
-                guard: FinishGuard::Lease(lease),
-                status,
-                resource_changes: None,
-                final_state,
-                keep_versions: self.cfg.max_state_versions,
-            })
+            .finish_with_state(&update, FinishGuard::Lease(lease), status)
             .await?;
-        live.clear();
-        drop(live);
-        self.live.remove(update_id);
         match outcome {
             FinishOutcome::Finished(_) => Ok(()),
             // A retried complete: the first one landed.
@@ -361,26 +360,9 @@ impl Engine {
                 update.status.as_str()
             )));
         }
-        let slot = self.live.slot(update_id);
-        let mut live = slot.lock().await;
-        let final_state = self.materialize(&update, &mut live).await?;
-        let now = self.now();
         let outcome = self
-            .store
-            .finish_update(FinishUpdate {
-                update_id: update_id.to_owned(),
-                stack_id: stack.id,
-                guard: FinishGuard::Running,
-                status: UpdateStatus::Cancelled,
-                ended_at: now,
-                resource_changes: None,
-                final_state,
-                keep_versions: self.cfg.max_state_versions,
-            })
+            .finish_with_state(&update, FinishGuard::Running, UpdateStatus::Cancelled)
             .await?;
-        live.clear();
-        drop(live);
-        self.live.remove(update_id);
         match outcome {
             FinishOutcome::Finished(_) => Ok(()),
             FinishOutcome::AlreadyFinished(row) if row.status == UpdateStatus::Cancelled => Ok(()),

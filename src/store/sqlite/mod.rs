@@ -107,28 +107,14 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn: &mut Connection| {
-            let result = (|| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(map_err)?;
-                let value = f(&tx)?;
-                tx.commit().map_err(map_err)?;
-                Ok(value)
-            })();
-            let _ = reply_tx.send(result);
-        });
-        let sent = match self.inner.writer.lock() {
-            Ok(guard) => guard.as_ref().map(|s| s.send(job).is_ok()).unwrap_or(false),
-            Err(_) => false,
-        };
-        async move {
-            if !sent {
-                return Err(StoreError::Closed);
-            }
-            reply_rx.await.map_err(|_| StoreError::Closed)?
-        }
+        self.write_raw(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(map_err)?;
+            let value = f(&tx)?;
+            tx.commit().map_err(map_err)?;
+            Ok(value)
+        })
     }
 
     /// Runs `f` on the writer's connection outside any transaction (for statements such as
