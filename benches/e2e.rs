@@ -182,6 +182,8 @@ fn proc_hwm_mb(pid: u32) -> f64 {
 }
 
 /// Runs a command, returning (wall, CPU of the child) and asserting success.
+// The child is reaped with wait4 (for its CPU time), not through `Child::wait`.
+#[allow(clippy::zombie_processes)]
 fn run_timed(cmd: &mut std::process::Command) -> (f64, f64) {
     let t = Instant::now();
     let child = cmd
