@@ -22,14 +22,18 @@ cargo build --tests --quiet 2>/dev/null
 
 for v in "${VERSIONS[@]}"; do
   if [ ! -x "$CACHE/pulumi-$v/pulumi" ]; then
-    reason=$(grep -m1 -E "not available|403|error" "$CACHE/pulumi-$v/BUILD_FAILED" 2>/dev/null | cut -c1-120)
+    if grep -q "403" "$CACHE/pulumi-$v/BUILD_FAILED" 2>/dev/null; then
+      reason="the Go module proxy refuses this version (403: $(grep -m1 -o 'server response: .*' "$CACHE/pulumi-$v/BUILD_FAILED" | cut -c18-))"
+    else
+      reason=$(tail -n 1 "$CACHE/pulumi-$v/BUILD_FAILED" 2>/dev/null | cut -c1-160)
+    fi
     echo "${reason:-did not build}" > "$work/$v.unbuilt"
     continue
   fi
   echo "== $v" >&2
   args=()
   for t in "${TESTS[@]}"; do args+=(--test "$t"); done
-  PBACKEND_REQUIRE_CLI=1 PBACKEND_PULUMI_VERSION=$v cargo test --quiet --no-fail-fast "${args[@]}" \
+  PBACKEND_REQUIRE_CLI=1 PBACKEND_PULUMI_VERSION=$v cargo test --no-fail-fast "${args[@]}" \
     -- --test-threads 2 2>&1 | grep -E '^test .* \.\.\. ' > "$work/$v.results" || true
 done
 
