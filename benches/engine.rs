@@ -101,7 +101,7 @@ async fn main() {
     println!("|---|---|---|---|---|---|---|");
 
     // 1. Delta apply + verify + persist on a ~10 MB state.
-    let resources: Vec<_> = (0..600).map(|i| resource(i, "a", 16_000)).collect();
+    let resources: Vec<_> = (0..600).map(|i| resource(i, "v0", 16_000)).collect();
     let text = serde_json::to_string(&deployment(resources)).unwrap();
     let (id, token) = start(&engine, "delta", false).await;
     let body = format!(r#"{{"version":3,"untypedDeployment":{text},"sequenceNumber":1}}"#);
@@ -111,15 +111,13 @@ async fn main() {
         .unwrap();
     let mut cur = text.clone();
     let mut samples = Vec::new();
+    let mut labels = vec![0usize; 600];
     for round in 0..60 {
         // Change one resource's output, as one step of an update does: one span replaced.
         let i = (round * 37) % 600;
-        let old =
-            serde_json::to_string(&resource(i, if round % 2 == 0 { "a" } else { "b" }, 16_000))
-                .unwrap();
-        let new =
-            serde_json::to_string(&resource(i, if round % 2 == 0 { "b" } else { "a" }, 16_000))
-                .unwrap();
+        let old = serde_json::to_string(&resource(i, &format!("v{}", labels[i]), 16_000)).unwrap();
+        labels[i] += 1;
+        let new = serde_json::to_string(&resource(i, &format!("v{}", labels[i]), 16_000)).unwrap();
         let start_off = cur.find(&old).expect("resource text");
         let next = format!(
             "{}{}{}",

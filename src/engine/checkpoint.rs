@@ -135,7 +135,7 @@ impl Engine {
                 let text = std::str::from_utf8(&edits_json)
                     .map_err(|e| EngineError::Internal(format!("stored delta: {e}")))?;
                 let edits = delta::parse_edits(Some(text))?;
-                bytes = delta::apply_verified(&bytes, &edits, &d.hash)
+                delta::apply_verified_in_place(&mut bytes, &edits, &d.hash)
                     .map_err(|e| EngineError::Internal(format!("stored delta: {e}")))?;
                 sha = d.hash;
                 sequence = d.sequence;
@@ -233,12 +233,14 @@ impl Engine {
             ));
         };
         let size = text.bytes.len() + body.len();
-        let (text, outcome) = run_sized(size, move || {
-            let outcome = apply_delta(&text, &body);
+        let (mut text, outcome) = run_sized(size, move || {
+            let mut text = text;
+            let outcome = apply_delta(&mut text, &body);
             Ok((text, outcome))
         })
         .await?;
-        let (new_text, write) = match outcome {
+        let write = match outcome {
+            // Refused deltas leave the text as it was.
             Err(e) => {
                 live.text = Some(text);
                 return Err(e);
@@ -248,18 +250,22 @@ impl Engine {
                 live.text = Some(text);
                 return self.store.check_lease(lease).await.map_err(Into::into);
             }
-            Ok(Some(x)) => x,
+            Ok(Some(write)) => write,
         };
-        let compact = new_text.deltas >= COMPACT_AFTER_DELTAS;
+        let compact = text.deltas >= COMPACT_AFTER_DELTAS;
         let stored = if compact {
-            let bytes = new_text.bytes.clone();
-            let blob = run_blocking(move || Ok(blob_of(&bytes, -1))).await?;
+            let (t, blob) = run_blocking(move || {
+                let blob = blob_of(&text.bytes, -1);
+                Ok((text, blob))
+            })
+            .await?;
+            text = t;
             self.store
                 .save_checkpoint(
                     lease,
                     CheckpointWrite {
                         blob,
-                        sequence: new_text.sequence,
+                        sequence: text.sequence,
                     },
                 )
                 .await
@@ -268,15 +274,17 @@ impl Engine {
         };
         match stored {
             Ok(()) => {
-                live.text = Some(LiveText {
-                    deltas: if compact { 0 } else { new_text.deltas },
-                    ..new_text
-                });
+                if compact {
+                    text.deltas = 0;
+                }
+                live.text = Some(text);
                 live.touch();
                 Ok(())
             }
             Err(e) => {
-                live.text = Some(text);
+                // The text already holds this delta, which is not stored: rebuild it from
+                // the store next time.
+                live.text = None;
                 Err(checkpoint_err(e))
             }
         }
@@ -427,8 +435,9 @@ impl Engine {
     }
 }
 
-/// Applies one delta request to `text`. `Ok(None)`: a repeat of the last applied delta.
-fn apply_delta(text: &LiveText, body: &[u8]) -> EngineResult<Option<(LiveText, DeltaWrite)>> {
+/// Applies one delta request to `text` in place (left unchanged on any error).
+/// `Ok(None)`: a repeat of the last applied delta.
+fn apply_delta(text: &mut LiveText, body: &[u8]) -> EngineResult<Option<DeltaWrite>> {
     let req = delta::parse_request(body)?;
     if req.sequence_number < text.sequence {
         return Err(EngineError::Conflict(format!(
@@ -441,19 +450,16 @@ fn apply_delta(text: &LiveText, body: &[u8]) -> EngineResult<Option<(LiveText, D
     }
     let edits_text = req.edits.map(|r| r.get());
     let edits = delta::parse_edits(edits_text)?;
-    let bytes = delta::apply_verified(&text.bytes, &edits, &req.checkpoint_hash)?;
+    delta::apply_verified_in_place(&mut text.bytes, &edits, &req.checkpoint_hash)?;
     let write = DeltaWrite {
         sequence: req.sequence_number,
         hash: req.checkpoint_hash.clone(),
         gz: gzip(edits_text.unwrap_or("[]").as_bytes()),
     };
-    let new = LiveText {
-        bytes,
-        sha: req.checkpoint_hash,
-        sequence: req.sequence_number,
-        deltas: text.deltas + 1,
-    };
-    Ok(Some((new, write)))
+    text.sha = req.checkpoint_hash;
+    text.sequence = req.sequence_number;
+    text.deltas += 1;
+    Ok(Some(write))
 }
 
 /// Applies a journal batch: skips entries already applied, and returns the batch to store

@@ -4,7 +4,6 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::engine::crypto::sha256_hex;
 use crate::engine::error::{EngineError, EngineResult};
 
 #[derive(Deserialize)]
@@ -60,49 +59,75 @@ pub fn parse_edits(edits: Option<&str>) -> EngineResult<Vec<TextEdit>> {
     }
 }
 
-/// Applies `edits` in order to `base`. Offsets are bytes; edits must be in ascending order,
-/// not overlap, and stay within the text.
+/// Applies `edits` in order to `base`, into a new buffer. Offsets are bytes; edits must be in
+/// ascending order, not overlap, and stay within the text.
 pub fn apply(base: &[u8], edits: &[TextEdit]) -> EngineResult<Vec<u8>> {
+    let spans = spans(base.len(), edits)?;
     let added: usize = edits.iter().map(|e| e.new_text.len()).sum();
     let mut out = Vec::with_capacity(base.len() + added);
     let mut last = 0usize;
-    for (i, e) in edits.iter().enumerate() {
-        let (start, end) = (e.span.start.offset, e.span.end.offset);
-        if start < 0 || end < start || end as u64 > base.len() as u64 || (start as usize) < last {
-            return Err(EngineError::Invalid(format!(
-                "delta edit {i} [{start}, {end}) is out of order or outside the {}-byte checkpoint",
-                base.len()
-            )));
-        }
-        let (start, end) = (start as usize, end as usize);
-        out.extend_from_slice(&base[last..start]);
+    for ((start, end), e) in spans.iter().zip(edits) {
+        out.extend_from_slice(&base[last..*start]);
         out.extend_from_slice(e.new_text.as_bytes());
-        last = end;
+        last = *end;
     }
     out.extend_from_slice(&base[last..]);
     Ok(out)
 }
 
-/// Applies the edits and checks the result against the hash the CLI sent.
-pub fn apply_verified(
-    base: &[u8],
+/// Checks the edits against `base` (order, bounds) and returns them as byte ranges.
+fn spans(base_len: usize, edits: &[TextEdit]) -> EngineResult<Vec<(usize, usize)>> {
+    let mut last = 0usize;
+    let mut out = Vec::with_capacity(edits.len());
+    for (i, e) in edits.iter().enumerate() {
+        let (start, end) = (e.span.start.offset, e.span.end.offset);
+        if start < 0 || end < start || end as u64 > base_len as u64 || (start as usize) < last {
+            return Err(EngineError::Invalid(format!(
+                "delta edit {i} [{start}, {end}) is out of order or outside the {base_len}-byte checkpoint"
+            )));
+        }
+        out.push((start as usize, end as usize));
+        last = end as usize;
+    }
+    Ok(out)
+}
+
+/// Like [`apply_verified`], but edits `text` in place, and only once the hash of the result
+/// (computed over the pieces, without building it) matches. On any error `text` is unchanged.
+/// This saves allocating and faulting in a copy of a multi-megabyte checkpoint per delta.
+pub fn apply_verified_in_place(
+    text: &mut Vec<u8>,
     edits: &[TextEdit],
     expected_hash: &str,
-) -> EngineResult<Vec<u8>> {
-    let out = apply(base, edits)?;
-    let got = sha256_hex(&out);
+) -> EngineResult<()> {
+    use sha2::{Digest, Sha256};
+    let spans = spans(text.len(), edits)?;
+    let mut hasher = Sha256::new();
+    let mut last = 0;
+    for ((start, end), e) in spans.iter().zip(edits) {
+        hasher.update(&text[last..*start]);
+        hasher.update(e.new_text.as_bytes());
+        last = *end;
+    }
+    hasher.update(&text[last..]);
+    let got = hex::encode(hasher.finalize());
     if got != expected_hash {
         return Err(EngineError::Invalid(format!(
             "the delta does not produce the checkpoint the client expected (hash {got}, expected \
              {expected_hash}); send the full checkpoint"
         )));
     }
-    Ok(out)
+    // Back to front, so that earlier offsets stay valid.
+    for ((start, end), e) in spans.iter().zip(edits).rev() {
+        text.splice(*start..*end, e.new_text.bytes());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::crypto::sha256_hex;
 
     /// The worked example from our notes on the CLI contract.
     #[test]
@@ -114,14 +139,22 @@ mod tests {
         );
         let delta = r#"[{"Span":{"uri":"","start":{"line":1,"column":1,"offset":121},"end":{"line":1,"column":1,"offset":224}},"NewText":"{\"urn\":\"urn:pulumi:dev::web::pulumi:pulumi:Stack::web-dev\",\"custom\":false,\"type\":\"pulumi:pulumi:Stack\"},{\"urn\":\"urn:pulumi:dev::web::random:index/randomPet:RandomPet::pet\",\"custom\":true,\"id\":\"fine-owl\",\"type\":\"random:index/randomPet:RandomPet\",\"parent\":\"urn:pulumi:dev::web::pulumi:pulumi:Stack::web-dev\"}"}]"#;
         let edits = parse_edits(Some(delta)).unwrap();
-        let out = apply_verified(
-            base,
+        let out = apply(base, &edits).unwrap();
+        assert_eq!(out.len(), 429);
+        assert_eq!(
+            sha256_hex(&out),
+            "0fdd47665985dc1ec42480eaaf040808236a660531ee58ef4f6fd5c54e811752"
+        );
+        let mut inplace = base.to_vec();
+        assert!(apply_verified_in_place(&mut inplace, &edits, &"0".repeat(64)).is_err());
+        assert_eq!(inplace, base);
+        apply_verified_in_place(
+            &mut inplace,
             &edits,
             "0fdd47665985dc1ec42480eaaf040808236a660531ee58ef4f6fd5c54e811752",
         )
         .unwrap();
-        assert_eq!(out.len(), 429);
-        assert!(apply_verified(base, &edits, &"0".repeat(64)).is_err());
+        assert_eq!(inplace, out);
     }
 
     #[test]
