@@ -101,7 +101,10 @@ pub fn login_url(addr: SocketAddr) -> String {
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
     crate::engine::names::check_org(&args.org).map_err(|e| e.to_string())?;
+    // Blocking work (SQLite reads, gzip, parsing) needs a few threads, not tokio's default
+    // of 512: each thread can bring its own allocator arena and stack.
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(16)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;

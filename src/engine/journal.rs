@@ -172,7 +172,7 @@ pub fn encode_entries(entries: &[&Entry]) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-/// The fields of a resource that replay reads.
+/// The fields of a resource that refresh and alias handling read.
 #[derive(Deserialize, Debug, Clone, Default)]
 pub struct ResourceHead {
     #[serde(default)]
@@ -193,34 +193,87 @@ pub struct ResourceHead {
     pub view_of: Option<String>,
     #[serde(default)]
     pub aliases: Option<Vec<String>>,
-    #[serde(rename = "refreshBeforeUpdate", default)]
-    pub refresh_before_update: Option<bool>,
-    #[serde(default)]
-    pub taint: Option<bool>,
-    #[serde(rename = "resourceHooks", default)]
-    pub resource_hooks: Option<HashMap<String, IgnoredAny>>,
-    #[serde(rename = "extensionRef", default)]
-    pub extension_ref: Option<String>,
-    #[serde(rename = "snippetID", default)]
-    pub snippet_id: Option<String>,
 }
 
-/// A resource: its exact JSON text and the fields replay reads from it.
+/// What must be known about every resource without keeping its fields: the features it
+/// needs and whether it carries aliases.
+#[derive(Deserialize)]
+struct FlagsHead {
+    #[serde(default)]
+    aliases: Option<Vec<IgnoredAny>>,
+    #[serde(rename = "refreshBeforeUpdate", default)]
+    refresh_before_update: Option<bool>,
+    #[serde(rename = "viewOf", default)]
+    view_of: Option<String>,
+    #[serde(rename = "resourceHooks", default)]
+    resource_hooks: Option<HashMap<String, IgnoredAny>>,
+    #[serde(default)]
+    taint: Option<bool>,
+    #[serde(rename = "replaceWith", default)]
+    replace_with: Option<Vec<IgnoredAny>>,
+    #[serde(rename = "extensionRef", default)]
+    extension_ref: Option<String>,
+    #[serde(rename = "snippetID", default)]
+    snippet_id: Option<String>,
+}
+
+const F_REFRESH_BEFORE_UPDATE: u8 = 1;
+const F_VIEWS: u8 = 1 << 1;
+const F_HOOKS: u8 = 1 << 2;
+const F_TAINT: u8 = 1 << 3;
+const F_REPLACE_WITH: u8 = 1 << 4;
+const F_EXTENSION: u8 = 1 << 5;
+const F_SNIPPET: u8 = 1 << 6;
+const F_ALIASES: u8 = 1 << 7;
+
+/// A resource: its exact JSON text and a byte of flags. Replay keeps thousands of these, so
+/// the fields it reads rarely ([`ResourceHead`]) are parsed only when needed (after a
+/// refresh, or when aliases are present).
 #[derive(Debug, Clone)]
 pub struct Res {
     pub raw: Box<RawValue>,
-    pub head: ResourceHead,
+    flags: u8,
 }
 
 impl Res {
     pub fn parse(raw: Box<RawValue>) -> EngineResult<Res> {
-        let head: ResourceHead = serde_json::from_str(raw.get())
+        let h: FlagsHead = serde_json::from_str(raw.get())
             .map_err(|e| invalid(format!("a resource is not valid: {e}")))?;
-        Ok(Res { raw, head })
+        let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|v| !v.is_empty());
+        let mut flags = 0;
+        let mut set = |on: bool, f: u8| {
+            if on {
+                flags |= f;
+            }
+        };
+        set(
+            h.refresh_before_update == Some(true),
+            F_REFRESH_BEFORE_UPDATE,
+        );
+        set(non_empty(&h.view_of), F_VIEWS);
+        set(
+            h.resource_hooks.as_ref().is_some_and(|m| !m.is_empty()),
+            F_HOOKS,
+        );
+        set(h.taint == Some(true), F_TAINT);
+        set(
+            h.replace_with.as_ref().is_some_and(|r| !r.is_empty()),
+            F_REPLACE_WITH,
+        );
+        set(non_empty(&h.extension_ref), F_EXTENSION);
+        set(non_empty(&h.snippet_id), F_SNIPPET);
+        set(h.aliases.as_ref().is_some_and(|a| !a.is_empty()), F_ALIASES);
+        Ok(Res { raw, flags })
     }
 
-    pub fn urn(&self) -> &str {
-        &self.head.urn
+    /// The fields replay reads, parsed from the text.
+    pub fn head(&self) -> EngineResult<ResourceHead> {
+        serde_json::from_str(self.raw.get())
+            .map_err(|e| invalid(format!("a resource is not valid: {e}")))
+    }
+
+    fn has_aliases(&self) -> bool {
+        self.flags & F_ALIASES != 0
     }
 
     /// Sets a boolean field of the resource (re-encoding only that field).
@@ -233,27 +286,18 @@ impl Res {
     }
 
     fn features(&self, features: &mut Features) {
-        let h = &self.head;
-        if h.refresh_before_update == Some(true) {
-            features.insert("refreshBeforeUpdate");
-        }
-        if h.view_of.as_deref().is_some_and(|v| !v.is_empty()) {
-            features.insert("views");
-        }
-        if h.resource_hooks.as_ref().is_some_and(|m| !m.is_empty()) {
-            features.insert("hooks");
-        }
-        if h.taint == Some(true) {
-            features.insert("taint");
-        }
-        if h.replace_with.as_ref().is_some_and(|r| !r.is_empty()) {
-            features.insert("replaceWith");
-        }
-        if h.extension_ref.as_deref().is_some_and(|v| !v.is_empty()) {
-            features.insert("extensionParameterization");
-        }
-        if h.snippet_id.as_deref().is_some_and(|v| !v.is_empty()) {
-            features.insert("snippets-prototype");
+        for (f, name) in [
+            (F_REFRESH_BEFORE_UPDATE, "refreshBeforeUpdate"),
+            (F_VIEWS, "views"),
+            (F_HOOKS, "hooks"),
+            (F_TAINT, "taint"),
+            (F_REPLACE_WITH, "replaceWith"),
+            (F_EXTENSION, "extensionParameterization"),
+            (F_SNIPPET, "snippets-prototype"),
+        ] {
+            if self.flags & f != 0 {
+                features.insert(name);
+            }
         }
     }
 }
@@ -744,8 +788,10 @@ impl Replayer {
 /// `rebuildDependencies` and `undangleParentResources`).
 fn rebuild_dependencies(resources: &mut [Res]) -> EngineResult<()> {
     let mut referenceable: HashSet<String> = HashSet::new();
+    let mut parents: Vec<Option<String>> = Vec::with_capacity(resources.len());
     for r in resources.iter_mut() {
-        let h = &r.head;
+        let head = r.head()?;
+        let h = &head;
         let mut obj: Option<RawObject> = None;
         let mut edit = |f: &mut dyn FnMut(&mut RawObject)| -> EngineResult<()> {
             if obj.is_none() {
@@ -812,14 +858,15 @@ fn rebuild_dependencies(resources: &mut [Res]) -> EngineResult<()> {
             edit(&mut |o| o.remove("deletedWith"))?;
         }
         referenceable.insert(h.urn.clone());
+        parents.push(h.parent.clone());
         if let Some(o) = obj {
             *r = Res::parse(o.to_raw())?;
         }
     }
     // Parents that no longer exist resolve to no parent (upstream re-parents to the
     // grandparent, which is never known for a missing parent).
-    for r in resources.iter_mut() {
-        if let Some(p) = r.head.parent.as_ref().filter(|p| !p.is_empty())
+    for (r, parent) in resources.iter_mut().zip(parents) {
+        if let Some(p) = parent.as_ref().filter(|p| !p.is_empty())
             && !referenceable.contains(p)
         {
             let mut o = RawObject::parse(r.raw.get())
@@ -847,42 +894,42 @@ fn urn_base_type(qtype: &str) -> &str {
 /// Rewrites references through aliases to the resources' current URNs and drops the
 /// aliases (upstream `DeploymentV3.NormalizeURNReferences`).
 fn normalize_urn_references(d: &mut Base) -> EngineResult<()> {
-    let any_alias = d
-        .resources
-        .iter()
-        .any(|r| r.head.aliases.as_ref().is_some_and(|a| !a.is_empty()));
-    if !any_alias {
+    if !d.resources.iter().any(Res::has_aliases) {
         return Ok(());
     }
+    let heads: Vec<ResourceHead> = d
+        .resources
+        .iter()
+        .map(Res::head)
+        .collect::<EngineResult<_>>()?;
     let mut aliased: HashMap<String, String> = HashMap::new();
-    for r in &d.resources {
-        for alias in r.head.aliases.iter().flatten() {
+    for r in &heads {
+        for alias in r.aliases.iter().flatten() {
             if let Some(other) = aliased.get(alias)
-                && other != &r.head.urn
+                && other != &r.urn
             {
                 return Err(invalid(format!(
                     "two resources ('{other}' and '{}') have the same alias: '{alias}'",
-                    r.head.urn
+                    r.urn
                 )));
             }
-            aliased.insert(alias.clone(), r.head.urn.clone());
+            aliased.insert(alias.clone(), r.urn.clone());
         }
-        if let Some(parent) = r.head.parent.as_ref().and_then(|p| aliased.get(p)).cloned()
+        if let Some(parent) = r.parent.as_ref().and_then(|p| aliased.get(p)).cloned()
             && !parent.is_empty()
             && let Some((_, _, parent_qtype, _)) = urn_parts(&parent)
             && parent_qtype != ROOT_STACK_TYPE
-            && let Some((stack, project, qtype, name)) = urn_parts(&r.head.urn)
+            && let Some((stack, project, qtype, name)) = urn_parts(&r.urn)
         {
             let new = format!(
                 "urn:pulumi:{stack}::{project}::{parent_qtype}${}::{name}",
                 urn_base_type(qtype)
             );
-            aliased.insert(r.head.urn.clone(), new);
+            aliased.insert(r.urn.clone(), new);
         }
     }
     let fix = |u: &str| aliased.get(u).cloned();
-    for r in d.resources.iter_mut() {
-        let h = &r.head;
+    for (r, h) in d.resources.iter_mut().zip(&heads) {
         let mut obj = RawObject::parse(r.raw.get())
             .map_err(|e| invalid(format!("a resource is not an object: {e}")))?;
         let mut changed = false;
