@@ -67,6 +67,37 @@ async fn full_cli_shaped_lifecycle() {
         .post_gz(&format!("{stack}/update/{id}/events/batch"), events)
         .await
         .ok();
+    // A later batch without a summary (stored without being parsed whole) ...
+    let more = json!({"events": [
+        {"sequence": 2, "timestamp": 3, "stdoutEvent": {"message": "a", "color": "raw"}},
+        {"sequence": 3, "timestamp": 4, "stdoutEvent": {"message": "b", "color": "raw"}}
+    ]});
+    lease
+        .post_gz(&format!("{stack}/update/{id}/events/batch"), more)
+        .await
+        .ok();
+    // ... a body that is not gzip at all is refused ...
+    let r = lease
+        .send(
+            "POST",
+            &format!("{stack}/update/{id}/events/batch"),
+            Some(b"\x1f\x8b not really gzip".to_vec()),
+            false,
+            &[("Content-Encoding", "gzip")],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    // ... and a cut-off batch is kept but cannot spoil the log when it is read.
+    let r = lease
+        .send(
+            "POST",
+            &format!("{stack}/update/{id}/events/batch"),
+            Some(br#"{"events":[{"sequence":9,"timestamp":"#.to_vec()),
+            true,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 
     let r = lease
         .post(
@@ -117,7 +148,7 @@ async fn full_cli_shaped_lifecycle() {
         .iter()
         .map(|e| e["sequence"].as_i64().unwrap())
         .collect();
-    assert_eq!(seqs, vec![0, 1]);
+    assert_eq!(seqs, vec![0, 1, 2, 3]);
 
     // Import a modified deployment; the CLI then polls the returned update.
     let modified = deployment(5, "imported");

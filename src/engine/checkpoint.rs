@@ -166,7 +166,7 @@ impl Engine {
         .await?;
         let slot = self.live.slot(update_id);
         let mut live = slot.lock().await;
-        let lease = self.lease_check(&stack, update_id, token);
+        let lease = self.lease_check(stack, update_id, token);
         self.store
             .save_checkpoint(lease, CheckpointWrite { blob, sequence: 0 })
             .await
@@ -193,7 +193,7 @@ impl Engine {
         .await?;
         let slot = self.live.slot(update_id);
         let mut live = slot.lock().await;
-        let lease = self.lease_check(&stack, update_id, token);
+        let lease = self.lease_check(stack, update_id, token);
         let sha = blob.sha256.clone();
         self.store
             .save_checkpoint(lease, CheckpointWrite { blob, sequence })
@@ -220,7 +220,7 @@ impl Engine {
         body: Vec<u8>,
     ) -> EngineResult<()> {
         let stack = self.stack_for_lease(key, update_id).await?;
-        let lease = self.lease_check(&stack, update_id, token);
+        let lease = self.lease_check(stack, update_id, token);
         let slot = self.live.slot(update_id);
         let mut live = slot.lock().await;
         if live.text.is_none() {
@@ -301,10 +301,10 @@ impl Engine {
         gz: Option<Vec<u8>>,
     ) -> EngineResult<()> {
         let stack = self.stack_for_lease(key, update_id).await?;
-        let lease = self.lease_check(&stack, update_id, token);
+        let lease = self.lease_check(stack, update_id, token);
         let slot = self.live.slot(update_id);
         let mut live = slot.lock().await;
-        let update = self.live_update(stack.id, update_id, &mut live).await?;
+        let update = self.live_update(stack, update_id, &mut live).await?;
         if update.journal_version != 1 {
             return Err(EngineError::Conflict(
                 "this update was not started with journaling; send checkpoints".into(),

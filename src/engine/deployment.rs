@@ -48,7 +48,7 @@ pub fn gunzip(data: &[u8], limit: usize) -> EngineResult<Vec<u8>> {
         .min(limit);
     let mut out = Vec::with_capacity(hint);
     GzDecoder::new(data)
-        .take(limit as u64 + 1)
+        .take((limit as u64).saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| EngineError::Invalid(format!("the body is not valid gzip: {e}")))?;
     if out.len() > limit {

@@ -1,12 +1,21 @@
 //! Engine events: the CLI's log of an update, sent in batches by three concurrent workers (so
 //! batches may arrive out of order, and retries may repeat one). Each batch is stored as it
 //! arrived (gzip); reads merge them by sequence number and drop repeats.
+//!
+//! Events are the bulkiest thing the CLI sends (each carries a resource's inputs and outputs)
+//! and the server only stores them, so a gzip batch is not inflated into memory nor parsed:
+//! one streaming pass checks the gzip, reads the first sequence number from the opening bytes
+//! and looks for a summary event. Only a batch holding the summary (the last one of an update)
+//! or one laid out differently from what the CLI writes is parsed whole.
 
+use std::io::Read;
+
+use flate2::read::GzDecoder;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::engine::blocking::run_sized;
-use crate::engine::deployment::{gunzip_stored, gzip};
+use crate::engine::deployment::{gunzip, gunzip_stored, gzip};
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::{Caller, Engine, LeaseToken};
 use crate::store::{EventBatch, StackKey};
@@ -65,34 +74,141 @@ fn inspect_batch(json: &[u8]) -> EngineResult<(i64, i64, i64, Option<String>)> {
     Ok((first, last, batch.events.len() as i64, changes))
 }
 
+/// An event batch as the CLI sent it.
+pub enum EventBody {
+    Json(Vec<u8>),
+    Gzip(Vec<u8>),
+}
+
+/// What one streaming pass over a gzip batch found.
+struct Scan {
+    first_sequence: Option<i64>,
+    has_summary: bool,
+}
+
+const SUMMARY_KEY: &[u8] = b"\"summaryEvent\"";
+const PREFIX_LEN: usize = 256;
+
+/// Inflates `gz` through a small buffer, keeping only its opening bytes, and reports whether
+/// a summary event occurs anywhere in it. Fails on invalid gzip (the trailer's CRC included)
+/// and on more than `limit` inflated bytes.
+fn scan_gzip(gz: &[u8], limit: usize) -> EngineResult<Scan> {
+    let finder = memchr::memmem::Finder::new(SUMMARY_KEY);
+    let overlap = SUMMARY_KEY.len() - 1;
+    let mut dec = GzDecoder::new(gz);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut prefix = Vec::with_capacity(PREFIX_LEN);
+    let (mut carry, mut total, mut has_summary) = (0usize, 0usize, false);
+    loop {
+        let n = dec
+            .read(&mut buf[carry..])
+            .map_err(|e| EngineError::Invalid(format!("the body is not valid gzip: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        total += n;
+        if total > limit {
+            return Err(EngineError::TooLarge(format!(
+                "the decompressed body is larger than the limit of {limit} bytes"
+            )));
+        }
+        let fresh = &buf[carry..carry + n];
+        if prefix.len() < PREFIX_LEN {
+            let take = (PREFIX_LEN - prefix.len()).min(fresh.len());
+            prefix.extend_from_slice(&fresh[..take]);
+        }
+        let window = carry + n;
+        if !has_summary && finder.find(&buf[..window]).is_some() {
+            has_summary = true;
+        }
+        // Keep the tail so that a key split across two reads is still found.
+        let keep = overlap.min(window);
+        buf.copy_within(window - keep..window, 0);
+        carry = keep;
+    }
+    Ok(Scan {
+        first_sequence: first_sequence(&prefix),
+        has_summary,
+    })
+}
+
+/// The sequence number of the first event when the batch opens the way the CLI writes it
+/// (`{"events":[{"sequence":N,…`); `None` for anything else, which is then parsed whole.
+fn first_sequence(prefix: &[u8]) -> Option<i64> {
+    fn skip_ws(b: &[u8]) -> &[u8] {
+        let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
+        &b[n..]
+    }
+    let mut rest = prefix;
+    for token in [
+        &b"{"[..],
+        b"\"events\"",
+        b":",
+        b"[",
+        b"{",
+        b"\"sequence\"",
+        b":",
+    ] {
+        rest = skip_ws(rest).strip_prefix(token)?;
+    }
+    let rest = skip_ws(rest);
+    let end = rest
+        .iter()
+        .position(|b| !(b.is_ascii_digit() || *b == b'-'))?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+/// The stored form of a batch and what the engine records of it.
+fn batch_of(body: EventBody, limit: usize) -> EngineResult<EventBatch> {
+    let (json, gz) = match body {
+        EventBody::Json(json) => (json, None),
+        EventBody::Gzip(gz) => {
+            let scan = scan_gzip(&gz, limit)?;
+            match scan.first_sequence {
+                Some(first) if !scan.has_summary => {
+                    // Last sequence and count are only known by parsing; -1 says "not read".
+                    return Ok(EventBatch {
+                        first_sequence: first,
+                        last_sequence: -1,
+                        count: -1,
+                        gz,
+                        resource_changes: None,
+                    });
+                }
+                _ => (gunzip(&gz, limit)?, Some(gz)),
+            }
+        }
+    };
+    let (first, last, count, changes) = inspect_batch(&json)?;
+    Ok(EventBatch {
+        first_sequence: first,
+        last_sequence: last,
+        count,
+        gz: gz.unwrap_or_else(|| gzip(&json)),
+        resource_changes: changes,
+    })
+}
+
 impl Engine {
     /// `POST …/events/batch` (and the single-event form, wrapped as a batch of one by the
-    /// caller). `gz` is the body as received when the CLI gzipped it, stored without
-    /// recompressing.
+    /// caller). A gzip body is stored as received, without recompressing.
     pub async fn post_events(
         &self,
         key: &StackKey,
         update_id: &str,
         token: &LeaseToken,
-        json: Vec<u8>,
-        gz: Option<Vec<u8>>,
+        body: EventBody,
     ) -> EngineResult<()> {
         let stack = self.stack_for_lease(key, update_id).await?;
-        let batch = run_sized(json.len(), move || {
-            let (first, last, count, changes) = inspect_batch(&json)?;
-            Ok(EventBatch {
-                first_sequence: first,
-                last_sequence: last,
-                count,
-                gz: gz.unwrap_or_else(|| gzip(&json)),
-                resource_changes: changes,
-            })
-        })
-        .await?;
+        let size = match &body {
+            EventBody::Json(b) | EventBody::Gzip(b) => b.len(),
+        };
+        let limit = self.config().max_state_bytes;
+        let batch = run_sized(size, move || batch_of(body, limit)).await?;
         if batch.count == 0 {
             return Ok(());
         }
-        let lease = self.lease_check(&stack, update_id, token);
+        let lease = self.lease_check(stack, update_id, token);
         self.store.append_events(lease, batch).await?;
         Ok(())
     }
@@ -104,19 +220,26 @@ impl Engine {
         update_id: &str,
     ) -> EngineResult<EventsPage> {
         let stack = self.stack(caller, key).await?;
-        let update = self.update_of(&stack, update_id).await?;
+        let update = self.update_of(stack.id, update_id).await?;
         let batches = self.store.list_event_batches(&update.id).await?;
         let size: usize = batches.iter().map(|b| b.gz.len()).sum();
         run_sized(size, move || {
             let mut all: Vec<(i64, Box<RawValue>)> = Vec::new();
             for b in &batches {
+                // A batch is stored after a gzip check only (see the module comment), so one
+                // that is not JSON is skipped here rather than failing the whole read.
                 let json = gunzip_stored(&b.gz)?;
-                let batch: RawBatch<'_> = serde_json::from_slice(&json)
-                    .map_err(|e| EngineError::Internal(format!("stored events: {e}")))?;
+                let Ok(batch) = serde_json::from_slice::<RawBatch<'_>>(&json) else {
+                    tracing::warn!(
+                        first_sequence = b.first_sequence,
+                        "skipping an event batch that is not valid JSON"
+                    );
+                    continue;
+                };
                 for ev in batch.events {
-                    let seq: SequenceOnly = serde_json::from_str(ev.get())
-                        .map_err(|e| EngineError::Internal(format!("stored event: {e}")))?;
-                    all.push((seq.sequence, ev.to_owned()));
+                    if let Ok(seq) = serde_json::from_str::<SequenceOnly>(ev.get()) {
+                        all.push((seq.sequence, ev.to_owned()));
+                    }
                 }
             }
             all.sort_by_key(|(s, _)| *s);
@@ -126,5 +249,81 @@ impl Engine {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch_json(first: i64, n: usize, pad: usize, summary: bool) -> Vec<u8> {
+        let mut events: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"sequence":{},"timestamp":1,"diagnosticEvent":{{"message":"{}"}}}}"#,
+                    first + i as i64,
+                    "x".repeat(pad)
+                )
+            })
+            .collect();
+        if summary {
+            events.push(format!(
+                r#"{{"sequence":{},"timestamp":1,"summaryEvent":{{"resourceChanges":{{"create":3}}}}}}"#,
+                first + n as i64
+            ));
+        }
+        format!(r#"{{"events":[{}]}}"#, events.join(",")).into_bytes()
+    }
+
+    #[test]
+    fn gzip_batches_are_read_from_their_opening_bytes() {
+        let json = batch_json(41, 50, 3000, false);
+        let b = batch_of(EventBody::Gzip(gzip(&json)), usize::MAX).unwrap();
+        assert_eq!((b.first_sequence, b.last_sequence, b.count), (41, -1, -1));
+        assert!(b.resource_changes.is_none());
+        assert_eq!(gunzip_stored(&b.gz).unwrap(), json);
+    }
+
+    #[test]
+    fn a_summary_anywhere_is_found_even_across_buffer_boundaries() {
+        // Pad so that the key straddles the 64 KiB read boundary at several offsets.
+        for pad in [65_470usize, 65_480, 65_490, 65_500, 65_510] {
+            let json = batch_json(7, 1, pad, true);
+            let b = batch_of(EventBody::Gzip(gzip(&json)), usize::MAX).unwrap();
+            assert_eq!((b.first_sequence, b.last_sequence, b.count), (7, 8, 2));
+            assert_eq!(b.resource_changes.as_deref(), Some(r#"{"create":3}"#));
+        }
+    }
+
+    #[test]
+    fn other_layouts_fall_back_to_a_full_parse() {
+        let json = br#"{ "events": [ {"timestamp": 1, "sequence": 9}, {"sequence": 5} ] }"#;
+        let b = batch_of(EventBody::Gzip(gzip(json)), usize::MAX).unwrap();
+        assert_eq!((b.first_sequence, b.last_sequence, b.count), (5, 9, 2));
+        assert_eq!(
+            first_sequence(br#"{"events":[{"sequence":-3,"x":1}]}"#),
+            Some(-3)
+        );
+        assert_eq!(first_sequence(br#"{"events":[]}"#), None);
+    }
+
+    #[test]
+    fn bad_gzip_and_bombs_are_refused() {
+        assert!(matches!(
+            batch_of(EventBody::Gzip(b"not gzip".to_vec()), usize::MAX),
+            Err(EngineError::Invalid(_))
+        ));
+        let mut gz = gzip(&batch_json(1, 3, 10, false));
+        let n = gz.len();
+        gz[n - 6] ^= 0xff; // the CRC
+        assert!(matches!(
+            batch_of(EventBody::Gzip(gz), usize::MAX),
+            Err(EngineError::Invalid(_))
+        ));
+        let big = gzip(&batch_json(1, 100, 10_000, false));
+        assert!(matches!(
+            batch_of(EventBody::Gzip(big), 100_000),
+            Err(EngineError::TooLarge(_))
+        ));
     }
 }

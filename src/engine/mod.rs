@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 pub use bootstrap::{Bootstrap, has_master_key as bootstrap_has_master_key};
 pub use error::{EngineError, EngineResult};
-pub use events::EventsPage;
+pub use events::{EventBody, EventsPage};
 pub use history::{Export, UpdateInfo};
 pub use stacks::{CreateStack, StackList, StackListQuery};
 pub use updates::{CreateUpdate, StartUpdateOptions, Started, UpdateKind, UpdateStatusView};

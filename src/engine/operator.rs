@@ -617,7 +617,7 @@ impl Engine {
     ) -> EngineResult<ReplayReport> {
         let stack = self.stack(&Caller::operator(), key).await?;
         let update = match update_id {
-            Some(id) => self.update_of(&stack, id).await?,
+            Some(id) => self.update_of(stack.id, id).await?,
             None => self
                 .store
                 .list_updates(stack.id, 0, i64::MAX)

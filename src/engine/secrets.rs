@@ -17,12 +17,12 @@ impl Engine {
     async fn secrets_key(&self, caller: &Caller, key: &StackKey) -> EngineResult<StackSecretKey> {
         names::check_key(key)?;
         self.check_org_access(caller, &key.org)?;
-        let stack = self
+        let (_, wrapped) = self
             .store
-            .get_stack_or_former(key)
+            .get_secrets_key(key)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("stack '{key}' not found")))?;
-        self.stack_secret_key(stack.id).await
+        self.master()?.unwrap_key(&wrapped)
     }
 
     pub(crate) async fn stack_secret_key(&self, stack_id: i64) -> EngineResult<StackSecretKey> {

@@ -156,6 +156,7 @@ impl Engine {
             }
         }
         self.store.delete_stack(stack.id).await?;
+        self.live.forget_routes();
         Ok(())
     }
 
@@ -197,7 +198,9 @@ impl Engine {
         {
             return Err(EngineError::UpdateInProgress);
         }
-        match self.store.rename_stack(stack.id, to.clone()).await {
+        let renamed = self.store.rename_stack(stack.id, to.clone()).await;
+        self.live.forget_routes();
+        match renamed {
             Ok(row) => Ok(row),
             Err(StoreError::Conflict(_)) => Err(EngineError::AlreadyExists(format!(
                 "Stack '{to}' already exists"

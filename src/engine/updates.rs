@@ -11,7 +11,7 @@ use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::{Caller, Engine, LeaseToken, names};
 use crate::store::{
     FinishGuard, FinishOutcome, FinishUpdate, LeaseCheck, LeaseDenied, NewUpdate, StackKey,
-    StackRow, StartOutcome, StartUpdate, StoreError, Tags, UpdateRow, UpdateStatus,
+    StartOutcome, StartUpdate, StoreError, Tags, UpdateRow, UpdateStatus,
 };
 
 /// The kinds of update the CLI creates through `POST /api/stacks/{o}/{p}/{s}/{kind}`.
@@ -101,31 +101,37 @@ pub(crate) fn new_update_id() -> String {
 }
 
 impl Engine {
-    /// The stack named in an update-scoped path. Callers with an update token carry no user
-    /// identity; the lease itself is the authorization, checked by the store in the same
-    /// transaction as the write.
+    /// The id of the stack named in an update-scoped path. Callers with an update token carry
+    /// no user identity; the lease itself is the authorization, checked by the store in the
+    /// same transaction as the write.
     pub(crate) async fn stack_for_lease(
         &self,
         key: &StackKey,
         update_id: &str,
-    ) -> EngineResult<StackRow> {
+    ) -> EngineResult<i64> {
         names::check_key(key)?;
         check_update_id(update_id)?;
-        self.store
+        if let Some(id) = self.live.route(update_id, key) {
+            return Ok(id);
+        }
+        let stack = self
+            .store
             .get_stack(key)
             .await?
-            .ok_or_else(|| EngineError::NotFound(format!("stack '{key}' not found")))
+            .ok_or_else(|| EngineError::NotFound(format!("stack '{key}' not found")))?;
+        self.live.remember_route(update_id, key, stack.id);
+        Ok(stack.id)
     }
 
     pub(crate) fn lease_check(
         &self,
-        stack: &StackRow,
+        stack_id: i64,
         update_id: &str,
         token: &LeaseToken,
     ) -> LeaseCheck {
         LeaseCheck {
             update_id: update_id.to_owned(),
-            stack_id: stack.id,
+            stack_id,
             token_hash: sha256(token.0.as_bytes()).to_vec(),
             now: self.now(),
         }
@@ -133,14 +139,14 @@ impl Engine {
 
     pub(crate) async fn update_of(
         &self,
-        stack: &StackRow,
+        stack_id: i64,
         update_id: &str,
     ) -> EngineResult<UpdateRow> {
         check_update_id(update_id)?;
         self.store
             .get_update(update_id)
             .await?
-            .filter(|u| u.stack_id == stack.id)
+            .filter(|u| u.stack_id == stack_id)
             .ok_or_else(|| EngineError::NotFound(format!("update '{update_id}' not found")))
     }
 
@@ -286,7 +292,7 @@ impl Engine {
         duration: i64,
     ) -> EngineResult<(String, i64)> {
         let stack = self.stack_for_lease(key, update_id).await?;
-        let lease = self.lease_check(&stack, update_id, token);
+        let lease = self.lease_check(stack, update_id, token);
         let secs = if duration <= 0 {
             self.cfg.lease_duration
         } else {
@@ -315,8 +321,8 @@ impl Engine {
             }
         };
         let stack = self.stack_for_lease(key, update_id).await?;
-        let update = self.update_of(&stack, update_id).await?;
-        let lease = self.lease_check(&stack, update_id, token);
+        let update = self.update_of(stack, update_id).await?;
+        let lease = self.lease_check(stack, update_id, token);
         if update.status.is_finished() {
             // A retried complete: answer from the store without rebuilding anything.
             return self.store.check_lease(lease).await.or_else(|e| match e {
@@ -349,7 +355,7 @@ impl Engine {
         update_id: &str,
     ) -> EngineResult<()> {
         let stack = self.stack(caller, key).await?;
-        let update = self.update_of(&stack, update_id).await?;
+        let update = self.update_of(stack.id, update_id).await?;
         // The CLI retries cancel; a repeat of one that landed is a success.
         if update.status == UpdateStatus::Cancelled {
             return Ok(());
@@ -380,7 +386,7 @@ impl Engine {
         update_id: &str,
     ) -> EngineResult<UpdateStatusView> {
         let stack = self.stack(caller, key).await?;
-        let update = self.update_of(&stack, update_id).await?;
+        let update = self.update_of(stack.id, update_id).await?;
         let status = match update.status {
             UpdateStatus::NotStarted => "not started",
             UpdateStatus::Running => "running",

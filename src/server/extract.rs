@@ -87,14 +87,17 @@ fn check_content_type(req: &Request) -> Result<(), ApiError> {
     }
 }
 
-impl JsonBody {
+/// A body as it came over the wire: plain JSON, or gzip not yet inflated.
+pub enum RawBody {
+    Plain(Vec<u8>),
+    Gzip(Vec<u8>),
+}
+
+impl RawBody {
+    /// Reads the body, refusing more than the route's limit of bytes on the wire.
     pub async fn read(req: Request, state: &AppState, limit: Limit) -> Result<Self, ApiError> {
         check_content_type(&req)?;
-        let max = match limit {
-            Limit::State => state.engine.config().max_state_bytes,
-            Limit::Journal => JOURNAL_BATCH_LIMIT.min(state.engine.config().max_state_bytes),
-            Limit::Small => SMALL_BODY_LIMIT,
-        };
+        let max = limit_bytes(state, limit);
         let encoding = req
             .headers()
             .get(header::CONTENT_ENCODING)
@@ -108,12 +111,31 @@ impl JsonBody {
                 )
             })?;
         match encoding.as_deref() {
-            None | Some("") | Some("identity") => Ok(JsonBody {
-                json: raw.to_vec(),
-                gz: None,
-            }),
-            Some("gzip") | Some("x-gzip") => {
-                let raw = raw.to_vec();
+            None | Some("") | Some("identity") => Ok(RawBody::Plain(raw.to_vec())),
+            Some("gzip") | Some("x-gzip") => Ok(RawBody::Gzip(raw.to_vec())),
+            Some(other) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Encoding {other:?}: use gzip or none"),
+            )),
+        }
+    }
+}
+
+/// The most bytes a body on a route with `limit` may have, on the wire and inflated.
+pub fn limit_bytes(state: &AppState, limit: Limit) -> usize {
+    match limit {
+        Limit::State => state.engine.config().max_state_bytes,
+        Limit::Journal => JOURNAL_BATCH_LIMIT.min(state.engine.config().max_state_bytes),
+        Limit::Small => SMALL_BODY_LIMIT,
+    }
+}
+
+impl JsonBody {
+    pub async fn read(req: Request, state: &AppState, limit: Limit) -> Result<Self, ApiError> {
+        let max = limit_bytes(state, limit);
+        match RawBody::read(req, state, limit).await? {
+            RawBody::Plain(json) => Ok(JsonBody { json, gz: None }),
+            RawBody::Gzip(raw) => {
                 let (json, raw) = run_sized(raw.len(), move || {
                     let json = gunzip(&raw, max)?;
                     Ok((json, raw))
@@ -124,10 +146,6 @@ impl JsonBody {
                     gz: Some(raw),
                 })
             }
-            Some(other) => Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("unsupported Content-Encoding {other:?}: use gzip or none"),
-            )),
         }
     }
 
@@ -198,6 +216,19 @@ impl FromRequest<AppState> for SmallBody {
         JsonBody::read(req, state, Limit::Small)
             .await
             .map(SmallBody)
+    }
+}
+
+/// An engine-event batch, left compressed: the engine inspects it without inflating it whole.
+pub struct EventsBody(pub RawBody);
+
+impl FromRequest<AppState> for EventsBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
+        RawBody::read(req, state, Limit::State)
+            .await
+            .map(EventsBody)
     }
 }
 

@@ -377,6 +377,9 @@ pub trait Store: Send + Sync + 'static {
     /// `Conflict` when the new name is taken.
     fn rename_stack(&self, stack_id: i64, to: StackKey) -> StoreFuture<'_, StackRow>;
     fn get_stack_key(&self, stack_id: i64) -> StoreFuture<'_, Option<Vec<u8>>>;
+    /// The id and wrapped secrets key of the stack that has, or had before a rename, this name
+    /// (the secrets calls, one read each).
+    fn get_secrets_key<'a>(&'a self, key: &'a StackKey) -> StoreFuture<'a, Option<(i64, Vec<u8>)>>;
 
     // --- updates
     fn create_update(&self, update: NewUpdate) -> StoreFuture<'_, ()>;

@@ -5,10 +5,10 @@ use axum::Json as AxumJson;
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use crate::engine::{CreateUpdate, StartUpdateOptions, UpdateKind};
+use crate::engine::{CreateUpdate, EventBody, StartUpdateOptions, UpdateKind};
 use crate::server::auth::{ApiCaller, UpdateLease};
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::extract::{JournalBody, Json, OptionalJson, P, StateBody};
+use crate::server::extract::{EventsBody, JournalBody, Json, OptionalJson, P, RawBody, StateBody};
 use crate::server::handlers::{StackPath, UpdatePath};
 use crate::server::state::AppState;
 use crate::server::wire::*;
@@ -205,13 +205,14 @@ pub async fn events_batch(
     State(state): State<AppState>,
     UpdateLease(lease): UpdateLease,
     P(p): P<UpdatePath>,
-    StateBody(body): StateBody,
+    EventsBody(body): EventsBody,
 ) -> ApiResult<StatusCode> {
     let (key, id) = p.split()?;
-    state
-        .engine
-        .post_events(&key, &id, &lease, body.json, body.gz)
-        .await?;
+    let body = match body {
+        RawBody::Plain(json) => EventBody::Json(json),
+        RawBody::Gzip(gz) => EventBody::Gzip(gz),
+    };
+    state.engine.post_events(&key, &id, &lease, body).await?;
     Ok(StatusCode::OK)
 }
 
@@ -229,7 +230,7 @@ pub async fn event_single(
     json.extend_from_slice(b"]}");
     state
         .engine
-        .post_events(&key, &id, &lease, json, None)
+        .post_events(&key, &id, &lease, EventBody::Json(json))
         .await?;
     Ok(StatusCode::OK)
 }

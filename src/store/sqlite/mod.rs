@@ -209,6 +209,8 @@ fn open_connection(path: &Path, query_only: bool) -> StoreResult<Connection> {
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(map_err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+    // Room for every statement of the hot paths (the default keeps 16).
+    conn.set_prepared_statement_cache_capacity(64);
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(map_err)?;
     conn.pragma_update(None, "foreign_keys", "ON")

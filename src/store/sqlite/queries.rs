@@ -14,6 +14,21 @@ const UPDATE_COLS: &str = "id, stack_id, kind, dry_run, status, version, base_ve
      started_at, ended_at, lease_expires, journal_version, author, message, environment, config, \
      resource_changes, resource_count";
 
+/// `execute` through the connection's statement cache (the hot paths run the same few
+/// statements thousands of times per update; preparing each anew showed in profiles).
+fn exec<P: rusqlite::Params>(tx: &Transaction<'_>, sql: &str, p: P) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(p)
+}
+
+/// `query_row` through the statement cache.
+fn query_row<T, P, F>(tx: &Transaction<'_>, sql: &str, p: P, f: F) -> rusqlite::Result<T>
+where
+    P: rusqlite::Params,
+    F: FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+{
+    tx.prepare_cached(sql)?.query_row(p, f)
+}
+
 fn conversion_err(
     idx: usize,
     e: impl std::error::Error + Send + Sync + 'static,
@@ -75,7 +90,8 @@ fn tags_json(tags: &Tags) -> StoreResult<String> {
 }
 
 fn stack_by_id(tx: &Transaction<'_>, id: i64) -> StoreResult<Option<StackRow>> {
-    tx.query_row(
+    query_row(
+        tx,
         &format!("SELECT {STACK_COLS} FROM stacks s WHERE s.id = ?1"),
         [id],
         stack_from_row,
@@ -164,7 +180,8 @@ fn insert_version(
     blob: &StateBlob,
     now: i64,
 ) -> StoreResult<()> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT OR REPLACE INTO stack_versions \
          (stack_id, version, state, sha256, size, resource_count, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -184,7 +201,7 @@ fn insert_version(
 
 /// Makes `version` the stack's current state and applies retention.
 fn set_current(tx: &Transaction<'_>, stack_id: i64, version: i64, keep: i64) -> StoreResult<()> {
-    tx.execute(
+    exec(tx,
         "UPDATE stacks SET current_version = ?2, \
             resource_count = (SELECT resource_count FROM stack_versions WHERE stack_id = ?1 AND version = ?2), \
             state_size = (SELECT size FROM stack_versions WHERE stack_id = ?1 AND version = ?2) \
@@ -198,8 +215,7 @@ fn set_current(tx: &Transaction<'_>, stack_id: i64, version: i64, keep: i64) -> 
 
 fn prune_versions(tx: &Transaction<'_>, stack_id: i64, keep: i64) -> StoreResult<u64> {
     let keep = keep.max(1);
-    let n = tx
-        .execute(
+    let n = exec(tx,
             "DELETE FROM stack_versions WHERE stack_id = ?1 AND version NOT IN \
              (SELECT version FROM stack_versions WHERE stack_id = ?1 ORDER BY version DESC LIMIT ?2)",
             params![stack_id, keep],
@@ -209,7 +225,8 @@ fn prune_versions(tx: &Transaction<'_>, stack_id: i64, keep: i64) -> StoreResult
         // Journals and events of updates older than every kept version can no longer be
         // replayed or shown against a state; drop them with the versions.
         for table in ["journal_batches", "update_events"] {
-            tx.execute(
+            exec(
+                tx,
                 &format!(
                     "DELETE FROM {table} WHERE update_id IN (SELECT id FROM updates \
                      WHERE stack_id = ?1 AND status != 'running' AND version < \
@@ -254,7 +271,8 @@ fn get_state_in(
 }
 
 fn insert_update(tx: &Transaction<'_>, u: &NewUpdate, status: UpdateStatus) -> StoreResult<()> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO updates (id, stack_id, kind, dry_run, status, created_at, author, message, \
          environment, config) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
@@ -278,16 +296,19 @@ impl Store for SqliteStore {
     fn meta_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
         let key = key.to_owned();
         Box::pin(self.read(move |tx| {
-            tx.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-                .optional()
-                .map_err(map_err)
+            query_row(tx, "SELECT value FROM meta WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(map_err)
         }))
     }
 
     fn meta_put<'a>(&'a self, key: &'a str, value: Vec<u8>) -> StoreFuture<'a, ()> {
         let key = key.to_owned();
         Box::pin(self.write(move |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 params![key, value],
@@ -302,7 +323,8 @@ impl Store for SqliteStore {
             if stack_by_key(tx, &s.key)?.is_some() {
                 return Err(StoreError::Conflict(format!("stack {} exists", s.key)));
             }
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO stacks (org, project, name, tags, created_at, wrapped_key) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
@@ -317,7 +339,8 @@ impl Store for SqliteStore {
             .map_err(map_err)?;
             let id = tx.last_insert_rowid();
             // A name that is live again no longer redirects to the stack that once had it.
-            tx.execute(
+            exec(
+                tx,
                 "DELETE FROM stack_former_names WHERE org = ?1 AND project = ?2 AND name = ?3",
                 params![s.key.org, s.key.project, s.key.stack],
             )
@@ -341,7 +364,7 @@ impl Store for SqliteStore {
             if let Some(s) = stack_by_key(tx, &key)? {
                 return Ok(Some(s));
             }
-            tx.query_row(
+            query_row(tx,
                 &format!(
                     "SELECT {STACK_COLS} FROM stack_former_names f JOIN stacks s ON s.id = f.stack_id \
                      WHERE f.org = ?1 AND f.project = ?2 AND f.name = ?3"
@@ -391,7 +414,8 @@ impl Store for SqliteStore {
     fn project_exists<'a>(&'a self, org: &'a str, project: &'a str) -> StoreFuture<'a, bool> {
         let (org, project) = (org.to_owned(), project.to_owned());
         Box::pin(self.read(move |tx| {
-            tx.query_row(
+            query_row(
+                tx,
                 "SELECT EXISTS (SELECT 1 FROM stacks WHERE org = ?1 AND project = ?2)",
                 params![org, project],
                 |r| r.get(0),
@@ -402,16 +426,15 @@ impl Store for SqliteStore {
 
     fn delete_stack(&self, stack_id: i64) -> StoreFuture<'_, bool> {
         Box::pin(self.write(move |tx| {
-            let n = tx
-                .execute("DELETE FROM stacks WHERE id = ?1", [stack_id])
-                .map_err(map_err)?;
+            let n = exec(tx, "DELETE FROM stacks WHERE id = ?1", [stack_id]).map_err(map_err)?;
             Ok(n > 0)
         }))
     }
 
     fn set_stack_tags(&self, stack_id: i64, tags: Tags) -> StoreFuture<'_, ()> {
         Box::pin(self.write(move |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE stacks SET tags = ?2 WHERE id = ?1",
                 params![stack_id, tags_json(&tags)?],
             )
@@ -431,18 +454,18 @@ impl Store for SqliteStore {
             if stack_by_key(tx, &to)?.is_some() {
                 return Err(StoreError::Conflict(format!("stack {to} exists")));
             }
-            tx.execute(
+            exec(tx,
                 "INSERT OR REPLACE INTO stack_former_names (org, project, name, stack_id, renamed_at) \
                  VALUES (?1, ?2, ?3, ?4, unixepoch())",
                 params![old.key.org, old.key.project, old.key.stack, stack_id],
             )
             .map_err(map_err)?;
-            tx.execute(
+            exec(tx,
                 "DELETE FROM stack_former_names WHERE org = ?1 AND project = ?2 AND name = ?3",
                 params![to.org, to.project, to.stack],
             )
             .map_err(map_err)?;
-            tx.execute(
+            exec(tx,
                 "UPDATE stacks SET org = ?2, project = ?3, name = ?4 WHERE id = ?1",
                 params![stack_id, to.org, to.project, to.stack],
             )
@@ -457,6 +480,34 @@ impl Store for SqliteStore {
             tx.prepare_cached("SELECT wrapped_key FROM stacks WHERE id = ?1")
                 .and_then(|mut st| st.query_row([stack_id], |r| r.get(0)).optional())
                 .map_err(map_err)
+        }))
+    }
+
+    fn get_secrets_key<'a>(&'a self, key: &'a StackKey) -> StoreFuture<'a, Option<(i64, Vec<u8>)>> {
+        let key = key.clone();
+        Box::pin(self.read(move |tx| {
+            let row = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?));
+            let current = tx
+                .prepare_cached(
+                    "SELECT id, wrapped_key FROM stacks WHERE org = ?1 AND project = ?2 AND name = ?3",
+                )
+                .and_then(|mut st| {
+                    st.query_row(params![key.org, key.project, key.stack], row)
+                        .optional()
+                })
+                .map_err(map_err)?;
+            if current.is_some() {
+                return Ok(current);
+            }
+            tx.prepare_cached(
+                "SELECT s.id, s.wrapped_key FROM stack_former_names f JOIN stacks s ON s.id = f.stack_id \
+                 WHERE f.org = ?1 AND f.project = ?2 AND f.name = ?3",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![key.org, key.project, key.stack], row)
+                    .optional()
+            })
+            .map_err(map_err)
         }))
     }
 
@@ -491,21 +542,24 @@ impl Store for SqliteStore {
                 stack.last_version + 1
             };
             if let Some(tags) = &s.tags {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE stacks SET tags = ?2 WHERE id = ?1",
                     params![s.stack_id, tags_json(tags)?],
                 )
                 .map_err(map_err)?;
             }
             if !update.dry_run {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE stacks SET last_version = ?2, active_update = ?3, last_update_at = ?4 \
                      WHERE id = ?1",
                     params![s.stack_id, version, s.update_id, s.now],
                 )
                 .map_err(map_err)?;
             }
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE updates SET status = 'running', version = ?2, base_version = ?3, \
                  started_at = ?4, lease_hash = ?5, lease_expires = ?6, journal_version = ?7 \
                  WHERE id = ?1",
@@ -529,7 +583,8 @@ impl Store for SqliteStore {
     fn renew_lease(&self, lease: LeaseCheck, expires: i64) -> StoreFuture<'_, ()> {
         Box::pin(self.write(move |tx| {
             check_lease(tx, &lease, false)?;
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE updates SET lease_expires = MAX(lease_expires, ?2) WHERE id = ?1",
                 params![lease.update_id, expires],
             )
@@ -576,7 +631,8 @@ impl Store for SqliteStore {
                 ])
             })
             .map_err(map_err)?;
-            tx.execute(
+            exec(
+                tx,
                 "DELETE FROM update_deltas WHERE update_id = ?1",
                 [&lease.update_id],
             )
@@ -647,13 +703,13 @@ impl Store for SqliteStore {
     fn append_delta(&self, lease: LeaseCheck, d: DeltaWrite) -> StoreFuture<'_, ()> {
         Box::pin(self.write(move |tx| {
             check_lease(tx, &lease, false)?;
-            let has_base: bool = tx
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM update_state WHERE update_id = ?1)",
-                    [&lease.update_id],
-                    |r| r.get(0),
-                )
-                .map_err(map_err)?;
+            let has_base: bool = query_row(
+                tx,
+                "SELECT EXISTS (SELECT 1 FROM update_state WHERE update_id = ?1)",
+                [&lease.update_id],
+                |r| r.get(0),
+            )
+            .map_err(map_err)?;
             if !has_base {
                 return Err(StoreError::Conflict(
                     "a delta needs a verbatim checkpoint of this update to apply to".into(),
@@ -698,7 +754,8 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'a, Option<WorkingState>> {
         let id = update_id.to_owned();
         Box::pin(self.read(move |tx| {
-            tx.query_row(
+            query_row(
+                tx,
                 "SELECT state, sha256, size, resource_count, sequence FROM update_state \
                  WHERE update_id = ?1",
                 [id],
@@ -739,7 +796,7 @@ impl Store for SqliteStore {
             })
             .map_err(map_err)?;
             if let Some(changes) = &b.resource_changes {
-                tx.execute(
+                exec(tx,
                     "UPDATE updates SET resource_changes = ?2 WHERE id = ?1",
                     params![lease.update_id, changes],
                 )
@@ -809,8 +866,7 @@ impl Store for SqliteStore {
                         true
                     }
                     FinalState::Working { resource_count } => {
-                        let n = tx
-                            .execute(
+                        let n = exec(tx,
                                 "INSERT OR REPLACE INTO stack_versions \
                                  (stack_id, version, state, sha256, size, resource_count, created_at) \
                                  SELECT ?2, ?3, state, sha256, size, \
@@ -831,7 +887,7 @@ impl Store for SqliteStore {
                             stack_by_id(tx, f.stack_id)?.and_then(|s| s.current_version)
                         {
                             // No checkpoint arrived: the state carries over unchanged.
-                            tx.execute(
+                            exec(tx,
                                 "INSERT OR REPLACE INTO stack_versions \
                                  (stack_id, version, state, sha256, size, resource_count, created_at) \
                                  SELECT stack_id, ?3, state, sha256, size, resource_count, ?4 \
@@ -850,7 +906,7 @@ impl Store for SqliteStore {
                     final_count = stack_by_id(tx, f.stack_id)?.map(|s| s.resource_count);
                 }
             }
-            tx.execute(
+            exec(tx,
                 "UPDATE updates SET status = ?2, ended_at = ?3, lease_expires = NULL, \
                  resource_changes = COALESCE(?4, resource_changes), \
                  resource_count = COALESCE(?5, resource_count) WHERE id = ?1",
@@ -864,7 +920,7 @@ impl Store for SqliteStore {
             )
             .map_err(map_err)?;
             for table in ["update_state", "update_deltas"] {
-                tx.execute(
+                exec(tx,
                     &format!("DELETE FROM {table} WHERE update_id = ?1"),
                     [&f.update_id],
                 )
@@ -890,7 +946,8 @@ impl Store for SqliteStore {
                 .ok_or_else(|| StoreError::Corrupt("imported stack vanished".into()))?;
             let version = stack.last_version + 1;
             insert_update(tx, &u, UpdateStatus::Succeeded)?;
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE updates SET version = ?2, base_version = ?3, started_at = ?4, \
                  ended_at = ?4, resource_count = ?5 WHERE id = ?1",
                 params![
@@ -902,7 +959,8 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(map_err)?;
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE stacks SET last_version = ?2, active_update = ?3, last_update_at = ?4 \
                  WHERE id = ?1",
                 params![u.stack_id, version, u.id, u.created_at],
@@ -945,7 +1003,7 @@ impl Store for SqliteStore {
         version: i64,
     ) -> StoreFuture<'_, Option<UpdateRow>> {
         Box::pin(self.read(move |tx| {
-            tx.query_row(
+            query_row(tx,
                 &format!(
                     "SELECT {UPDATE_COLS} FROM updates \
                      WHERE stack_id = ?1 AND dry_run = 0 AND version = ?2 AND status != 'not-started'"
@@ -1007,26 +1065,27 @@ impl Store for SqliteStore {
         state: StateBlob,
     ) -> StoreFuture<'_, ()> {
         Box::pin(self.write(move |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE stack_versions SET state = ?3, sha256 = ?4, size = ?5, \
+            let n = exec(
+                tx,
+                "UPDATE stack_versions SET state = ?3, sha256 = ?4, size = ?5, \
                      resource_count = ?6 WHERE stack_id = ?1 AND version = ?2",
-                    params![
-                        stack_id,
-                        version,
-                        state.gz,
-                        state.sha256,
-                        state.size,
-                        state.resource_count
-                    ],
-                )
-                .map_err(map_err)?;
+                params![
+                    stack_id,
+                    version,
+                    state.gz,
+                    state.sha256,
+                    state.size,
+                    state.resource_count
+                ],
+            )
+            .map_err(map_err)?;
             if n == 0 {
                 return Err(StoreError::Conflict(format!(
                     "version {version} is not stored"
                 )));
             }
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE stacks SET resource_count = ?3, state_size = ?4 \
                  WHERE id = ?1 AND current_version = ?2",
                 params![stack_id, version, state.resource_count, state.size],
