@@ -101,6 +101,7 @@ pub fn login_url(addr: SocketAddr) -> String {
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
     crate::engine::names::check_org(&args.org).map_err(|e| e.to_string())?;
+    crate::engine::memory::limit_arenas();
     // Blocking work (SQLite reads, gzip, parsing) needs a few threads, not tokio's default
     // of 512: each thread can bring its own allocator arena and stack.
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -19,6 +19,7 @@ mod checkpoint;
 mod events;
 mod history;
 mod live;
+pub mod memory;
 pub mod operator;
 mod secrets;
 mod stacks;

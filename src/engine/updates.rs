@@ -267,6 +267,9 @@ impl Engine {
         live.clear();
         drop(live);
         self.live.remove(&update.id);
+        if !update.dry_run {
+            tokio::task::spawn_blocking(crate::engine::memory::trim);
+        }
         Ok(outcome)
     }
 

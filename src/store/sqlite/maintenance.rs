@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::map_err;
 use crate::store::backup::{DumpReport, LoadReport, Merge, Record, Sink, Source};
@@ -24,7 +24,7 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
     })
 }
 
-pub fn create_token(tx: &Transaction<'_>, t: &NewToken) -> StoreResult<()> {
+pub fn create_token(tx: &Connection, t: &NewToken) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO tokens (id, user_name, description, hash, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -41,13 +41,13 @@ pub fn create_token(tx: &Transaction<'_>, t: &NewToken) -> StoreResult<()> {
     Ok(())
 }
 
-pub fn find_token(tx: &Transaction<'_>, hash: &[u8]) -> StoreResult<Option<TokenRow>> {
+pub fn find_token(tx: &Connection, hash: &[u8]) -> StoreResult<Option<TokenRow>> {
     tx.prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE hash = ?1"))
         .and_then(|mut st| st.query_row([hash], token_from_row).optional())
         .map_err(map_err)
 }
 
-pub fn touch_token(tx: &Transaction<'_>, id: &str, now: i64) -> StoreResult<()> {
+pub fn touch_token(tx: &Connection, id: &str, now: i64) -> StoreResult<()> {
     tx.execute(
         "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
         params![id, now],
@@ -56,7 +56,7 @@ pub fn touch_token(tx: &Transaction<'_>, id: &str, now: i64) -> StoreResult<()> 
     Ok(())
 }
 
-pub fn list_tokens(tx: &Transaction<'_>, user: Option<&str>) -> StoreResult<Vec<TokenRow>> {
+pub fn list_tokens(tx: &Connection, user: Option<&str>) -> StoreResult<Vec<TokenRow>> {
     let mut st = tx
         .prepare(&format!(
             "SELECT {TOKEN_COLS} FROM tokens WHERE (?1 IS NULL OR user_name = ?1) \
@@ -67,11 +67,7 @@ pub fn list_tokens(tx: &Transaction<'_>, user: Option<&str>) -> StoreResult<Vec<
     rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
 }
 
-pub fn revoke_tokens(
-    tx: &Transaction<'_>,
-    which: &TokenSelector,
-    now: i64,
-) -> StoreResult<Vec<String>> {
+pub fn revoke_tokens(tx: &Connection, which: &TokenSelector, now: i64) -> StoreResult<Vec<String>> {
     let (sql, arg) = match which {
         TokenSelector::Id(id) => ("id = ?1", id),
         TokenSelector::User(u) => ("user_name = ?1", u),
@@ -96,7 +92,7 @@ pub fn revoke_tokens(
     Ok(ids)
 }
 
-pub fn list_versions(tx: &Transaction<'_>, stack_id: i64) -> StoreResult<Vec<VersionInfo>> {
+pub fn list_versions(tx: &Connection, stack_id: i64) -> StoreResult<Vec<VersionInfo>> {
     let mut st = tx
         .prepare(
             "SELECT version, sha256, size, length(state), resource_count, created_at \
@@ -120,11 +116,7 @@ pub fn list_versions(tx: &Transaction<'_>, stack_id: i64) -> StoreResult<Vec<Ver
 
 /// The versions a prune keeping `keep` would remove: all but the newest `keep`, and never
 /// the current one.
-pub fn prune_candidates(
-    tx: &Transaction<'_>,
-    stack_id: i64,
-    keep: i64,
-) -> StoreResult<PruneReport> {
+pub fn prune_candidates(tx: &Connection, stack_id: i64, keep: i64) -> StoreResult<PruneReport> {
     tx.query_row(
         "SELECT COUNT(*), COALESCE(SUM(length(state)), 0) FROM stack_versions \
          WHERE stack_id = ?1 \
@@ -142,7 +134,7 @@ pub fn prune_candidates(
     .map_err(map_err)
 }
 
-pub fn prune_now(tx: &Transaction<'_>, stack_id: i64, keep: i64) -> StoreResult<()> {
+pub fn prune_now(tx: &Connection, stack_id: i64, keep: i64) -> StoreResult<()> {
     tx.execute(
         "DELETE FROM stack_versions WHERE stack_id = ?1 \
            AND version NOT IN (SELECT version FROM stack_versions WHERE stack_id = ?1 \
@@ -154,7 +146,7 @@ pub fn prune_now(tx: &Transaction<'_>, stack_id: i64, keep: i64) -> StoreResult<
     Ok(())
 }
 
-pub fn list_wrapped_keys(tx: &Transaction<'_>) -> StoreResult<Vec<WrappedKey>> {
+pub fn list_wrapped_keys(tx: &Connection) -> StoreResult<Vec<WrappedKey>> {
     let mut st = tx
         .prepare("SELECT id, org, project, name, wrapped_key FROM stacks ORDER BY id")
         .map_err(map_err)?;
@@ -175,7 +167,7 @@ pub fn list_wrapped_keys(tx: &Transaction<'_>) -> StoreResult<Vec<WrappedKey>> {
 }
 
 pub fn replace_wrapped_keys(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     keys: &[(i64, Vec<u8>)],
     canary: &[u8],
 ) -> StoreResult<()> {
@@ -208,7 +200,7 @@ pub fn replace_wrapped_keys(
     Ok(())
 }
 
-pub fn integrity_problems(tx: &Transaction<'_>) -> StoreResult<Vec<String>> {
+pub fn integrity_problems(tx: &Connection) -> StoreResult<Vec<String>> {
     let mut problems = Vec::new();
     let mut st = tx.prepare("PRAGMA integrity_check").map_err(map_err)?;
     let lines = st
@@ -241,7 +233,7 @@ pub fn integrity_problems(tx: &Transaction<'_>) -> StoreResult<Vec<String>> {
 
 // ------------------------------------------------------------------- dump and load
 
-pub fn dump(tx: &Transaction<'_>, sink: &mut Sink) -> StoreResult<DumpReport> {
+pub fn dump(tx: &Connection, sink: &mut Sink) -> StoreResult<DumpReport> {
     let mut report = DumpReport::default();
     let mut emit = |r: Record, report: &mut DumpReport| -> StoreResult<()> {
         report.records += 1;
@@ -419,12 +411,12 @@ pub fn dump(tx: &Transaction<'_>, sink: &mut Sink) -> StoreResult<DumpReport> {
     Ok(report)
 }
 
-fn count(tx: &Transaction<'_>, table: &str) -> StoreResult<i64> {
+fn count(tx: &Connection, table: &str) -> StoreResult<i64> {
     tx.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
         .map_err(map_err)
 }
 
-pub fn load(tx: &Transaction<'_>, records: Source, merge: Merge) -> StoreResult<LoadReport> {
+pub fn load(tx: &Connection, records: Source, merge: Merge) -> StoreResult<LoadReport> {
     let empty = count(tx, "stacks")? == 0 && count(tx, "tokens")? == 0;
     if merge == Merge::Refuse && !empty {
         return Err(StoreError::Conflict(

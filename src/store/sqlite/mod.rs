@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::oneshot;
 
 use crate::store::{StoreError, StoreResult};
@@ -105,16 +105,9 @@ impl SqliteStore {
     ) -> impl std::future::Future<Output = StoreResult<T>> + Send + use<T, F>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.write_raw(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(map_err)?;
-            let value = f(&tx)?;
-            tx.commit().map_err(map_err)?;
-            Ok(value)
-        })
+        self.write_raw(move |conn| in_transaction(conn, "BEGIN IMMEDIATE", f))
     }
 
     /// Runs `f` on the writer's connection outside any transaction (for statements such as
@@ -151,18 +144,13 @@ impl SqliteStore {
     ) -> impl std::future::Future<Output = StoreResult<T>> + Send + use<T, F>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
         async move {
             tokio::task::spawn_blocking(move || {
                 let conn = inner.take_reader()?;
-                let result = (|| {
-                    let tx = conn.unchecked_transaction().map_err(map_err)?;
-                    let value = f(&tx)?;
-                    tx.finish().map_err(map_err)?;
-                    Ok(value)
-                })();
+                let result = in_transaction(&conn, "BEGIN", f);
                 inner.put_reader(conn);
                 result
             })
@@ -192,11 +180,48 @@ impl Inner {
     }
 }
 
+/// Runs `f` between `begin` and `COMMIT` (or `ROLLBACK` when it fails). The statements come
+/// from the connection's cache: rusqlite's `Transaction` parses them anew every time, which
+/// showed in profiles at thousands of small transactions per update.
+fn in_transaction<T>(
+    conn: &Connection,
+    begin: &str,
+    f: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    let run = |sql: &str| {
+        conn.prepare_cached(sql)
+            .and_then(|mut st| st.execute([]))
+            .map_err(map_err)
+    };
+    run(begin)?;
+    match f(conn) {
+        Ok(value) => match run("COMMIT") {
+            Ok(_) => Ok(value),
+            Err(e) => {
+                let _ = run("ROLLBACK");
+                Err(e)
+            }
+        },
+        Err(e) => {
+            let _ = run("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Rolls back whatever a job that panicked left open, so the next job starts clean.
+fn roll_back_leftover(conn: &Connection) {
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+}
+
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
     while let Ok(job) = rx.recv() {
         // A panic inside a job drops its reply channel (the caller sees `Closed`) and rolls
         // its transaction back; the writer keeps serving the others.
         let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
+        roll_back_leftover(&conn);
     }
     // Fold the WAL back into the main file so a closed database is one self-contained file.
     let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");

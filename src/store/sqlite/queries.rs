@@ -1,7 +1,7 @@
 //! The SQL behind each [`Store`] method. Every method is one transaction (see `mod.rs` for
 //! which thread runs it).
 
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use subtle::ConstantTimeEq;
 
 use super::{SqliteStore, maintenance as m, map_err};
@@ -16,12 +16,12 @@ const UPDATE_COLS: &str = "id, stack_id, kind, dry_run, status, version, base_ve
 
 /// `execute` through the connection's statement cache (the hot paths run the same few
 /// statements thousands of times per update; preparing each anew showed in profiles).
-fn exec<P: rusqlite::Params>(tx: &Transaction<'_>, sql: &str, p: P) -> rusqlite::Result<usize> {
+fn exec<P: rusqlite::Params>(tx: &Connection, sql: &str, p: P) -> rusqlite::Result<usize> {
     tx.prepare_cached(sql)?.execute(p)
 }
 
 /// `query_row` through the statement cache.
-fn query_row<T, P, F>(tx: &Transaction<'_>, sql: &str, p: P, f: F) -> rusqlite::Result<T>
+fn query_row<T, P, F>(tx: &Connection, sql: &str, p: P, f: F) -> rusqlite::Result<T>
 where
     P: rusqlite::Params,
     F: FnOnce(&Row<'_>) -> rusqlite::Result<T>,
@@ -89,7 +89,7 @@ fn tags_json(tags: &Tags) -> StoreResult<String> {
     serde_json::to_string(tags).map_err(StoreError::backend)
 }
 
-fn stack_by_id(tx: &Transaction<'_>, id: i64) -> StoreResult<Option<StackRow>> {
+fn stack_by_id(tx: &Connection, id: i64) -> StoreResult<Option<StackRow>> {
     query_row(
         tx,
         &format!("SELECT {STACK_COLS} FROM stacks s WHERE s.id = ?1"),
@@ -100,7 +100,7 @@ fn stack_by_id(tx: &Transaction<'_>, id: i64) -> StoreResult<Option<StackRow>> {
     .map_err(map_err)
 }
 
-fn stack_by_key(tx: &Transaction<'_>, key: &StackKey) -> StoreResult<Option<StackRow>> {
+fn stack_by_key(tx: &Connection, key: &StackKey) -> StoreResult<Option<StackRow>> {
     tx.prepare_cached(&format!(
         "SELECT {STACK_COLS} FROM stacks s WHERE s.org = ?1 AND s.project = ?2 AND s.name = ?3"
     ))
@@ -111,13 +111,13 @@ fn stack_by_key(tx: &Transaction<'_>, key: &StackKey) -> StoreResult<Option<Stac
     .map_err(map_err)
 }
 
-fn update_by_id(tx: &Transaction<'_>, id: &str) -> StoreResult<Option<UpdateRow>> {
+fn update_by_id(tx: &Connection, id: &str) -> StoreResult<Option<UpdateRow>> {
     tx.prepare_cached(&format!("SELECT {UPDATE_COLS} FROM updates WHERE id = ?1"))
         .and_then(|mut st| st.query_row([id], update_from_row).optional())
         .map_err(map_err)
 }
 
-fn running_update_of(tx: &Transaction<'_>, stack_id: i64) -> StoreResult<Option<UpdateRow>> {
+fn running_update_of(tx: &Connection, stack_id: i64) -> StoreResult<Option<UpdateRow>> {
     tx.prepare_cached(&format!(
         "SELECT {UPDATE_COLS} FROM updates \
          WHERE stack_id = ?1 AND dry_run = 0 AND status = 'running'"
@@ -131,7 +131,7 @@ fn running_update_of(tx: &Transaction<'_>, stack_id: i64) -> StoreResult<Option<
 /// `(stack_id, status, lease_hash, lease_expires)` of an update.
 type LeaseRow = (i64, String, Option<Vec<u8>>, Option<i64>);
 
-fn check_lease(tx: &Transaction<'_>, lease: &LeaseCheck, allow_finished: bool) -> StoreResult<()> {
+fn check_lease(tx: &Connection, lease: &LeaseCheck, allow_finished: bool) -> StoreResult<()> {
     let row: Option<LeaseRow> = tx
         .prepare_cached(
             "SELECT stack_id, status, lease_hash, lease_expires FROM updates WHERE id = ?1",
@@ -174,7 +174,7 @@ fn check_lease(tx: &Transaction<'_>, lease: &LeaseCheck, allow_finished: bool) -
 }
 
 fn insert_version(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     stack_id: i64,
     version: i64,
     blob: &StateBlob,
@@ -200,7 +200,7 @@ fn insert_version(
 }
 
 /// Makes `version` the stack's current state and applies retention.
-fn set_current(tx: &Transaction<'_>, stack_id: i64, version: i64, keep: i64) -> StoreResult<()> {
+fn set_current(tx: &Connection, stack_id: i64, version: i64, keep: i64) -> StoreResult<()> {
     exec(tx,
         "UPDATE stacks SET current_version = ?2, \
             resource_count = (SELECT resource_count FROM stack_versions WHERE stack_id = ?1 AND version = ?2), \
@@ -213,7 +213,7 @@ fn set_current(tx: &Transaction<'_>, stack_id: i64, version: i64, keep: i64) -> 
     Ok(())
 }
 
-fn prune_versions(tx: &Transaction<'_>, stack_id: i64, keep: i64) -> StoreResult<u64> {
+fn prune_versions(tx: &Connection, stack_id: i64, keep: i64) -> StoreResult<u64> {
     let keep = keep.max(1);
     let n = exec(tx,
             "DELETE FROM stack_versions WHERE stack_id = ?1 AND version NOT IN \
@@ -241,7 +241,7 @@ fn prune_versions(tx: &Transaction<'_>, stack_id: i64, keep: i64) -> StoreResult
 }
 
 fn get_state_in(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     stack_id: i64,
     version: Option<i64>,
 ) -> StoreResult<Option<StateBlob>> {
@@ -270,7 +270,7 @@ fn get_state_in(
     .map_err(map_err)
 }
 
-fn insert_update(tx: &Transaction<'_>, u: &NewUpdate, status: UpdateStatus) -> StoreResult<()> {
+fn insert_update(tx: &Connection, u: &NewUpdate, status: UpdateStatus) -> StoreResult<()> {
     exec(
         tx,
         "INSERT INTO updates (id, stack_id, kind, dry_run, status, created_at, author, message, \
