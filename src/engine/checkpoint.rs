@@ -158,7 +158,7 @@ impl Engine {
         token: &LeaseToken,
         body: Vec<u8>,
     ) -> EngineResult<()> {
-        let stack = self.stack_for_lease(key, update_id).await?;
+        let lease = self.lease(key, update_id, token).await?;
         let blob = run_blocking(move || {
             let json = untyped_from_full_checkpoint(&body)?;
             Ok(blob_of(&json, -1))
@@ -166,7 +166,6 @@ impl Engine {
         .await?;
         let slot = self.live.slot(update_id);
         let mut live = slot.lock().await;
-        let lease = self.lease_check(stack, update_id, token);
         self.store
             .save_checkpoint(lease, CheckpointWrite { blob, sequence: 0 })
             .await
@@ -184,7 +183,7 @@ impl Engine {
         token: &LeaseToken,
         body: Vec<u8>,
     ) -> EngineResult<()> {
-        let stack = self.stack_for_lease(key, update_id).await?;
+        let lease = self.lease(key, update_id, token).await?;
         let (json, blob, sequence) = run_blocking(move || {
             let (json, seq) = untyped_from_verbatim(&body)?;
             let blob = blob_of(&json, -1);
@@ -193,7 +192,6 @@ impl Engine {
         .await?;
         let slot = self.live.slot(update_id);
         let mut live = slot.lock().await;
-        let lease = self.lease_check(stack, update_id, token);
         let sha = blob.sha256.clone();
         self.store
             .save_checkpoint(lease, CheckpointWrite { blob, sequence })
@@ -219,8 +217,7 @@ impl Engine {
         token: &LeaseToken,
         body: Vec<u8>,
     ) -> EngineResult<()> {
-        let stack = self.stack_for_lease(key, update_id).await?;
-        let lease = self.lease_check(stack, update_id, token);
+        let lease = self.lease(key, update_id, token).await?;
         let slot = self.live.slot(update_id);
         let mut live = slot.lock().await;
         if live.text.is_none() {
@@ -300,11 +297,12 @@ impl Engine {
         json: Vec<u8>,
         gz: Option<Vec<u8>>,
     ) -> EngineResult<()> {
-        let stack = self.stack_for_lease(key, update_id).await?;
-        let lease = self.lease_check(stack, update_id, token);
+        let lease = self.lease(key, update_id, token).await?;
         let slot = self.live.slot(update_id);
         let mut live = slot.lock().await;
-        let update = self.live_update(stack, update_id, &mut live).await?;
+        let update = self
+            .live_update(lease.stack_id, update_id, &mut live)
+            .await?;
         if update.journal_version != 1 {
             return Err(EngineError::Conflict(
                 "this update was not started with journaling; send checkpoints".into(),

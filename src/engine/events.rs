@@ -199,7 +199,7 @@ impl Engine {
         token: &LeaseToken,
         body: EventBody,
     ) -> EngineResult<()> {
-        let stack = self.stack_for_lease(key, update_id).await?;
+        let lease = self.lease(key, update_id, token).await?;
         let size = match &body {
             EventBody::Json(b) | EventBody::Gzip(b) => b.len(),
         };
@@ -208,9 +208,24 @@ impl Engine {
         if batch.count == 0 {
             return Ok(());
         }
-        let lease = self.lease_check(stack, update_id, token);
         self.store.append_events(lease, batch).await?;
         Ok(())
+    }
+
+    /// `POST …/events`: one event, stored as a batch of one.
+    pub async fn post_event(
+        &self,
+        key: &StackKey,
+        update_id: &str,
+        token: &LeaseToken,
+        event: Vec<u8>,
+    ) -> EngineResult<()> {
+        let mut json = Vec::with_capacity(event.len() + 13);
+        json.extend_from_slice(b"{\"events\":[");
+        json.extend_from_slice(&event);
+        json.extend_from_slice(b"]}");
+        self.post_events(key, update_id, token, EventBody::Json(json))
+            .await
     }
 
     pub async fn get_events(

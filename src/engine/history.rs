@@ -6,7 +6,7 @@ use crate::engine::deployment::{EMPTY_DEPLOYMENT, blob_of, blob_with_gz, check_u
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::rekey;
 use crate::engine::{Caller, Engine};
-use crate::store::{ImportOutcome, NewUpdate, StackKey, StackRow, UpdateRow};
+use crate::store::{ImportOutcome, NewUpdate, StackKey, UpdateRow};
 
 pub type UpdateInfo = UpdateRow;
 
@@ -18,35 +18,53 @@ pub struct Export {
     pub plain: Option<&'static [u8]>,
 }
 
+/// See [`Engine::secrets_owner`].
+pub(crate) enum SecretsOwner {
+    /// This stack (or no service-encrypted secrets at all).
+    This,
+    /// Another stack of this instance, by id.
+    Other(i64),
+    /// A stack this instance does not have.
+    Absent(StackKey),
+}
+
 impl Engine {
-    /// A deployment imported into `stack` whose secrets belong to another stack of this
-    /// instance is re-encrypted for `stack` (see `rekey`). Returns the text to store, and the
-    /// gzip of the body as received when the text is unchanged.
-    pub(crate) async fn rekey_for(
+    /// Whose service key encrypted the secrets of a deployment about to be stored in the
+    /// stack `stack_id` named `key`.
+    pub(crate) async fn secrets_owner(
         &self,
-        stack: &StackRow,
+        stack_id: i64,
         key: &StackKey,
-        json: Vec<u8>,
-        gz: Option<Vec<u8>>,
-    ) -> EngineResult<(Vec<u8>, Option<Vec<u8>>)> {
-        let Some(source) = rekey::service_provider_stack(&json) else {
-            return Ok((json, gz));
+        json: &[u8],
+    ) -> EngineResult<SecretsOwner> {
+        let Some(source) = rekey::service_provider_stack(json) else {
+            return Ok(SecretsOwner::This);
         };
         if &source == key {
-            return Ok((json, gz));
+            return Ok(SecretsOwner::This);
         }
-        let Some(from_stack) = self.store.get_stack_or_former(&source).await? else {
-            return Ok((json, gz));
-        };
-        if from_stack.id == stack.id {
-            return Ok((json, gz));
-        }
-        let from = self.stack_secret_key(from_stack.id).await?;
-        let to = self.stack_secret_key(stack.id).await?;
+        Ok(match self.store.get_stack_or_former(&source).await? {
+            Some(from) if from.id == stack_id => SecretsOwner::This,
+            Some(from) => SecretsOwner::Other(from.id),
+            None => SecretsOwner::Absent(source),
+        })
+    }
+
+    /// Re-encrypts the secrets of stack `from` in `json` for the stack `to` named `key` (see
+    /// `rekey`). Returns the new text and how many secrets it re-encrypted.
+    pub(crate) async fn rekey_from(
+        &self,
+        from: i64,
+        to: i64,
+        key: &StackKey,
+        json: Vec<u8>,
+    ) -> EngineResult<(Vec<u8>, usize)> {
+        let from = self.stack_secret_key(from).await?;
+        let to = self.stack_secret_key(to).await?;
         let target = key.clone();
         let (json, n) = run_blocking(move || rekey::rekey(&json, &from, &to, &target)).await?;
-        tracing::info!(from = %source, to = %key, secrets = n, "re-encrypted an imported deployment");
-        Ok((json, None))
+        tracing::info!(to = %key, secrets = n, "re-encrypted an imported deployment");
+        Ok((json, n))
     }
 
     /// Non-preview updates, newest first. `page` counts from 1; `page_size` 0 means all.
@@ -135,7 +153,14 @@ impl Engine {
         gz: Option<Vec<u8>>,
     ) -> EngineResult<String> {
         let stack = self.stack(caller, key).await?;
-        let (json, gz) = self.rekey_for(&stack, key, json, gz).await?;
+        // A deployment whose secrets belong to another stack of this instance is
+        // re-encrypted for this one; anything else is stored as sent.
+        let (json, gz) = match self.secrets_owner(stack.id, key, &json).await? {
+            SecretsOwner::Other(from) => {
+                (self.rekey_from(from, stack.id, key, json).await?.0, None)
+            }
+            SecretsOwner::This | SecretsOwner::Absent(_) => (json, gz),
+        };
         let blob = run_sized(json.len(), move || {
             let count = check_untyped(&json)?;
             Ok(match gz {

@@ -79,10 +79,7 @@ impl LiveCache {
     /// The slot of an update, created empty when absent.
     pub fn slot(&self, update_id: &str) -> Slot {
         let now = Instant::now();
-        let mut slots = match self.slots.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut slots = locked(&self.slots);
         if slots.len() > 64 {
             slots.retain(|_, (s, t)| now.duration_since(*t) < IDLE || Arc::strong_count(s) > 1);
         }
@@ -95,11 +92,7 @@ impl LiveCache {
 
     /// The slot of an update only if one is in memory.
     pub fn existing(&self, update_id: &str) -> Option<Slot> {
-        let slots = match self.slots.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        slots.get(update_id).map(|(s, _)| s.clone())
+        locked(&self.slots).get(update_id).map(|(s, _)| s.clone())
     }
 
     pub fn remove(&self, update_id: &str) {

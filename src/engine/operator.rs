@@ -14,6 +14,7 @@ use crate::engine::deployment::{
     EMPTY_DEPLOYMENT, blob_of, check_untyped, count_resources, gunzip_stored,
 };
 use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::history::SecretsOwner;
 use crate::engine::{Caller, CreateStack, Engine, StackListQuery, names, rekey, reveal};
 use crate::store::{
     PruneReport, StackKey, StackRow, TokenRow, TokenSelector, UpdateRow, UpdateStatus, VersionInfo,
@@ -292,39 +293,32 @@ impl Engine {
         // First move the ciphertexts of another stack to this stack's key, then encrypt the
         // plaintexts with it, then check that every secret opens with it.
         let mut reencrypted = 0;
-        let json = match rekey::service_provider_stack(&json) {
-            Some(source) if &source != key => {
-                match self.store.get_stack_or_former(&source).await? {
-                    Some(from) if from.id != stack.id => {
-                        let from = self.stack_secret_key(from.id).await?;
-                        let to = self.stack_secret_key(stack.id).await?;
-                        let k = key.clone();
-                        let (json, n) =
-                            run_blocking(move || rekey::rekey(&json, &from, &to, &k)).await?;
-                        reencrypted = n;
-                        json
-                    }
-                    Some(_) => json,
-                    None => {
-                        let n = reveal::count_ciphertexts(&json)?;
-                        if n > 0 {
-                            return Err(EngineError::Invalid(format!(
-                                "the deployment's {n} secrets were encrypted for stack '{source}', \
-                             which is not in this database: export it with --show-secrets from \
-                             where it lives, or import that stack first"
-                            )));
-                        }
-                        rekey::point_provider_at(&json, key)?
-                    }
-                }
+        let json = match self.secrets_owner(stack.id, key, &json).await? {
+            SecretsOwner::This => json,
+            SecretsOwner::Other(from) => {
+                let (json, n) = self.rekey_from(from, stack.id, key, json).await?;
+                reencrypted = n;
+                json
             }
-            _ => json,
+            SecretsOwner::Absent(source) => {
+                let n = reveal::count_ciphertexts(&json)?;
+                if n > 0 {
+                    return Err(EngineError::Invalid(format!(
+                        "the deployment's {n} secrets were encrypted for stack '{source}', \
+                         which is not in this database: export it with --show-secrets from \
+                         where it lives, or import that stack first"
+                    )));
+                }
+                rekey::point_provider_at(&json, key)?
+            }
         };
         let target = self.stack_secret_key(stack.id).await?;
-        let (json, encrypted) = run_blocking(move || reveal::conceal(&json, &target)).await?;
-        let target = self.stack_secret_key(stack.id).await?;
-        let json =
-            run_blocking(move || reveal::check_ciphertexts(&json, &target).map(|_| json)).await?;
+        let (json, encrypted) = run_blocking(move || {
+            let (json, encrypted) = reveal::conceal(&json, &target)?;
+            reveal::check_ciphertexts(&json, &target)?;
+            Ok((json, encrypted))
+        })
+        .await?;
         let update_id = self.import(&caller, key, json, None).await?;
         Ok(ImportReport {
             update_id,

@@ -71,19 +71,13 @@ fn replace_ciphertexts(
     let mut i = 0;
     while let Some(pos) = find(&json[i..], KEY) {
         let key_end = i + pos + KEY.len();
-        let mut j = key_end;
-        while j < json.len() && json[j].is_ascii_whitespace() {
-            j += 1;
-        }
+        let mut j = skip_ws(json, key_end);
         if json.get(j) != Some(&b':') {
             out.extend_from_slice(&json[i..key_end]);
             i = key_end;
             continue;
         }
-        j += 1;
-        while j < json.len() && json[j].is_ascii_whitespace() {
-            j += 1;
-        }
+        j = skip_ws(json, j + 1);
         if json.get(j) != Some(&b'"') {
             out.extend_from_slice(&json[i..key_end]);
             i = key_end;
@@ -171,6 +165,13 @@ pub fn point_provider_at(json: &[u8], target: &StackKey) -> EngineResult<Vec<u8>
     let mut out = Vec::with_capacity(json.len());
     top.write_to(&mut out);
     Ok(out)
+}
+
+/// The index of the first byte at or after `i` that is not JSON whitespace.
+fn skip_ws(json: &[u8], i: usize) -> usize {
+    i + json.get(i..).map_or(0, |rest| {
+        rest.iter().take_while(|b| b.is_ascii_whitespace()).count()
+    })
 }
 
 #[cfg(test)]

@@ -101,40 +101,35 @@ pub(crate) fn new_update_id() -> String {
 }
 
 impl Engine {
-    /// The id of the stack named in an update-scoped path. Callers with an update token carry
-    /// no user identity; the lease itself is the authorization, checked by the store in the
-    /// same transaction as the write.
-    pub(crate) async fn stack_for_lease(
+    /// The lease an update-scoped call presents, to be checked by the store in the same
+    /// transaction as the write it guards. Callers with an update token carry no user
+    /// identity: the lease itself is the authorization, judged as of the request's arrival.
+    pub(crate) async fn lease(
         &self,
         key: &StackKey,
         update_id: &str,
-    ) -> EngineResult<i64> {
+        token: &LeaseToken,
+    ) -> EngineResult<LeaseCheck> {
         names::check_key(key)?;
         check_update_id(update_id)?;
-        if let Some(id) = self.live.route(update_id, key) {
-            return Ok(id);
-        }
-        let stack = self
-            .store
-            .get_stack(key)
-            .await?
-            .ok_or_else(|| EngineError::NotFound(format!("stack '{key}' not found")))?;
-        self.live.remember_route(update_id, key, stack.id);
-        Ok(stack.id)
-    }
-
-    pub(crate) fn lease_check(
-        &self,
-        stack_id: i64,
-        update_id: &str,
-        token: &LeaseToken,
-    ) -> LeaseCheck {
-        LeaseCheck {
+        let stack_id = match self.live.route(update_id, key) {
+            Some(id) => id,
+            None => {
+                let stack = self
+                    .store
+                    .get_stack(key)
+                    .await?
+                    .ok_or_else(|| EngineError::NotFound(format!("stack '{key}' not found")))?;
+                self.live.remember_route(update_id, key, stack.id);
+                stack.id
+            }
+        };
+        Ok(LeaseCheck {
             update_id: update_id.to_owned(),
             stack_id,
             token_hash: sha256(token.0.as_bytes()).to_vec(),
             now: self.now(),
-        }
+        })
     }
 
     pub(crate) async fn update_of(
@@ -294,8 +289,7 @@ impl Engine {
         token: &LeaseToken,
         duration: i64,
     ) -> EngineResult<(String, i64)> {
-        let stack = self.stack_for_lease(key, update_id).await?;
-        let lease = self.lease_check(stack, update_id, token);
+        let lease = self.lease(key, update_id, token).await?;
         let secs = if duration <= 0 {
             self.cfg.lease_duration
         } else {
@@ -323,9 +317,8 @@ impl Engine {
                 )));
             }
         };
-        let stack = self.stack_for_lease(key, update_id).await?;
-        let update = self.update_of(stack, update_id).await?;
-        let lease = self.lease_check(stack, update_id, token);
+        let lease = self.lease(key, update_id, token).await?;
+        let update = self.update_of(lease.stack_id, update_id).await?;
         if update.status.is_finished() {
             // A retried complete: answer from the store without rebuilding anything.
             return self.store.check_lease(lease).await.or_else(|e| match e {

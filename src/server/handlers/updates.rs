@@ -224,13 +224,9 @@ pub async fn event_single(
     StateBody(body): StateBody,
 ) -> ApiResult<StatusCode> {
     let (key, id) = p.split()?;
-    let mut json = Vec::with_capacity(body.json.len() + 12);
-    json.extend_from_slice(b"{\"events\":[");
-    json.extend_from_slice(&body.json);
-    json.extend_from_slice(b"]}");
     state
         .engine
-        .post_events(&key, &id, &lease, EventBody::Json(json))
+        .post_event(&key, &id, &lease, body.json)
         .await?;
     Ok(StatusCode::OK)
 }

@@ -194,19 +194,11 @@ fn in_transaction<T>(
             .map_err(map_err)
     };
     run(begin)?;
-    match f(conn) {
-        Ok(value) => match run("COMMIT") {
-            Ok(_) => Ok(value),
-            Err(e) => {
-                let _ = run("ROLLBACK");
-                Err(e)
-            }
-        },
-        Err(e) => {
-            let _ = run("ROLLBACK");
-            Err(e)
-        }
+    let result = f(conn).and_then(|value| run("COMMIT").map(|_| value));
+    if result.is_err() {
+        let _ = run("ROLLBACK");
     }
+    result
 }
 
 /// Rolls back whatever a job that panicked left open, so the next job starts clean.
