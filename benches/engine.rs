@@ -14,8 +14,8 @@ use pbackend::engine::clock::SystemClock;
 use pbackend::engine::crypto::{MasterKey, sha256_hex};
 use pbackend::engine::journal::{Base, Replayer, parse_entries};
 use pbackend::engine::{
-    Caller, CreateStack, CreateUpdate, Engine, EngineConfig, LeaseToken, StartUpdateOptions,
-    UpdateKind,
+    Caller, CreateStack, CreateUpdate, Engine, EngineConfig, Lease, LeaseToken, LeaseUse,
+    StartUpdateOptions, UpdateKind,
 };
 use pbackend::store::StackKey;
 use pbackend::store::sqlite::SqliteStore;
@@ -29,7 +29,7 @@ fn key(stack: &str) -> StackKey {
     }
 }
 
-async fn start(engine: &Engine, stack: &str, journal: bool) -> (String, LeaseToken) {
+async fn start(engine: &Engine, stack: &str, journal: bool) -> (String, Lease) {
     let caller = Caller::user("admin");
     engine
         .create_stack(
@@ -70,7 +70,11 @@ async fn start(engine: &Engine, stack: &str, journal: bool) -> (String, LeaseTok
         )
         .await
         .unwrap();
-    (id, LeaseToken(s.token))
+    let lease = engine
+        .verify_lease(&key(stack), &id, &LeaseToken(s.token), LeaseUse::OrFinished)
+        .await
+        .unwrap();
+    (id, lease)
 }
 
 fn row(name: &str, target: &str, s: &Stats, note: &str) {
@@ -103,10 +107,10 @@ async fn main() {
     // 1. Delta apply + verify + persist on a ~10 MB state.
     let resources: Vec<_> = (0..600).map(|i| resource(i, "v0", 16_000)).collect();
     let text = serde_json::to_string(&deployment(resources)).unwrap();
-    let (id, token) = start(&engine, "delta", false).await;
+    let (_id, token) = start(&engine, "delta", false).await;
     let body = format!(r#"{{"version":3,"untypedDeployment":{text},"sequenceNumber":1}}"#);
     engine
-        .save_verbatim_checkpoint(&key("delta"), &id, &token, body.into_bytes())
+        .save_verbatim_checkpoint(&token, body.into_bytes())
         .await
         .unwrap();
     let mut cur = text.clone();
@@ -130,10 +134,7 @@ async fn main() {
                 "end": {"line": 1, "column": 1, "offset": start_off + old.len()}}, "NewText": new}]});
         let bytes = serde_json::to_vec(&delta).unwrap();
         let t = Instant::now();
-        engine
-            .save_delta_checkpoint(&key("delta"), &id, &token, bytes)
-            .await
-            .unwrap();
+        engine.save_delta_checkpoint(&token, bytes).await.unwrap();
         samples.push(t.elapsed());
         cur = next;
     }
@@ -180,20 +181,17 @@ async fn main() {
     let mut batch_samples = Vec::new();
     for run in 0..3 {
         let name = format!("journal{run}");
-        let (id, token) = start(&engine, &name, true).await;
+        let (_id, token) = start(&engine, &name, true).await;
         let t = Instant::now();
         for b in &batches {
             let tb = Instant::now();
             engine
-                .journal_entries(&key(&name), &id, &token, b.clone(), None)
+                .journal_entries(&token, b.clone(), None)
                 .await
                 .unwrap();
             batch_samples.push(tb.elapsed());
         }
-        engine
-            .complete_update(&key(&name), &id, &token, "succeeded")
-            .await
-            .unwrap();
+        engine.complete_update(&token, "succeeded").await.unwrap();
         samples.push(t.elapsed());
     }
     row(
@@ -216,8 +214,6 @@ async fn main() {
     for c in entries.chunks(100) {
         engine
             .journal_entries(
-                &key("replay"),
-                &id,
                 &token,
                 serde_json::to_vec(&json!({ "entries": c })).unwrap(),
                 None,
@@ -225,10 +221,7 @@ async fn main() {
             .await
             .unwrap();
     }
-    engine
-        .complete_update(&key("replay"), &id, &token, "succeeded")
-        .await
-        .unwrap();
+    engine.complete_update(&token, "succeeded").await.unwrap();
     let (off_engine, off_store) = {
         let s = SqliteStore::open(&dir.path().join("bench.db")).unwrap();
         let e = Engine::open_offline(

@@ -50,7 +50,17 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l user -d 'The
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l lease-duration -d 'How long an update\'s lease lasts without renewal (seconds, or with s/m/h). The CLI renews every 2.5 minutes assuming 5; keep it at 5m or more outside tests' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-state-versions -d 'Versions of each stack\'s state to keep (older ones are deleted)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l delta-cutoff-bytes -d 'Checkpoints smaller than this are uploaded whole instead of as deltas' -r
-complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-state-bytes -d 'Largest decompressed body accepted for a whole deployment (checkpoints, import)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-state-bytes -d 'Largest decompressed body accepted for a whole deployment (checkpoints, import). Other bodies are capped at 32 MiB and journal batches at 64 MiB (or this, if smaller)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-connections -d 'Open client connections at most; further ones wait until one closes' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-concurrent-requests -d 'Requests handled at once; more wait up to --request-queue-timeout, then get 503' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l request-queue-timeout -d 'How long a request waits for one of those slots (seconds, or with s/m/h)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-inflight-body-bytes -d 'Request-body bytes (as received and decompressed) held at once across all requests; beyond it requests get 503 and are retried. Default: --max-state-bytes' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l header-read-timeout -d 'A client must send a request\'s headers within this' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l body-idle-timeout -d 'A request body may pause this long between two pieces' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l body-deadline -d 'A request body must arrive whole within this' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l writer-queue -d 'Writes waiting for the database writer at most; a write that finds the queue full for 10 s gets 503' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l durability -d 'What an acknowledged write survives: `normal` survives the process being killed; `full` also survives an OS crash or power loss, at the cost of an fsync per write (see reference/reliability.md for the measured cost)' -r -f -a "normal\t''
+full\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r

@@ -51,6 +51,7 @@ async fn bad_input_is_refused_and_nothing_changes() {
             max_state_bytes: 1024 * 1024,
             ..EngineConfig::default()
         },
+        ..Options::default()
     })
     .await;
     let api = srv.api();

@@ -174,6 +174,7 @@ async fn an_expired_lease_frees_the_stack_and_its_token_dies() {
             lease_duration: 60,
             ..EngineConfig::default()
         },
+        ..Options::default()
     })
     .await;
     let api = srv.api();

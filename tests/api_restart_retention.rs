@@ -71,6 +71,7 @@ async fn only_the_last_n_versions_are_kept() {
             max_state_versions: 3,
             ..EngineConfig::default()
         },
+        ..Options::default()
     })
     .await;
     let api = srv.api();

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use pbackend::engine::clock::SystemClock;
 use pbackend::engine::crypto::{MasterKey, sha256_hex};
 use pbackend::engine::{
-    Caller, CreateStack, CreateUpdate, Engine, EngineConfig, LeaseToken, StartUpdateOptions,
-    UpdateKind,
+    Caller, CreateStack, CreateUpdate, Engine, EngineConfig, Lease, LeaseToken, LeaseUse,
+    StartUpdateOptions, UpdateKind,
 };
 use pbackend::store::StackKey;
 use pbackend::store::sqlite::SqliteStore;
@@ -58,7 +58,7 @@ async fn export(engine: &Engine) -> Value {
 }
 
 /// Creates the stack, imports `base`, and starts an update; returns its id and lease token.
-async fn begin(engine: &Engine, base: Option<Value>, journal: bool) -> (String, LeaseToken) {
+async fn begin(engine: &Engine, base: Option<Value>, journal: bool) -> (String, Lease) {
     engine
         .create_stack(
             &caller(),
@@ -104,7 +104,16 @@ async fn begin(engine: &Engine, base: Option<Value>, journal: bool) -> (String, 
         )
         .await
         .unwrap();
-    (id, LeaseToken(started.token))
+    let lease = engine
+        .verify_lease(
+            &key(),
+            &id,
+            &LeaseToken(started.token),
+            LeaseUse::OrFinished,
+        )
+        .await
+        .unwrap();
+    (id, lease)
 }
 
 // ---------------------------------------------------------------- journal
@@ -370,7 +379,7 @@ fn run_journal_case(
         let dir = tempfile::tempdir().unwrap();
         let master = MasterKey::generate();
         let (engine, store) = open(dir.path(), &master).await;
-        let (id, token) = begin(&engine, Some(base_deployment(n)), true).await;
+        let (_id, token) = begin(&engine, Some(base_deployment(n)), true).await;
         // Random batches; some sent twice (a retry after a lost answer).
         let mut batches: Vec<Vec<Value>> = Vec::new();
         let mut rest = entries.as_slice();
@@ -383,14 +392,11 @@ fn run_journal_case(
         for (i, b) in batches.iter().enumerate() {
             let body = serde_json::to_vec(&json!({ "entries": b })).unwrap();
             engine
-                .journal_entries(&key(), &id, &token, body.clone(), None)
+                .journal_entries(&token, body.clone(), None)
                 .await
                 .unwrap();
             if retries.get(i).copied().unwrap_or(false) {
-                engine
-                    .journal_entries(&key(), &id, &token, body, None)
-                    .await
-                    .unwrap();
+                engine.journal_entries(&token, body, None).await.unwrap();
             }
         }
         // Live: export while the update runs.
@@ -400,10 +406,7 @@ fn run_journal_case(
         drop(engine);
         store.close();
         let (engine, _store) = open(dir.path(), &master).await;
-        engine
-            .complete_update(&key(), &id, &token, "succeeded")
-            .await
-            .unwrap();
+        engine.complete_update(&token, "succeeded").await.unwrap();
         let stored = export(&engine).await;
         check_state(&stored, &expected, &pending)?;
         prop_assert_eq!(
@@ -478,11 +481,11 @@ fn run_delta_case(pad: String, rounds: Vec<Vec<Edit>>) -> Result<(), TestCaseErr
         let dir = tempfile::tempdir().unwrap();
         let master = MasterKey::generate();
         let (engine, store) = open(dir.path(), &master).await;
-        let (id, token) = begin(&engine, None, false).await;
+        let (_id, token) = begin(&engine, None, false).await;
         let text = format!("{HEAD}{pad}{TAIL}");
         let body = format!(r#"{{"version":3,"untypedDeployment":{text},"sequenceNumber":1}}"#);
         engine
-            .save_verbatim_checkpoint(&key(), &id, &token, body.into_bytes())
+            .save_verbatim_checkpoint(&token, body.into_bytes())
             .await
             .unwrap();
         let mut pad = pad;
@@ -493,13 +496,13 @@ fn run_delta_case(pad: String, rounds: Vec<Vec<Edit>>) -> Result<(), TestCaseErr
                 "sequenceNumber": i as i64 + 2, "deploymentDelta": wire});
             let bytes = serde_json::to_vec(&body).unwrap();
             engine
-                .save_delta_checkpoint(&key(), &id, &token, bytes.clone())
+                .save_delta_checkpoint(&token, bytes.clone())
                 .await
                 .unwrap();
             if i % 3 == 0 {
                 // A retried delta is acknowledged and changes nothing.
                 engine
-                    .save_delta_checkpoint(&key(), &id, &token, bytes)
+                    .save_delta_checkpoint(&token, bytes)
                     .await
                     .unwrap();
             }
@@ -514,13 +517,13 @@ fn run_delta_case(pad: String, rounds: Vec<Vec<Edit>>) -> Result<(), TestCaseErr
             "deploymentDelta": [{"Span": {"uri":"","start":{"line":1,"column":1,"offset":HEAD.len()},
             "end":{"line":1,"column":1,"offset":HEAD.len()}},"NewText":"zzz"}]});
         prop_assert!(engine
-            .save_delta_checkpoint(&key(), &id, &token, serde_json::to_vec(&bad).unwrap())
+            .save_delta_checkpoint(&token, serde_json::to_vec(&bad).unwrap())
             .await
             .is_err());
         drop(engine);
         store.close();
         let (engine, _store) = open(dir.path(), &master).await;
-        engine.complete_update(&key(), &id, &token, "succeeded").await.unwrap();
+        engine.complete_update(&token, "succeeded").await.unwrap();
         prop_assert_eq!(&export(&engine).await, &expected);
         Ok(())
     })

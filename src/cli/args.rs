@@ -6,6 +6,54 @@ use clap::Args;
 
 use crate::engine::crypto::MasterKey;
 
+/// A secret given as a flag or environment variable: its `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// Flags whose value is a secret, with the safer way to pass each.
+const SECRET_FLAGS: &[(&str, &str)] = &[
+    (
+        "--master-key",
+        "--master-key-file or PULUMI_BACKEND_MASTER_KEY",
+    ),
+    ("--new-master-key", "PULUMI_BACKEND_NEW_MASTER_KEY"),
+    (
+        "--single-tenant-token",
+        "PULUMI_BACKEND_SINGLE_TENANT_TOKEN",
+    ),
+];
+
+/// Warns about secrets given on the command line, where other users of the machine can read
+/// them (`ps`, `/proc`) and shells keep them in history.
+pub fn warn_secret_flags(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for arg in args {
+        for (flag, instead) in SECRET_FLAGS {
+            let given = arg == *flag || arg.starts_with(&format!("{flag}="));
+            if given {
+                warnings.push(format!(
+                    "warning: {flag} on the command line is visible to other users of this \
+                     machine and kept in shell history; use {instead} instead"
+                ));
+            }
+        }
+    }
+    warnings
+}
+
 /// Where the database is and how to unlock its secrets.
 #[derive(Args, Debug, Clone)]
 pub struct DbArgs {
@@ -27,7 +75,7 @@ pub struct DbArgs {
         env = "PULUMI_BACKEND_MASTER_KEY",
         hide_env_values = true
     )]
-    pub master_key: Option<String>,
+    pub master_key: Option<Secret>,
 
     /// File holding the master key (64 hex characters).
     #[arg(
@@ -59,7 +107,7 @@ impl DbArgs {
     /// to the default key file (only ever for a database that has no key yet).
     pub fn master_key(&self, may_generate: bool) -> Result<(MasterKey, KeySource), String> {
         if let Some(hex) = &self.master_key {
-            return Ok((MasterKey::from_hex(hex)?, KeySource::Given));
+            return Ok((MasterKey::from_hex(&hex.0)?, KeySource::Given));
         }
         if let Some(path) = &self.master_key_file {
             return Ok((read_key_file(path)?, KeySource::Given));
@@ -138,6 +186,27 @@ pub fn parse_duration_secs(s: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_on_the_command_line_are_flagged() {
+        let w = warn_secret_flags(
+            [
+                "pbackend",
+                "serve",
+                "--master-key=ab",
+                "--single-tenant-token",
+                "x",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(w.len(), 2);
+        assert!(w[0].contains("--master-key-file"));
+        assert!(warn_secret_flags(["--master-key-file", "k"].map(String::from)).is_empty());
+        assert_eq!(
+            format!("{:?}", Secret("hunter2".into())),
+            "Secret(<redacted>)"
+        );
+    }
 
     #[test]
     fn durations() {

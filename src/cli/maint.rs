@@ -3,7 +3,7 @@
 use clap::Args;
 use serde_json::json;
 
-use crate::cli::args::DbArgs;
+use crate::cli::args::{DbArgs, Secret};
 use crate::cli::offline::{Offline, OpenOptions};
 use crate::cli::output::{Format, OutputArgs, QuietArgs, Reporter, bytes, print_json, print_table};
 use crate::engine::crypto::MasterKey;
@@ -20,7 +20,7 @@ pub struct RotateKeysArgs {
     /// The new master key (64 hex characters). The current one (--master-key or the key
     /// file) must still open every stack key.
     #[arg(long, env = "PULUMI_BACKEND_NEW_MASTER_KEY", hide_env_values = true)]
-    pub new_master_key: String,
+    pub new_master_key: Secret,
     /// Check that every key re-wraps, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -30,7 +30,7 @@ pub struct RotateKeysArgs {
 
 pub fn rotate_keys(db: &DbArgs, a: RotateKeysArgs) -> Result<(), String> {
     let new =
-        MasterKey::from_hex(&a.new_master_key).map_err(|e| format!("--new-master-key: {e}"))?;
+        MasterKey::from_hex(&a.new_master_key.0).map_err(|e| format!("--new-master-key: {e}"))?;
     let off = Offline::open(
         db,
         OpenOptions {

@@ -145,6 +145,9 @@ pub fn report(err: &dyn std::fmt::Display) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log_level);
+    for w in args::warn_secret_flags(std::env::args()) {
+        eprintln!("{w}");
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Stack { db, cmd } => stack::run(&db, cmd),

@@ -2,14 +2,16 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 use tokio::net::TcpListener;
 
-use crate::cli::args::{DbArgs, KeySource, parse_duration_secs};
+use crate::cli::args::{DbArgs, KeySource, Secret, parse_duration_secs};
 use crate::engine::clock::SystemClock;
 use crate::engine::{Engine, EngineConfig};
-use crate::store::sqlite::SqliteStore;
+use crate::server::ServerConfig;
+use crate::store::sqlite::{Durability, SqliteOptions, SqliteStore};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -27,7 +29,7 @@ pub struct ServeArgs {
         env = "PULUMI_BACKEND_SINGLE_TENANT_TOKEN",
         hide_env_values = true
     )]
-    pub single_tenant_token: Option<String>,
+    pub single_tenant_token: Option<Secret>,
 
     /// The organization stacks live in (the CLI's default organization).
     #[arg(long, env = "PULUMI_BACKEND_ORG", default_value = "organization")]
@@ -51,11 +53,89 @@ pub struct ServeArgs {
     pub delta_cutoff_bytes: i64,
 
     /// Largest decompressed body accepted for a whole deployment (checkpoints, import).
+    /// Other bodies are capped at 32 MiB and journal batches at 64 MiB (or this, if smaller).
     #[arg(long, env = "PULUMI_BACKEND_MAX_STATE_BYTES", default_value_t = 512 * 1024 * 1024)]
     pub max_state_bytes: usize,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    /// What an acknowledged write survives: `normal` survives the process being killed;
+    /// `full` also survives an OS crash or power loss, at the cost of an fsync per write
+    /// (see reference/reliability.md for the measured cost).
+    #[arg(long, env = "PULUMI_BACKEND_DURABILITY", value_enum, default_value_t = DurabilityArg::Normal)]
+    pub durability: DurabilityArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DurabilityArg {
+    Normal,
+    Full,
+}
+
+/// Limits on what clients can make the server do at once.
+#[derive(Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Open client connections at most; further ones wait until one closes.
+    #[arg(long, env = "PULUMI_BACKEND_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Requests handled at once; more wait up to --request-queue-timeout, then get 503.
+    #[arg(long, env = "PULUMI_BACKEND_MAX_CONCURRENT_REQUESTS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_requests: u32,
+
+    /// How long a request waits for one of those slots (seconds, or with s/m/h).
+    #[arg(long, env = "PULUMI_BACKEND_REQUEST_QUEUE_TIMEOUT", default_value = "10s", value_parser = parse_duration_secs)]
+    pub request_queue_timeout: i64,
+
+    /// Request-body bytes (as received and decompressed) held at once across all requests;
+    /// beyond it requests get 503 and are retried. Default: --max-state-bytes.
+    #[arg(long, env = "PULUMI_BACKEND_MAX_INFLIGHT_BODY_BYTES")]
+    pub max_inflight_body_bytes: Option<usize>,
+
+    /// A client must send a request's headers within this.
+    #[arg(long, env = "PULUMI_BACKEND_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration_secs)]
+    pub header_read_timeout: i64,
+
+    /// A request body may pause this long between two pieces.
+    #[arg(long, env = "PULUMI_BACKEND_BODY_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration_secs)]
+    pub body_idle_timeout: i64,
+
+    /// A request body must arrive whole within this.
+    #[arg(long, env = "PULUMI_BACKEND_BODY_DEADLINE", default_value = "10m", value_parser = parse_duration_secs)]
+    pub body_deadline: i64,
+
+    /// Writes waiting for the database writer at most; a write that finds the queue full
+    /// for 10 s gets 503.
+    #[arg(long, env = "PULUMI_BACKEND_WRITER_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub writer_queue: u32,
 }
 
 impl ServeArgs {
+    pub fn server_config(&self) -> ServerConfig {
+        let l = &self.limits;
+        let secs = |s: i64| Duration::from_secs(s.max(1) as u64);
+        ServerConfig {
+            max_connections: l.max_connections as usize,
+            max_concurrent_requests: l.max_concurrent_requests as usize,
+            queue_timeout: secs(l.request_queue_timeout),
+            max_inflight_body_bytes: l.max_inflight_body_bytes.unwrap_or(self.max_state_bytes),
+            header_read_timeout: secs(l.header_read_timeout),
+            body_idle_timeout: secs(l.body_idle_timeout),
+            body_deadline: secs(l.body_deadline),
+        }
+    }
+
+    pub fn store_options(&self) -> SqliteOptions {
+        SqliteOptions {
+            durability: match self.durability {
+                DurabilityArg::Normal => Durability::Normal,
+                DurabilityArg::Full => Durability::Full,
+            },
+            writer_queue: self.limits.writer_queue as usize,
+        }
+    }
+
     pub fn engine_config(&self) -> EngineConfig {
         EngineConfig {
             org: self.org.clone(),
@@ -116,7 +196,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         "only one server may serve a database",
     )?;
     rt.block_on(async move {
-        let store = SqliteStore::open(&args.db.db)
+        let store = SqliteStore::open_with(&args.db.db, args.store_options())
             .map_err(|e| format!("cannot open the database {}: {e}", args.db.db.display()))?;
         let has_key = crate::engine::bootstrap_has_master_key(&store)
             .await
@@ -125,7 +205,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         let (engine, boot) = Engine::open(
             Arc::new(store.clone()),
             master,
-            args.single_tenant_token.clone(),
+            args.single_tenant_token.as_ref().map(|t| t.0.clone()),
             args.engine_config(),
             Arc::new(SystemClock),
         )
@@ -158,7 +238,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             org = %args.org,
             "pbackend is serving"
         );
-        let result = crate::server::serve(listener, Arc::new(engine), shutdown_signal()).await;
+        let result = crate::server::serve(
+            listener,
+            Arc::new(engine),
+            args.server_config(),
+            shutdown_signal(),
+        )
+        .await;
         store.close();
         result.map_err(|e| format!("the server stopped: {e}"))
     })

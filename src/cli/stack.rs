@@ -217,7 +217,7 @@ pub fn run(db: &DbArgs, cmd: StackCommand) -> Result<(), String> {
                 "history": d.history.iter().map(|u| json!({
                     "version": u.version, "kind": u.kind, "result": u.status.as_str(),
                     "started": u.started_at, "ended": u.ended_at, "author": u.author,
-                    "message": u.message, "journal": u.journal_version == 1,
+                    "message": u.message, "journal": u.journal_version >= 1,
                 })).collect::<Vec<_>>(),
                 "secretsKey": key_status,
             });

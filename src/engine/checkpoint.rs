@@ -10,11 +10,11 @@ use crate::engine::deployment::{
 };
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::journal::{Base, Entry, Replayer, encode_entries, parse_entries};
+use crate::engine::lease::Lease;
 use crate::engine::live::{Live, LiveText};
-use crate::engine::{Engine, LeaseToken, delta};
+use crate::engine::{Engine, delta};
 use crate::store::{
-    CheckpointWrite, DeltaWrite, FinalState, JournalBatch, StackKey, StateBlob, StoreError,
-    UpdateRow,
+    CheckpointWrite, DeltaWrite, FinalState, JournalBatch, StateBlob, StoreError, UpdateRow,
 };
 
 /// Fold deltas into a new full checkpoint after this many, so that rebuilding an update's
@@ -92,8 +92,9 @@ impl Engine {
     ) -> EngineResult<(Replayer, i64)> {
         let base = self.base_text(update).await?;
         let batches = self.store.list_journal_batches(&update.id).await?;
+        let journal_version = update.journal_version;
         run_blocking(move || {
-            let mut r = Replayer::new(Base::from_untyped(&base)?);
+            let mut r = Replayer::with_version(Base::from_untyped(&base)?, journal_version);
             let mut last = 0;
             for b in batches {
                 let json = gunzip_stored(&b.gz)?;
@@ -151,14 +152,9 @@ impl Engine {
     }
 
     /// `PATCH …/checkpoint`: the whole deployment.
-    pub async fn save_full_checkpoint(
-        &self,
-        key: &StackKey,
-        update_id: &str,
-        token: &LeaseToken,
-        body: Vec<u8>,
-    ) -> EngineResult<()> {
-        let lease = self.lease(key, update_id, token).await?;
+    pub async fn save_full_checkpoint(&self, lease: &Lease, body: Vec<u8>) -> EngineResult<()> {
+        let update_id = lease.update_id();
+        let lease = lease.check.clone();
         let blob = run_blocking(move || {
             let json = untyped_from_full_checkpoint(&body)?;
             Ok(blob_of(&json, -1))
@@ -176,14 +172,9 @@ impl Engine {
 
     /// `PATCH …/checkpointverbatim`: the deployment text exactly as the CLI serialised it,
     /// kept as the baseline later deltas edit.
-    pub async fn save_verbatim_checkpoint(
-        &self,
-        key: &StackKey,
-        update_id: &str,
-        token: &LeaseToken,
-        body: Vec<u8>,
-    ) -> EngineResult<()> {
-        let lease = self.lease(key, update_id, token).await?;
+    pub async fn save_verbatim_checkpoint(&self, lease: &Lease, body: Vec<u8>) -> EngineResult<()> {
+        let update_id = lease.update_id();
+        let lease = lease.check.clone();
         let (json, blob, sequence) = run_blocking(move || {
             let (json, seq) = untyped_from_verbatim(&body)?;
             let blob = blob_of(&json, -1);
@@ -210,14 +201,9 @@ impl Engine {
     /// `PATCH …/checkpointdelta`: edits to the last checkpoint text, checked against the hash
     /// the CLI sent. A mismatch is refused with 400 and nothing stored: the CLI then sends
     /// the whole text verbatim with the same sequence number.
-    pub async fn save_delta_checkpoint(
-        &self,
-        key: &StackKey,
-        update_id: &str,
-        token: &LeaseToken,
-        body: Vec<u8>,
-    ) -> EngineResult<()> {
-        let lease = self.lease(key, update_id, token).await?;
+    pub async fn save_delta_checkpoint(&self, lease: &Lease, body: Vec<u8>) -> EngineResult<()> {
+        let update_id = lease.update_id();
+        let lease = lease.check.clone();
         let slot = self.live.slot(update_id);
         let mut live = slot.lock().await;
         if live.text.is_none() {
@@ -291,19 +277,18 @@ impl Engine {
     /// A retried batch (every sequence ID already applied) is acknowledged without change.
     pub async fn journal_entries(
         &self,
-        key: &StackKey,
-        update_id: &str,
-        token: &LeaseToken,
+        lease: &Lease,
         json: Vec<u8>,
         gz: Option<Vec<u8>>,
     ) -> EngineResult<()> {
-        let lease = self.lease(key, update_id, token).await?;
+        let update_id = lease.update_id();
+        let lease = lease.check.clone();
         let slot = self.live.slot(update_id);
         let mut live = slot.lock().await;
         let update = self
             .live_update(lease.stack_id, update_id, &mut live)
             .await?;
-        if update.journal_version != 1 {
+        if update.journal_version < 1 {
             return Err(EngineError::Conflict(
                 "this update was not started with journaling; send checkpoints".into(),
             ));
@@ -357,7 +342,7 @@ impl Engine {
         if update.dry_run {
             return Ok(FinalState::Unchanged);
         }
-        if update.journal_version == 1 {
+        if update.journal_version >= 1 {
             self.ensure_replayer(update, live).await?;
             let Some(replayer) = live.replayer.take() else {
                 return Err(EngineError::Internal("journal replayer missing".into()));

@@ -5,10 +5,9 @@
 //! whole deployment: a resource can hold numbers or strings that a round trip through a
 //! generic JSON value would change, and the verbatim text is the baseline later deltas edit.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use flate2::Compression;
-use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use serde::Deserialize;
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
@@ -35,28 +34,10 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().expect("gzip into memory")
 }
 
-/// Decompresses `data`, refusing more than `limit` bytes of output (gzip bombs).
+/// Decompresses `data`, refusing more than `limit` bytes of output (gzip bombs). The output
+/// is never sized from the gzip trailer (see `inflate`).
 pub fn gunzip(data: &[u8], limit: usize) -> EngineResult<Vec<u8>> {
-    // The gzip trailer holds the input size mod 2^32: a good guess for the allocation.
-    let hint = data
-        .len()
-        .checked_sub(4)
-        .and_then(|i| data.get(i..))
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map(|b| u32::from_le_bytes(b) as usize)
-        .unwrap_or(0)
-        .min(limit);
-    let mut out = Vec::with_capacity(hint);
-    GzDecoder::new(data)
-        .take((limit as u64).saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| EngineError::Invalid(format!("the body is not valid gzip: {e}")))?;
-    if out.len() > limit {
-        return Err(EngineError::TooLarge(format!(
-            "the decompressed body is larger than the limit of {limit} bytes"
-        )));
-    }
-    Ok(out)
+    crate::engine::inflate::inflate_sync(data, limit)
 }
 
 /// Decompresses a blob this server stored.

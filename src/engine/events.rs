@@ -17,7 +17,8 @@ use serde_json::value::RawValue;
 use crate::engine::blocking::run_sized;
 use crate::engine::deployment::{gunzip, gunzip_stored, gzip};
 use crate::engine::error::{EngineError, EngineResult};
-use crate::engine::{Caller, Engine, LeaseToken};
+use crate::engine::lease::Lease;
+use crate::engine::{Caller, Engine};
 use crate::store::{EventBatch, StackKey};
 
 #[derive(Deserialize)]
@@ -192,14 +193,8 @@ fn batch_of(body: EventBody, limit: usize) -> EngineResult<EventBatch> {
 impl Engine {
     /// `POST …/events/batch` (and the single-event form, wrapped as a batch of one by the
     /// caller). A gzip body is stored as received, without recompressing.
-    pub async fn post_events(
-        &self,
-        key: &StackKey,
-        update_id: &str,
-        token: &LeaseToken,
-        body: EventBody,
-    ) -> EngineResult<()> {
-        let lease = self.lease(key, update_id, token).await?;
+    pub async fn post_events(&self, lease: &Lease, body: EventBody) -> EngineResult<()> {
+        let lease = lease.check.clone();
         let size = match &body {
             EventBody::Json(b) | EventBody::Gzip(b) => b.len(),
         };
@@ -213,19 +208,12 @@ impl Engine {
     }
 
     /// `POST …/events`: one event, stored as a batch of one.
-    pub async fn post_event(
-        &self,
-        key: &StackKey,
-        update_id: &str,
-        token: &LeaseToken,
-        event: Vec<u8>,
-    ) -> EngineResult<()> {
+    pub async fn post_event(&self, lease: &Lease, event: Vec<u8>) -> EngineResult<()> {
         let mut json = Vec::with_capacity(event.len() + 13);
         json.extend_from_slice(b"{\"events\":[");
         json.extend_from_slice(&event);
         json.extend_from_slice(b"]}");
-        self.post_events(key, update_id, token, EventBody::Json(json))
-            .await
+        self.post_events(lease, EventBody::Json(json)).await
     }
 
     pub async fn get_events(

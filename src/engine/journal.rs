@@ -31,6 +31,16 @@ pub const KIND_SECRETS_MANAGER: i64 = 6;
 pub const KIND_REBUILT_BASE_STATE: i64 = 7;
 pub const KIND_EXTENSION_PARAMETERIZE: i64 = 8;
 pub const KIND_SNIPPETS: i64 = 9;
+/// Journal v2 only: the program's state migrations rewrote the base (CLI v3.277+).
+pub const KIND_STATE_MIGRATION: i64 = 10;
+
+/// The newest journal protocol this replayer implements (`journalVersion` at start).
+pub const LATEST_JOURNAL_VERSION: i64 = 2;
+
+/// Entries of kind 7 that actually fold new work into the base, per update. The CLI sends
+/// one per refresh phase (an update has at most one); each costs a pass over the state, so
+/// a client may not make replay quadratic by sending many.
+pub const MAX_BASE_REBUILDS: u32 = 16;
 
 const ROOT_STACK_TYPE: &str = "pulumi:pulumi:Stack";
 
@@ -38,9 +48,43 @@ fn invalid(msg: impl Into<String>) -> EngineError {
     EngineError::Invalid(msg.into())
 }
 
+fn entry_version_default() -> i64 {
+    1
+}
+
+/// One element of a state migration's `layout`: a retained base resource (by its index
+/// before the migration) or one of the entry's inserted `states`.
+#[derive(Deserialize, serde::Serialize, Debug, Clone)]
+pub struct LayoutItem {
+    #[serde(rename = "baseIndex", default, skip_serializing_if = "Option::is_none")]
+    pub base_index: Option<i64>,
+    #[serde(
+        rename = "stateIndex",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub state_index: Option<i64>,
+}
+
+#[derive(Deserialize, serde::Serialize, Debug, Clone)]
+pub struct BaseStatePatch {
+    pub index: i64,
+    pub state: Box<RawValue>,
+}
+
+#[derive(Deserialize, serde::Serialize, Debug, Clone)]
+pub struct NewStatePatch {
+    #[serde(rename = "operationID")]
+    pub operation_id: i64,
+    pub state: Box<RawValue>,
+}
+
 /// One journal entry as the CLI sends it (`apitype.JournalEntry`).
 #[derive(Deserialize, Debug, Clone)]
 pub struct Entry {
+    /// Entry format: 1 for kinds 0–9, 2 for kind 10 (CLIs before journal v2 send 1).
+    #[serde(default = "entry_version_default")]
+    pub version: i64,
     pub kind: i64,
     #[serde(rename = "sequenceID")]
     pub sequence_id: i64,
@@ -76,6 +120,14 @@ pub struct Entry {
     pub extension: Option<Box<RawValue>>,
     #[serde(rename = "requiresByteString", default)]
     pub requires_byte_string: bool,
+    #[serde(default)]
+    pub layout: Option<Vec<LayoutItem>>,
+    #[serde(default)]
+    pub states: Option<Vec<Box<RawValue>>>,
+    #[serde(rename = "baseStatePatches", default)]
+    pub base_state_patches: Option<Vec<BaseStatePatch>>,
+    #[serde(rename = "newStatePatches", default)]
+    pub new_state_patches: Option<Vec<NewStatePatch>>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +147,7 @@ pub fn parse_entries(json: &[u8]) -> EngineResult<Vec<Entry>> {
 pub fn encode_entries(entries: &[&Entry]) -> Vec<u8> {
     #[derive(serde::Serialize)]
     struct Out<'a> {
+        version: i64,
         kind: i64,
         #[serde(rename = "sequenceID")]
         sequence_id: i64,
@@ -139,6 +192,14 @@ pub fn encode_entries(entries: &[&Entry]) -> Vec<u8> {
             skip_serializing_if = "std::ops::Not::not"
         )]
         requires_byte_string: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        layout: Option<&'a Vec<LayoutItem>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        states: Option<&'a Vec<Box<RawValue>>>,
+        #[serde(rename = "baseStatePatches", skip_serializing_if = "Option::is_none")]
+        base_state_patches: Option<&'a Vec<BaseStatePatch>>,
+        #[serde(rename = "newStatePatches", skip_serializing_if = "Option::is_none")]
+        new_state_patches: Option<&'a Vec<NewStatePatch>>,
     }
     #[derive(serde::Serialize)]
     struct Body<'a> {
@@ -148,6 +209,7 @@ pub fn encode_entries(entries: &[&Entry]) -> Vec<u8> {
         entries: entries
             .iter()
             .map(|e| Out {
+                version: e.version,
                 kind: e.kind,
                 sequence_id: e.sequence_id,
                 operation_id: e.operation_id,
@@ -166,6 +228,10 @@ pub fn encode_entries(entries: &[&Entry]) -> Vec<u8> {
                 extension_ref: e.extension_ref.as_deref(),
                 extension: e.extension.as_deref(),
                 requires_byte_string: e.requires_byte_string,
+                layout: e.layout.as_ref(),
+                states: e.states.as_ref(),
+                base_state_patches: e.base_state_patches.as_ref(),
+                new_state_patches: e.new_state_patches.as_ref(),
             })
             .collect(),
     };
@@ -441,6 +507,14 @@ pub struct Replayer {
     extensions: BTreeMap<String, Box<RawValue>>,
     seen: HashSet<i64>,
     applied: u64,
+    /// The journal version negotiated for the update (0 is taken as 1).
+    journal_version: i64,
+    /// Entries other than kind 7 applied since the base was last rebuilt.
+    dirty: bool,
+    /// Kind-7 entries that folded work into the base.
+    rebuilds: u32,
+    /// A kind-7 entry came after new resources: the CLI sends nothing after it.
+    sealed: bool,
 }
 
 /// The deployment replay produced, ready to serialise.
@@ -539,8 +613,14 @@ impl Generated {
 
 impl Replayer {
     pub fn new(base: Base) -> Self {
+        Self::with_version(base, 1)
+    }
+
+    /// A replayer for an update that negotiated `journal_version` (2 allows kind 10).
+    pub fn with_version(base: Base, journal_version: i64) -> Self {
         Replayer {
             base,
+            journal_version,
             ..Default::default()
         }
     }
@@ -566,10 +646,32 @@ impl Replayer {
     /// Applies one entry. Entries already seen are ignored. On error the replayer may be
     /// partly changed: callers discard it and rebuild from what is stored.
     pub fn add(&mut self, entry: Entry) -> EngineResult<()> {
-        if !self.seen.insert(entry.sequence_id) {
+        if self.seen.contains(&entry.sequence_id) {
             return Ok(());
         }
+        let max = self.journal_version.clamp(1, LATEST_JOURNAL_VERSION);
+        if entry.version <= 0 || entry.version > max {
+            return Err(invalid(format!(
+                "unsupported journal entry version {} (this update uses journal version {max})",
+                entry.version
+            )));
+        }
+        if entry.kind == KIND_STATE_MIGRATION && entry.version != 2 {
+            return Err(invalid(format!(
+                "state migration journal entry must use version 2, got {}",
+                entry.version
+            )));
+        }
+        if self.sealed && entry.kind != KIND_REBUILT_BASE_STATE {
+            return Err(invalid(
+                "no journal entry may follow a rebuilt-base-state entry sent after new resources",
+            ));
+        }
+        self.seen.insert(entry.sequence_id);
         self.applied += 1;
+        if entry.kind != KIND_REBUILT_BASE_STATE {
+            self.dirty = true;
+        }
         if entry.requires_byte_string {
             self.requires_byte_string = true;
         }
@@ -674,18 +776,40 @@ impl Replayer {
             }
             KIND_REBUILT_BASE_STATE => {
                 // Fold everything so far into a new base. Upstream keeps its refresh and
-                // byte-string flags across this reset; so do we.
-                let generated = self.generate()?;
-                let fresh = Replayer {
+                // byte-string flags across this reset; so do we. A fold with nothing new to
+                // fold changes nothing, so only folds of new work count against the cap.
+                if !self.dirty {
+                    return Ok(());
+                }
+                if self.rebuilds >= MAX_BASE_REBUILDS {
+                    return Err(invalid(format!(
+                        "more than {MAX_BASE_REBUILDS} rebuilt-base-state entries in one update"
+                    )));
+                }
+                let sealed = !self.new_resources.is_empty();
+                let mut this = std::mem::take(self);
+                let (seen, applied, has_refresh, requires_byte_string, journal_version, rebuilds) = (
+                    std::mem::take(&mut this.seen),
+                    this.applied,
+                    this.has_refresh,
+                    this.requires_byte_string,
+                    this.journal_version,
+                    this.rebuilds + 1,
+                );
+                let generated = this.into_generated()?;
+                *self = Replayer {
                     base: generated.base,
-                    seen: std::mem::take(&mut self.seen),
-                    applied: self.applied,
-                    has_refresh: self.has_refresh,
-                    requires_byte_string: self.requires_byte_string,
+                    seen,
+                    applied,
+                    has_refresh,
+                    requires_byte_string,
+                    journal_version,
+                    rebuilds,
+                    sealed,
                     ..Default::default()
                 };
-                *self = fresh;
             }
+            KIND_STATE_MIGRATION => self.apply_state_migration(entry)?,
             KIND_EXTENSION_PARAMETERIZE => {
                 let (Some(r), Some(ext)) = (entry.extension_ref, entry.extension) else {
                     return Err(invalid(
@@ -701,8 +825,242 @@ impl Replayer {
         Ok(())
     }
 
+    /// Applies a state migration (kind 10): the base is rebuilt in the order `layout` gives,
+    /// from retained base resources (patched or not) and inserted states; earlier results of
+    /// this update may be rewritten in place; bookkeeping keyed by base index follows each
+    /// retained resource to its new position. Everything is checked before anything changes.
+    fn apply_state_migration(&mut self, e: Entry) -> EngineResult<()> {
+        if !self.base.pending_operations.is_empty() {
+            return Err(invalid(
+                "state migration journal entry cannot be applied with pending base operations",
+            ));
+        }
+        if self.incomplete.values().any(Option::is_some) {
+            return Err(invalid(
+                "state migration journal entry cannot be applied while operations are in flight",
+            ));
+        }
+        let states = e.states.unwrap_or_default();
+        if states.is_empty() {
+            return Err(invalid(
+                "state migration journal entry inserts no resources",
+            ));
+        }
+        let layout = e.layout.unwrap_or_default();
+        let base_len = self.base.resources.len();
+        // new_pos[old base index] = position in the new base, for retained resources.
+        let mut new_pos: Vec<Option<usize>> = vec![None; base_len];
+        let mut placed = vec![false; states.len()];
+        for (pos, item) in layout.iter().enumerate() {
+            match (item.base_index, item.state_index) {
+                (Some(b), None) => {
+                    let slot = usize::try_from(b)
+                        .ok()
+                        .and_then(|b| new_pos.get_mut(b))
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "state migration layout: base index {b} is out of range"
+                            ))
+                        })?;
+                    if slot.is_some() {
+                        return Err(invalid(format!(
+                            "state migration layout: base index {b} appears twice"
+                        )));
+                    }
+                    *slot = Some(pos);
+                }
+                (None, Some(si)) => {
+                    let slot = usize::try_from(si)
+                        .ok()
+                        .and_then(|i| placed.get_mut(i))
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "state migration layout: state index {si} is out of range"
+                            ))
+                        })?;
+                    if *slot {
+                        return Err(invalid(format!(
+                            "state migration layout: state index {si} appears twice"
+                        )));
+                    }
+                    *slot = true;
+                }
+                _ => {
+                    return Err(invalid(
+                        "state migration layout items need exactly one of baseIndex and stateIndex",
+                    ));
+                }
+            }
+        }
+        let n_placed = placed.iter().filter(|p| **p).count();
+        if n_placed != states.len() {
+            return Err(invalid(format!(
+                "state migration layout places {n_placed} of {} inserted states",
+                states.len()
+            )));
+        }
+        // Base patches, by index before the migration, only for retained resources.
+        let mut base_patches: HashMap<usize, Res> = HashMap::new();
+        for p in e.base_state_patches.unwrap_or_default() {
+            let i = usize::try_from(p.index)
+                .ok()
+                .filter(|i| *i < base_len)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "state migration base patch index {} is out of range",
+                        p.index
+                    ))
+                })?;
+            if new_pos[i].is_none() {
+                return Err(invalid(format!(
+                    "state migration base patch {i} targets a resource the layout removes"
+                )));
+            }
+            if base_patches.insert(i, Res::parse(p.state)?).is_some() {
+                return Err(invalid(format!(
+                    "state migration base patch {i} appears twice"
+                )));
+            }
+        }
+        // Patches of resources this update produced earlier: content only, same positions.
+        let mut new_patches: HashMap<usize, Res> = HashMap::new();
+        for p in e.new_state_patches.unwrap_or_default() {
+            let op = p.operation_id;
+            if self.to_remove.contains(&op) {
+                return Err(invalid(format!(
+                    "state migration patches operation {op}, whose resource was removed"
+                )));
+            }
+            let i = self.new_index(op, "newStatePatches")?;
+            if new_patches.insert(i, Res::parse(p.state)?).is_some() {
+                return Err(invalid(format!(
+                    "state migration patches operation {op} twice"
+                )));
+            }
+        }
+        let inserted = self.check_inserted_states(&states)?;
+
+        // Everything checks: apply.
+        let mut old: Vec<Option<Res>> = std::mem::take(&mut self.base.resources)
+            .into_iter()
+            .map(Some)
+            .collect();
+        for (i, r) in base_patches.iter() {
+            old[*i] = Some(r.clone());
+        }
+        let mut inserted: Vec<Option<Res>> = inserted.into_iter().map(Some).collect();
+        let mut resources = Vec::with_capacity(layout.len());
+        for item in &layout {
+            let r = match (item.base_index, item.state_index) {
+                (Some(b), _) => old[b as usize].take(),
+                (_, Some(si)) => inserted[si as usize].take(),
+                _ => None,
+            };
+            resources
+                .push(r.ok_or_else(|| EngineError::Internal("state migration layout".into()))?);
+        }
+        self.base.resources = resources;
+        for (i, r) in new_patches {
+            self.new_resources[i] = r;
+        }
+        let remap = |set: &HashSet<i64>| -> HashSet<i64> {
+            set.iter()
+                .filter_map(|i| {
+                    usize::try_from(*i)
+                        .ok()
+                        .and_then(|i| new_pos.get(i).copied().flatten())
+                })
+                .map(|p| p as i64)
+                .collect()
+        };
+        self.to_delete_in_base = remap(&self.to_delete_in_base);
+        self.mark_delete = remap(&self.mark_delete);
+        self.mark_pending_replacement = remap(&self.mark_pending_replacement);
+        self.to_replace_in_base = std::mem::take(&mut self.to_replace_in_base)
+            .into_iter()
+            .filter_map(|(i, r)| {
+                let old = usize::try_from(i).ok()?;
+                if base_patches.contains_key(&old) {
+                    return None; // the patch wins
+                }
+                new_pos.get(old).copied().flatten().map(|p| (p as i64, r))
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// Checks the states a migration inserts (upstream's rules) and parses them.
+    fn check_inserted_states(&self, states: &[Box<RawValue>]) -> EngineResult<Vec<Res>> {
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(default)]
+            urn: String,
+            #[serde(rename = "type", default)]
+            kind: String,
+            #[serde(default)]
+            custom: bool,
+            #[serde(default)]
+            id: Option<String>,
+            #[serde(default)]
+            delete: bool,
+            #[serde(rename = "viewOf", default)]
+            view_of: Option<String>,
+            #[serde(rename = "extensionRef", default)]
+            extension_ref: Option<String>,
+        }
+        let mut urns: HashSet<String> = HashSet::new();
+        let mut out = Vec::with_capacity(states.len());
+        for (i, raw) in states.iter().enumerate() {
+            let h: Head = serde_json::from_str(raw.get())
+                .map_err(|e| invalid(format!("state migration state {i} is not valid: {e}")))?;
+            let Some((_, _, qtype, _)) = urn_parts(&h.urn) else {
+                return Err(invalid(format!(
+                    "state migration state {i} has an invalid URN"
+                )));
+            };
+            if urn_base_type(qtype) != h.kind {
+                return Err(invalid(format!(
+                    "state migration state {i}: type {:?} does not match its URN",
+                    h.kind
+                )));
+            }
+            if h.delete {
+                return Err(invalid(format!(
+                    "state migration state {i} is marked for deletion"
+                )));
+            }
+            if h.view_of.as_deref().is_some_and(|v| !v.is_empty()) {
+                return Err(invalid(format!("state migration state {i} is a view")));
+            }
+            if h.custom && h.id.as_deref().is_none_or(str::is_empty) {
+                return Err(invalid(format!(
+                    "state migration state {i} is a custom resource without an id"
+                )));
+            }
+            if let Some(ext) = h.extension_ref.as_deref().filter(|e| !e.is_empty())
+                && !self.base.extensions.contains_key(ext)
+                && !self.extensions.contains_key(ext)
+            {
+                return Err(invalid(format!(
+                    "state migration state {i} refers to unknown extension {ext:?}"
+                )));
+            }
+            if !urns.insert(h.urn.clone()) {
+                return Err(invalid(format!("state migration inserts {} twice", h.urn)));
+            }
+            out.push(Res::parse(raw.clone())?);
+        }
+        Ok(out)
+    }
+
     /// The deployment the entries so far describe (upstream `GenerateDeployment`).
     pub fn generate(&self) -> EngineResult<Generated> {
+        self.clone().into_generated()
+    }
+
+    /// [`Replayer::generate`], consuming the replayer: resources move into the result rather
+    /// than being copied (a rebuilt base costs a pass over pointers, not over the state).
+    pub fn into_generated(self) -> EngineResult<Generated> {
         let mut features = Features::new();
         let mut removed: HashSet<usize> = HashSet::new();
         for op in &self.to_remove {
@@ -711,25 +1069,25 @@ impl Replayer {
                 removed.insert(*i);
             }
         }
+        let mut to_replace = self.to_replace_in_base;
         let mut resources: Vec<Res> =
             Vec::with_capacity(self.new_resources.len() + self.base.resources.len());
-        for (i, r) in self.new_resources.iter().enumerate() {
+        for (i, r) in self.new_resources.into_iter().enumerate() {
             if !removed.contains(&i) {
                 r.features(&mut features);
-                resources.push(r.clone());
+                resources.push(r);
             }
         }
-        for (i, r) in self.base.resources.iter().enumerate() {
+        for (i, mut r) in self.base.resources.into_iter().enumerate() {
             let i = i as i64;
             if self.to_delete_in_base.contains(&i) {
                 continue;
             }
-            if let Some(state) = self.to_replace_in_base.get(&i) {
+            if let Some(state) = to_replace.remove(&i) {
                 state.features(&mut features);
-                resources.push(state.clone());
+                resources.push(state);
                 continue;
             }
-            let mut r = r.clone();
             if self.mark_pending_replacement.contains(&i) {
                 r.set_flag("pendingReplacement")?;
             }
@@ -741,14 +1099,14 @@ impl Replayer {
         }
 
         let mut pending: Vec<PendingOp> = Vec::new();
-        for op in self.incomplete.values().flatten() {
+        for op in self.incomplete.into_values().flatten() {
             op.resource.features(&mut features);
-            pending.push(op.clone());
+            pending.push(op);
         }
-        for op in &self.base.pending_operations {
+        for op in self.base.pending_operations {
             if op.kind == "creating" {
                 op.resource.features(&mut features);
-                pending.push(op.clone());
+                pending.push(op);
             }
         }
         if self.requires_byte_string && (!resources.is_empty() || !pending.is_empty()) {
@@ -759,16 +1117,16 @@ impl Replayer {
             rebuild_dependencies(&mut resources)?;
         }
 
-        let mut extensions = self.extensions.clone();
-        for (k, v) in &self.base.extensions {
-            extensions.insert(k.clone(), v.clone());
+        let mut extensions = self.extensions;
+        for (k, v) in self.base.extensions {
+            extensions.insert(k, v);
         }
         let mut base = Base {
-            secrets_providers: self.base.secrets_providers.clone(),
+            secrets_providers: self.base.secrets_providers,
             resources,
             pending_operations: pending,
-            metadata: self.base.metadata.clone(),
-            snippets: self.base.snippets.clone(),
+            metadata: self.base.metadata,
+            snippets: self.base.snippets,
             extensions,
         };
         if base.snippets_non_empty() {
@@ -1214,23 +1572,6 @@ mod tests {
         assert_eq!(d["features"], json!(["snippets-prototype"]));
         assert_eq!(d["version"], 4);
 
-        // Rebuilt base state folds everything in, then Old indices refer to the new base.
-        r.add(entry(
-            json!({"kind":1,"sequenceID":4,"operationID":1,"removeOld":null,"removeNew":null,
-            "state":res(&urn("b"),json!({}))}),
-        ))
-        .unwrap();
-        r.add(entry(
-            json!({"kind":7,"sequenceID":5,"operationID":0,"removeOld":null,"removeNew":null}),
-        ))
-        .unwrap();
-        assert_eq!(urns(&generate(&r)), vec![urn("b"), urn("a")]);
-        r.add(entry(
-            json!({"kind":1,"sequenceID":6,"operationID":2,"removeOld":0,"removeNew":null}),
-        ))
-        .unwrap();
-        assert_eq!(urns(&generate(&r)), vec![urn("a")]);
-
         // A write (always the first resource-related entry) replaces the base outright.
         let mut r = Replayer::new(base_of(vec![res(&urn("a"), json!({}))]));
         r.add(entry(
@@ -1246,5 +1587,186 @@ mod tests {
         let d = generate(&r);
         assert_eq!(urns(&d), vec![urn("z")]);
         assert_eq!(d["deployment"]["resources"][0]["outputs"]["v"], 1);
+    }
+    fn e7(seq: i64) -> Entry {
+        entry(json!({"kind":7,"sequenceID":seq,"operationID":0,"removeOld":null,"removeNew":null}))
+    }
+
+    #[test]
+    fn rebuilt_base_state_folds_then_old_indices_follow() {
+        let mut r = Replayer::new(base_of(vec![
+            res(&urn("a"), json!({})),
+            res(&urn("b"), json!({})),
+            res(&urn("c"), json!({})),
+        ]));
+        // A refresh finds a gone and rewrites c.
+        r.add(entry(json!({"kind":3,"sequenceID":1,"operationID":1,"removeOld":0,"removeNew":null,"isRefresh":true}))).unwrap();
+        r.add(entry(json!({"kind":3,"sequenceID":2,"operationID":2,"removeOld":2,"removeNew":null,"isRefresh":true,
+            "state":res(&urn("c"),json!({"outputs":{"v":9}}))}))).unwrap();
+        r.add(e7(3)).unwrap();
+        // Repeated folds with nothing new cost nothing and count for nothing.
+        for seq in 4..100 {
+            r.add(e7(seq)).unwrap();
+        }
+        assert_eq!(r.rebuilds, 1);
+        assert_eq!(urns(&generate(&r)), vec![urn("b"), urn("c")]);
+        // Old indices now refer to the rebuilt base: 1 is c.
+        r.add(entry(
+            json!({"kind":1,"sequenceID":100,"operationID":3,"removeOld":1,"removeNew":null}),
+        ))
+        .unwrap();
+        let d = generate(&r);
+        assert_eq!(urns(&d), vec![urn("b")]);
+    }
+
+    #[test]
+    fn a_rebuild_after_new_resources_ends_the_journal() {
+        let mut r = Replayer::new(base_of(vec![res(&urn("a"), json!({}))]));
+        r.add(entry(
+            json!({"kind":1,"sequenceID":1,"operationID":1,"removeOld":null,"removeNew":null,
+            "state":res(&urn("b"),json!({}))}),
+        ))
+        .unwrap();
+        r.add(e7(2)).unwrap();
+        assert_eq!(urns(&generate(&r)), vec![urn("b"), urn("a")]);
+        r.add(e7(3)).unwrap();
+        assert!(
+            r.add(entry(
+                json!({"kind":1,"sequenceID":4,"operationID":2,"removeOld":0,"removeNew":null})
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn rebuilds_that_fold_work_are_capped() {
+        let mut r = Replayer::new(base_of(vec![res(&urn("a"), json!({}))]));
+        let mut seq = 0;
+        let mut next = || {
+            seq += 1;
+            seq
+        };
+        for i in 0..MAX_BASE_REBUILDS {
+            r.add(entry(json!({"kind":0,"sequenceID":next(),"operationID":i+1,"removeOld":null,"removeNew":null}))).unwrap();
+            r.add(entry(json!({"kind":2,"sequenceID":next(),"operationID":i+1,"removeOld":null,"removeNew":null}))).unwrap();
+            r.add(e7(next())).unwrap();
+        }
+        r.add(entry(json!({"kind":0,"sequenceID":next(),"operationID":999,"removeOld":null,"removeNew":null}))).unwrap();
+        assert!(r.add(e7(next())).is_err());
+    }
+
+    fn migration(seq: i64, v: Value) -> Entry {
+        let mut e = json!({"version":2,"kind":10,"sequenceID":seq,"operationID":0,"removeOld":null,"removeNew":null});
+        if let (Value::Object(m), Value::Object(x)) = (&mut e, v) {
+            m.extend(x);
+        }
+        entry(e)
+    }
+
+    #[test]
+    fn state_migration_rebuilds_the_base_and_remaps_indices() {
+        let base = base_of(vec![
+            res(&urn("a"), json!({"id":"a"})),
+            res(&urn("b"), json!({"id":"b"})),
+            res(&urn("c"), json!({"id":"c"})),
+        ]);
+        let mut r = Replayer::with_version(base, 2);
+        // Operation 7 created n earlier in this update.
+        r.add(entry(json!({"version":1,"kind":1,"sequenceID":1,"operationID":7,"removeOld":null,"removeNew":null,
+            "state":res(&urn("n"),json!({"id":"n1"}))}))).unwrap();
+        // Mark c (old index 2) for deletion before the migration.
+        r.add(entry(json!({"kind":1,"sequenceID":2,"operationID":8,"removeOld":null,"removeNew":null,"deleteOld":2,
+            "state":res(&urn("c2"),json!({"id":"c2"}))}))).unwrap();
+        // The migration drops b, inserts x after a, rewrites c and n.
+        r.add(migration(3, json!({
+            "layout":[{"baseIndex":0},{"stateIndex":0},{"baseIndex":2}],
+            "states":[res(&urn("x"),json!({"id":"x"}))],
+            "baseStatePatches":[{"index":2,"state":res(&urn("c"),json!({"id":"c","outputs":{"m":1}}))}],
+            "newStatePatches":[{"operationID":7,"state":res(&urn("n"),json!({"id":"n2"}))}]
+        }))).unwrap();
+        let d = generate(&r);
+        assert_eq!(
+            urns(&d),
+            vec![urn("n"), urn("c2"), urn("a"), urn("x"), urn("c")]
+        );
+        let rs = &d["deployment"]["resources"];
+        assert_eq!(rs[0]["id"], "n2");
+        assert_eq!(rs[4]["outputs"]["m"], 1);
+        // The delete mark followed c to its new position (2).
+        assert_eq!(rs[4]["delete"], true);
+        // Later Old indices address the migrated base: 1 is x.
+        r.add(entry(
+            json!({"kind":1,"sequenceID":4,"operationID":9,"removeOld":1,"removeNew":null}),
+        ))
+        .unwrap();
+        assert_eq!(
+            urns(&generate(&r)),
+            vec![urn("n"), urn("c2"), urn("a"), urn("c")]
+        );
+    }
+
+    #[test]
+    fn bad_state_migrations_are_refused() {
+        let base = || {
+            base_of(vec![
+                res(&urn("a"), json!({"id":"a"})),
+                res(&urn("b"), json!({"id":"b"})),
+            ])
+        };
+        let x = || res(&urn("x"), json!({"id":"x"}));
+        let cases = vec![
+            (
+                2,
+                json!({"layout":[{"baseIndex":0},{"stateIndex":0}],"states":[]}),
+            ),
+            (2, json!({"layout":[{"baseIndex":0}],"states":[x()]})),
+            (
+                2,
+                json!({"layout":[{"baseIndex":0},{"baseIndex":0},{"stateIndex":0}],"states":[x()]}),
+            ),
+            (
+                2,
+                json!({"layout":[{"baseIndex":5},{"stateIndex":0}],"states":[x()]}),
+            ),
+            (
+                2,
+                json!({"layout":[{"baseIndex":0,"stateIndex":0}],"states":[x()]}),
+            ),
+            (
+                2,
+                json!({"layout":[{"baseIndex":0},{"stateIndex":0}],"states":[x()],
+                "baseStatePatches":[{"index":1,"state":x()}]}),
+            ),
+            (
+                2,
+                json!({"layout":[{"stateIndex":0}],"states":[res(&urn("x"),json!({}))]}),
+            ),
+            (
+                2,
+                json!({"layout":[{"stateIndex":0}],"states":[res(&urn("x"),json!({"id":"x","type":"other"}))]}),
+            ),
+            (
+                2,
+                json!({"layout":[{"stateIndex":0}],"states":[x()],
+                "newStatePatches":[{"operationID":3,"state":x()}]}),
+            ),
+        ];
+        for (journal, v) in cases {
+            let mut r = Replayer::with_version(base(), journal);
+            assert!(r.add(migration(1, v.clone())).is_err(), "{v}");
+        }
+        // Version 1 journals carry no migrations, and migrations must say version 2.
+        let ok = json!({"layout":[{"stateIndex":0}],"states":[x()]});
+        assert!(
+            Replayer::with_version(base(), 1)
+                .add(migration(1, ok.clone()))
+                .is_err()
+        );
+        let mut e = migration(1, ok.clone());
+        e.version = 1;
+        assert!(Replayer::with_version(base(), 2).add(e).is_err());
+        let mut r = Replayer::with_version(base(), 2);
+        r.add(migration(1, ok)).unwrap();
+        assert_eq!(urns(&generate(&r)), vec![urn("x")]);
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::engine::journal::Replayer;
-use crate::store::{StackKey, UpdateRow};
+use crate::store::UpdateRow;
 
 /// The current checkpoint text of an update in delta mode.
 pub struct LiveText {
@@ -59,10 +59,6 @@ const IDLE: Duration = Duration::from_secs(30 * 60);
 #[derive(Default)]
 pub struct LiveCache {
     slots: Mutex<HashMap<String, (Slot, Instant)>>,
-    /// Which stack (by name and id) each running update belongs to, so that the stream of
-    /// lease-scoped calls does not look the stack up each time. Only a shortcut: the store
-    /// checks the lease against the stack id in the same transaction as every write.
-    routes: Mutex<HashMap<String, (StackKey, i64)>>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -71,9 +67,6 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         Err(poisoned) => poisoned.into_inner(),
     }
 }
-
-/// Routes kept at most; beyond it the map starts over (updates are short-lived).
-const MAX_ROUTES: usize = 4096;
 
 impl LiveCache {
     /// The slot of an update, created empty when absent.
@@ -97,28 +90,6 @@ impl LiveCache {
 
     pub fn remove(&self, update_id: &str) {
         locked(&self.slots).remove(update_id);
-        locked(&self.routes).remove(update_id);
-    }
-
-    /// The stack id of a running update when it was resolved under this same name.
-    pub fn route(&self, update_id: &str, key: &StackKey) -> Option<i64> {
-        locked(&self.routes)
-            .get(update_id)
-            .filter(|(k, _)| k == key)
-            .map(|(_, id)| *id)
-    }
-
-    pub fn remember_route(&self, update_id: &str, key: &StackKey, stack_id: i64) {
-        let mut routes = locked(&self.routes);
-        if routes.len() >= MAX_ROUTES {
-            routes.clear();
-        }
-        routes.insert(update_id.to_owned(), (key.clone(), stack_id));
-    }
-
-    /// Stacks were renamed or deleted: names may now mean other stacks.
-    pub fn forget_routes(&self) {
-        locked(&self.routes).clear();
     }
 }
 

@@ -534,7 +534,7 @@ impl Engine {
             }
             let kept: std::collections::HashSet<i64> = versions.iter().map(|v| v.version).collect();
             for u in self.store.list_updates(s.id, 0, i64::MAX).await? {
-                let replayable = u.journal_version == 1
+                let replayable = u.journal_version >= 1
                     && u.status.is_finished()
                     && kept.contains(&u.version)
                     && u.base_version.is_none_or(|b| kept.contains(&b));
@@ -617,12 +617,12 @@ impl Engine {
                 .list_updates(stack.id, 0, i64::MAX)
                 .await?
                 .into_iter()
-                .find(|u| u.journal_version == 1)
+                .find(|u| u.journal_version >= 1)
                 .ok_or_else(|| {
                     EngineError::NotFound(format!("stack '{key}' has no journaled update"))
                 })?,
         };
-        if update.journal_version != 1 || update.dry_run {
+        if update.journal_version < 1 || update.dry_run {
             return Err(EngineError::Invalid(format!(
                 "update {} did not send a journal",
                 update.id

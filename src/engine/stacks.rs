@@ -5,7 +5,9 @@ use crate::engine::deployment::{blob_of, check_untyped};
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::names;
 use crate::engine::{Caller, Engine, blocking};
-use crate::store::{NewStack, StackKey, StackQuery, StackRow, StoreError, Tags, UpdateRow};
+use crate::store::{
+    Guarded, NewStack, StackGuard, StackKey, StackQuery, StackRow, StoreError, Tags, UpdateRow,
+};
 
 pub struct CreateStack {
     pub name: String,
@@ -145,19 +147,19 @@ impl Engine {
         force: bool,
     ) -> EngineResult<()> {
         let stack = self.stack(caller, key).await?;
-        if !force {
-            if stack.resource_count > 0 {
-                return Err(EngineError::StackHasResources);
+        let guard = if force {
+            StackGuard::Force
+        } else {
+            StackGuard::Idle {
+                now: self.now(),
+                require_empty: true,
             }
-            if let Some(u) = self.store.running_update(stack.id).await?
-                && u.lease_live(self.now())
-            {
-                return Err(EngineError::UpdateInProgress);
-            }
+        };
+        match self.store.delete_stack(stack.id, guard).await? {
+            Guarded::Done(_) => Ok(()),
+            Guarded::HasResources => Err(EngineError::StackHasResources),
+            Guarded::Busy(_) => Err(EngineError::UpdateInProgress),
         }
-        self.store.delete_stack(stack.id).await?;
-        self.live.forget_routes();
-        Ok(())
     }
 
     /// Replaces the stack's tags.
@@ -193,15 +195,17 @@ impl Engine {
             stack: new_name.to_owned(),
         };
         names::check_key(&to)?;
-        if let Some(u) = self.store.running_update(stack.id).await?
-            && u.lease_live(self.now())
-        {
-            return Err(EngineError::UpdateInProgress);
-        }
-        let renamed = self.store.rename_stack(stack.id, to.clone()).await;
-        self.live.forget_routes();
+        let guard = StackGuard::Idle {
+            now: self.now(),
+            require_empty: false,
+        };
+        let renamed = self.store.rename_stack(stack.id, to.clone(), guard).await;
         match renamed {
-            Ok(row) => Ok(row),
+            Ok(Guarded::Done(row)) => Ok(row),
+            Ok(Guarded::Busy(_)) => Err(EngineError::UpdateInProgress),
+            Ok(Guarded::HasResources) => Err(EngineError::Internal(
+                "a rename was refused for resources".into(),
+            )),
             Err(StoreError::Conflict(_)) => Err(EngineError::AlreadyExists(format!(
                 "Stack '{to}' already exists"
             ))),

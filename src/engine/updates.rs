@@ -8,10 +8,12 @@
 
 use crate::engine::crypto::{self, sha256};
 use crate::engine::error::{EngineError, EngineResult};
-use crate::engine::{Caller, Engine, LeaseToken, names};
+use crate::engine::journal::LATEST_JOURNAL_VERSION;
+use crate::engine::lease::{Lease, check_update_id};
+use crate::engine::{Caller, Engine, names};
 use crate::store::{
-    FinishGuard, FinishOutcome, FinishUpdate, LeaseCheck, LeaseDenied, NewUpdate, StackKey,
-    StartOutcome, StartUpdate, StoreError, Tags, UpdateRow, UpdateStatus,
+    FinishGuard, FinishOutcome, FinishUpdate, LeaseDenied, NewUpdate, StackKey, StartOutcome,
+    StartUpdate, StoreError, Tags, UpdateRow, UpdateStatus,
 };
 
 /// The kinds of update the CLI creates through `POST /api/stacks/{o}/{p}/{s}/{kind}`.
@@ -65,7 +67,7 @@ pub struct Started {
     pub version: i64,
     pub token: String,
     pub token_expiration: i64,
-    /// 1 when the CLI is to send journal entries, 0 for checkpoints.
+    /// 1 or 2 when the CLI is to send journal entries (at that version), 0 for checkpoints.
     pub journal_version: i64,
 }
 
@@ -75,14 +77,11 @@ pub struct UpdateStatusView {
     pub continuation: Option<String>,
 }
 
-fn check_update_id(id: &str) -> EngineResult<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(EngineError::NotFound(format!("update '{id}' not found")))
+/// The journal version to answer a CLI that asked for `requested` (0: checkpoints).
+pub fn negotiate_journal(requested: Option<i64>) -> i64 {
+    match requested {
+        Some(v) if v >= 1 => v.min(LATEST_JOURNAL_VERSION),
+        _ => 0,
     }
 }
 
@@ -101,37 +100,6 @@ pub(crate) fn new_update_id() -> String {
 }
 
 impl Engine {
-    /// The lease an update-scoped call presents, to be checked by the store in the same
-    /// transaction as the write it guards. Callers with an update token carry no user
-    /// identity: the lease itself is the authorization, judged as of the request's arrival.
-    pub(crate) async fn lease(
-        &self,
-        key: &StackKey,
-        update_id: &str,
-        token: &LeaseToken,
-    ) -> EngineResult<LeaseCheck> {
-        names::check_key(key)?;
-        check_update_id(update_id)?;
-        let stack_id = match self.live.route(update_id, key) {
-            Some(id) => id,
-            None => {
-                let stack = self
-                    .store
-                    .get_stack(key)
-                    .await?
-                    .ok_or_else(|| EngineError::NotFound(format!("stack '{key}' not found")))?;
-                self.live.remember_route(update_id, key, stack.id);
-                stack.id
-            }
-        };
-        Ok(LeaseCheck {
-            update_id: update_id.to_owned(),
-            stack_id,
-            token_hash: sha256(token.0.as_bytes()).to_vec(),
-            now: self.now(),
-        })
-    }
-
     pub(crate) async fn update_of(
         &self,
         stack_id: i64,
@@ -184,9 +152,10 @@ impl Engine {
         }
         let token = crypto::new_token("lease-");
         let token_hash = sha256(token.as_bytes()).to_vec();
-        // Journal mode when the CLI asks for it (version 1, the only one there is); otherwise
-        // the CLI sends checkpoints.
-        let journal_version = i64::from(opts.journal_version == Some(1));
+        // Journal mode when the CLI asks for it, at the highest version both sides know: a
+        // CLI that asks for 1 accepts only 1; one that asks for 2 (v3.277+) accepts 1 or 2.
+        // Previews get it too: the CLI decides from it whether a program may migrate state.
+        let journal_version = negotiate_journal(opts.journal_version);
         // One retry: the first attempt may find an abandoned update to reap.
         for _ in 0..2 {
             let now = self.now();
@@ -282,14 +251,8 @@ impl Engine {
 
     /// Extends a lease. The token stays the same, so a retried renewal whose answer was lost
     /// cannot strand the CLI with a token we no longer accept.
-    pub async fn renew_lease(
-        &self,
-        key: &StackKey,
-        update_id: &str,
-        token: &LeaseToken,
-        duration: i64,
-    ) -> EngineResult<(String, i64)> {
-        let lease = self.lease(key, update_id, token).await?;
+    pub async fn renew_lease(&self, lease: &Lease, duration: i64) -> EngineResult<i64> {
+        let lease = lease.check.clone();
         let secs = if duration <= 0 {
             self.cfg.lease_duration
         } else {
@@ -297,16 +260,10 @@ impl Engine {
         };
         let expires = lease.now + secs;
         self.store.renew_lease(lease, expires).await?;
-        Ok((token.0.clone(), expires))
+        Ok(expires)
     }
 
-    pub async fn complete_update(
-        &self,
-        key: &StackKey,
-        update_id: &str,
-        token: &LeaseToken,
-        status: &str,
-    ) -> EngineResult<()> {
+    pub async fn complete_update(&self, lease: &Lease, status: &str) -> EngineResult<()> {
         let status = match status {
             "succeeded" => UpdateStatus::Succeeded,
             "failed" => UpdateStatus::Failed,
@@ -317,8 +274,8 @@ impl Engine {
                 )));
             }
         };
-        let lease = self.lease(key, update_id, token).await?;
-        let update = self.update_of(lease.stack_id, update_id).await?;
+        let lease = lease.check.clone();
+        let update = self.update_of(lease.stack_id, &lease.update_id).await?;
         if update.status.is_finished() {
             // A retried complete: answer from the store without rebuilding anything.
             return self.store.check_lease(lease).await.or_else(|e| match e {

@@ -1,14 +1,23 @@
-//! Authentication: turns the `Authorization` header into an identity. API calls carry
-//! `token <t>` and yield the engine's [`Caller`]; update-scoped calls carry
-//! `update-token <lease>`, which the engine checks against that very update inside the write.
-//! Credentials are never logged.
+//! Authentication: one layer in front of every non-public route turns the `Authorization`
+//! header (and, for update-scoped routes, the update named in the path) into an identity,
+//! before the handler runs and so before any body is read. A request that fails is answered
+//! here, having cost one lookup; nothing is read, inflated, stored or cached for it.
+//!
+//! API calls carry `token <t>` and yield the engine's [`Caller`]; update-scoped calls carry
+//! `update-token <lease>` and yield a [`Lease`] for that very update. Handlers take either
+//! from the request through the extractors below. Credentials are never logged.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
-use crate::engine::{Caller, LeaseToken};
+use crate::engine::{Caller, Lease, LeaseToken, LeaseUse};
 use crate::server::error::ApiError;
+use crate::server::extract::P;
+use crate::server::handlers::UpdatePath;
+use crate::server::routes::Access;
 use crate::server::state::AppState;
 
 fn credential<'a>(parts: &'a Parts, scheme: &str) -> Option<&'a str> {
@@ -19,32 +28,99 @@ fn credential<'a>(parts: &'a Parts, scheme: &str) -> Option<&'a str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The authenticated caller of an API call.
+/// The layer behind [`crate::server::routes::routes`]: enforces a route's [`Access`].
+pub async fn require(
+    access: Access,
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let outcome = match access {
+        Access::Public => Ok(()),
+        Access::Token => authenticate(&parts, &state).await.map(|caller| {
+            parts.extensions.insert(caller);
+        }),
+        Access::Lease | Access::LeaseOrFinished => {
+            let accept = if access == Access::Lease {
+                LeaseUse::Live
+            } else {
+                LeaseUse::OrFinished
+            };
+            lease(&mut parts, &state, accept).await.map(|lease| {
+                parts.extensions.insert(lease);
+            })
+        }
+    };
+    match outcome {
+        Ok(()) => next.run(Request::from_parts(parts, body)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let token = credential(parts, "token").ok_or_else(ApiError::unauthorized)?;
+    state
+        .engine
+        .authenticate(token)
+        .await
+        .map_err(ApiError::from)
+}
+
+async fn lease(parts: &mut Parts, state: &AppState, accept: LeaseUse) -> Result<Lease, ApiError> {
+    let token = credential(parts, "update-token")
+        .map(|t| LeaseToken(t.to_owned()))
+        .ok_or_else(ApiError::unauthorized)?;
+    let P(path) = P::<UpdatePath>::from_request_parts(parts, state).await?;
+    let (key, id) = path.split()?;
+    state
+        .engine
+        .verify_lease(&key, &id, &token, accept)
+        .await
+        .map_err(ApiError::from)
+}
+
+/// The authenticated caller of an API call (routes declared [`Access::Token`]).
 pub struct ApiCaller(pub Caller);
 
 impl FromRequestParts<AppState> for ApiCaller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = credential(parts, "token").ok_or_else(ApiError::unauthorized)?;
-        state
-            .engine
-            .authenticate(token)
-            .await
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
             .map(ApiCaller)
-            .map_err(ApiError::from)
+            .ok_or_else(|| ApiError::internal("route declared without Access::Token"))
     }
 }
 
-/// The lease token presented on an update-scoped call.
-pub struct UpdateLease(pub LeaseToken);
+/// The verified lease of an update-scoped call (routes declared [`Access::Lease`]).
+pub struct UpdateLease(pub Lease);
 
 impl FromRequestParts<AppState> for UpdateLease {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Lease>()
+            .cloned()
+            .map(UpdateLease)
+            .ok_or_else(|| ApiError::internal("route declared without Access::Lease"))
+    }
+}
+
+/// The `update-token` as the client sent it (already verified by the layer).
+pub struct LeaseHeader(pub String);
+
+impl FromRequestParts<AppState> for LeaseHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
         credential(parts, "update-token")
-            .map(|t| UpdateLease(LeaseToken(t.to_owned())))
+            .map(|t| LeaseHeader(t.to_owned()))
             .ok_or_else(ApiError::unauthorized)
     }
 }

@@ -15,6 +15,10 @@ pub struct ApiError {
     message: String,
 }
 
+/// Seconds a client is asked to wait before retrying a 503 or 429. The CLI honours
+/// `Retry-After` on 429 and retries 5xx with its own backoff (1 s, then doubling).
+const RETRY_AFTER_SECS: &str = "1";
+
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl std::fmt::Display) -> Self {
         let reason = status.canonical_reason().unwrap_or("Error");
@@ -45,6 +49,11 @@ impl ApiError {
             StatusCode::UNAUTHORIZED,
             "No credentials provided or are invalid.",
         )
+    }
+
+    /// A failure that is ours, not the client's: logged, and answered without detail.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        ApiError::from(EngineError::Internal(detail.to_string()))
     }
 
     pub fn status(&self) -> StatusCode {
@@ -95,10 +104,20 @@ impl IntoResponse for ApiError {
         })
         .unwrap_or_else(|_| b"{}".to_vec());
         let mut resp = (self.status, body).into_response();
-        resp.headers_mut().insert(
+        let headers = resp.headers_mut();
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if matches!(
+            self.status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
         resp
     }
 }

@@ -1,5 +1,12 @@
 //! The HTTP face of the engine: routes, authentication, body handling, error rendering,
-//! access logs. Handlers stay thin; rules live in `engine`. This module never names the store.
+//! access logs, and the limits that keep any client from taking the server down. Handlers
+//! stay thin; rules live in `engine`.
+//!
+//! Limits, outermost first: a cap on open connections (further ones wait in the kernel's
+//! backlog), a deadline for each request's headers, a cap on requests being handled at once
+//! (a request waits briefly for a slot, then gets 503), the route's access check (before any
+//! body is read), the route's body limit, idle and total deadlines for reading a body, and a
+//! budget of body bytes in flight across all requests.
 
 pub mod auth;
 pub mod error;
@@ -10,26 +17,77 @@ pub mod state;
 pub mod wire;
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::serve::ListenerExt;
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::SizeAbove;
 use tracing::Instrument;
 
 use crate::engine::Engine;
+use crate::server::error::ApiError;
 pub use state::AppState;
 
+/// Limits on what clients may make the server do. Every field is a `serve` flag.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Open connections at once; more wait until one closes.
+    pub max_connections: usize,
+    /// Requests handled at once; more wait up to `queue_timeout`, then get 503.
+    pub max_concurrent_requests: usize,
+    pub queue_timeout: Duration,
+    /// Request-body bytes (on the wire and inflated) held across all requests at once.
+    pub max_inflight_body_bytes: usize,
+    /// A client must send a request's headers within this.
+    pub header_read_timeout: Duration,
+    /// A body must not pause longer than this between two pieces ...
+    pub body_idle_timeout: Duration,
+    /// ... nor take longer than this in all.
+    pub body_deadline: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_connections: 4096,
+            max_concurrent_requests: 512,
+            queue_timeout: Duration::from_secs(10),
+            max_inflight_body_bytes: 1024 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
+            body_deadline: Duration::from_secs(600),
+        }
+    }
+}
+
 /// The application with all its layers.
-pub fn router(engine: Arc<Engine>) -> Router {
-    routes::routes()
+pub fn router(engine: Arc<Engine>, cfg: &ServerConfig) -> Router {
+    let budget = cfg.max_inflight_body_bytes.min(Semaphore::MAX_PERMITS);
+    let state = AppState {
+        engine,
+        inflight: Arc::new(Semaphore::new(budget)),
+        body_idle_timeout: cfg.body_idle_timeout,
+        body_deadline: cfg.body_deadline,
+    };
+    let slots = Arc::new(Slots {
+        sem: Semaphore::new(cfg.max_concurrent_requests.max(1)),
+        wait: cfg.queue_timeout,
+    });
+    routes::routes(state.clone())
         .layer(
             CompressionLayer::new()
                 .gzip(true)
@@ -40,35 +98,122 @@ pub fn router(engine: Arc<Engine>) -> Router {
                 // than to send over a LAN; setting up a deflate stream showed in profiles.
                 .compress_when(SizeAbove::new(4096)),
         )
+        .layer(middleware::from_fn_with_state(slots, limit_concurrency))
         .layer(middleware::from_fn(access_log))
-        .with_state(AppState { engine })
+        .with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
+    cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The CLI waits on each state write before the next: never let Nagle hold a reply back.
-    let listener = listener.tap_io(|tcp| {
+    let app = router(engine, &cfg);
+    let connections = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        // The CLI waits on each state write before the next: never let Nagle hold a reply.
         let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router(engine))
-        .with_graceful_shutdown(shutdown)
-        .await
+        let svc = app
+            .clone()
+            .map_request(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(remote));
+                req.map(axum::body::Body::new)
+            });
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(cfg.header_read_timeout)
+            .keep_alive(true);
+        let conn = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(svc));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+struct Slots {
+    sem: Semaphore,
+    wait: Duration,
+}
+
+/// Caps the requests handled at once. A request waits a little for a slot (bursts are
+/// normal: the CLI sends from several workers), then gets 503, which the CLI retries.
+async fn limit_concurrency(State(slots): State<Arc<Slots>>, req: Request, next: Next) -> Response {
+    let permit = match tokio::time::timeout(slots.wait, slots.sem.acquire()).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is handling too many requests; retry shortly",
+            )
+            .into_response();
+        }
+    };
+    let resp = next.run(req).await;
+    drop(permit);
+    resp
 }
 
 /// Gives each request an id (returned as `X-Pulumi-Request-ID`, which the CLI quotes in
-/// server errors), runs it inside a span carrying that id, and logs its outcome. Query
-/// strings and headers are not logged: they may carry tokens.
+/// server errors), runs it inside a span carrying that id, and logs its outcome. A handler
+/// that panics gets a 500 in the Pulumi shape naming the id; the panic goes to the log.
+/// Query strings and headers are not logged: they may carry tokens.
 async fn access_log(req: Request, next: Next) -> Response {
     let id = hex::encode(crate::engine::crypto::random_bytes::<8>());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let span = tracing::info_span!("request", id = %id, method = %method, path = %path);
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let span =
+        tracing::info_span!("request", id = %id, peer = %peer, method = %method, path = %path);
     let start = Instant::now();
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let run = AssertUnwindSafe(next.run(req)).catch_unwind();
+    let mut resp = match run.instrument(span.clone()).await {
+        Ok(resp) => resp,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            span.in_scope(|| tracing::error!(panic = %what, "a request handler panicked"));
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the server failed to handle the request (request id {id})"),
+            )
+            .into_response()
+        }
+    };
     let status = resp.status().as_u16();
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {

@@ -1,4 +1,7 @@
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use crate::engine::Engine;
 
@@ -6,4 +9,11 @@ use crate::engine::Engine;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    /// Request-body bytes (on the wire and inflated) the server holds at once, across all
+    /// requests: one permit per byte.
+    pub inflight: Arc<Semaphore>,
+    /// A body may pause this long between two pieces ...
+    pub body_idle_timeout: Duration,
+    /// ... and take this long in all.
+    pub body_deadline: Duration,
 }

@@ -195,6 +195,15 @@ pub struct LeaseCheck {
     pub now: i64,
 }
 
+/// What the store knows of an update's lease, for checking a credential before any work.
+#[derive(Debug, Clone)]
+pub struct LeaseState {
+    pub stack_id: i64,
+    pub status: UpdateStatus,
+    pub lease_hash: Option<Vec<u8>>,
+    pub lease_expires: Option<i64>,
+}
+
 /// The latest state an update reported (checkpoint mode), or its verbatim baseline.
 #[derive(Debug, Clone)]
 pub struct WorkingState {
@@ -278,6 +287,24 @@ pub enum FinishOutcome {
     Finished(UpdateRow),
     /// It had already finished (a retried `complete`); nothing changed.
     AlreadyFinished(UpdateRow),
+}
+
+/// When a stack may be deleted or renamed: checked in the same transaction as the change.
+#[derive(Debug, Clone, Copy)]
+pub enum StackGuard {
+    /// Whatever holds it.
+    Force,
+    /// Only while no update holds an unexpired lease at `now` and, with `require_empty`, no
+    /// resources remain.
+    Idle { now: i64, require_empty: bool },
+}
+
+/// The outcome of a guarded change to a stack.
+#[derive(Debug, Clone)]
+pub enum Guarded<T> {
+    Done(T),
+    HasResources,
+    Busy(Box<UpdateRow>),
 }
 
 #[derive(Debug, Clone)]
@@ -370,12 +397,18 @@ pub trait Store: Send + Sync + 'static {
     fn get_stack_or_former<'a>(&'a self, key: &'a StackKey) -> StoreFuture<'a, Option<StackRow>>;
     fn list_stacks(&self, query: StackQuery) -> StoreFuture<'_, Vec<StackRow>>;
     fn project_exists<'a>(&'a self, org: &'a str, project: &'a str) -> StoreFuture<'a, bool>;
-    /// Deletes the stack with everything it owns. `false` when it did not exist.
-    fn delete_stack(&self, stack_id: i64) -> StoreFuture<'_, bool>;
+    /// Deletes the stack with everything it owns, if `guard` allows. `Done(false)` when it
+    /// did not exist.
+    fn delete_stack(&self, stack_id: i64, guard: StackGuard) -> StoreFuture<'_, Guarded<bool>>;
     fn set_stack_tags(&self, stack_id: i64, tags: Tags) -> StoreFuture<'_, ()>;
-    /// Renames a stack; its former name keeps resolving through `get_stack_or_former`.
-    /// `Conflict` when the new name is taken.
-    fn rename_stack(&self, stack_id: i64, to: StackKey) -> StoreFuture<'_, StackRow>;
+    /// Renames a stack if `guard` allows; its former name keeps resolving through
+    /// `get_stack_or_former`. `Conflict` when the new name is taken.
+    fn rename_stack(
+        &self,
+        stack_id: i64,
+        to: StackKey,
+        guard: StackGuard,
+    ) -> StoreFuture<'_, Guarded<StackRow>>;
     fn get_stack_key(&self, stack_id: i64) -> StoreFuture<'_, Option<Vec<u8>>>;
     /// The id and wrapped secrets key of the stack that has, or had before a rename, this name
     /// (the secrets calls, one read each).
@@ -387,6 +420,12 @@ pub trait Store: Send + Sync + 'static {
     /// Starts an update. Non-preview updates take the stack's lease and a new version number
     /// unless another live or expired-but-unreaped update holds the stack.
     fn start_update(&self, start: StartUpdate) -> StoreFuture<'_, StartOutcome>;
+    /// The lease of the update `update_id` if it belongs to the stack now named `key`.
+    fn lease_state<'a>(
+        &'a self,
+        key: &'a StackKey,
+        update_id: &'a str,
+    ) -> StoreFuture<'a, Option<LeaseState>>;
     fn renew_lease(&self, lease: LeaseCheck, expires: i64) -> StoreFuture<'_, ()>;
     /// Replaces the update's working checkpoint (and drops the deltas on top of the old one).
     fn save_checkpoint(&self, lease: LeaseCheck, write: CheckpointWrite) -> StoreFuture<'_, ()>;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use pbackend::engine::clock::{Clock, ManualClock, SystemClock};
 use pbackend::engine::crypto::MasterKey;
 use pbackend::engine::{Engine, EngineConfig};
+use pbackend::server::ServerConfig;
 use pbackend::store::sqlite::SqliteStore;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -24,6 +25,7 @@ pub const TOKEN: &str = "test-token-0123456789";
 pub struct Options {
     pub clock: Option<ManualClock>,
     pub config: EngineConfig,
+    pub server: ServerConfig,
 }
 
 pub struct TestServer {
@@ -86,8 +88,9 @@ impl TestServer {
             listener.local_addr().map_err(|e| e.to_string())?
         );
         let (tx, rx) = oneshot::channel::<()>();
+        let server_cfg = self.opts.server.clone();
         let handle = tokio::spawn(async move {
-            let _ = pbackend::server::serve(listener, Arc::new(engine), async {
+            let _ = pbackend::server::serve(listener, Arc::new(engine), server_cfg, async {
                 let _ = rx.await;
             })
             .await;

@@ -52,7 +52,7 @@ pub async fn batch_encrypt(
     P(p): P<StackPath>,
     SmallBody(body): SmallBody,
 ) -> ApiResult<AxumJson<BatchEncryptResponse>> {
-    let req: BatchEncryptRequest = body.parse()?;
+    let req: BatchEncryptRequest = body.parse().await?;
     let plains = req
         .plaintexts
         .iter()
@@ -71,7 +71,7 @@ pub async fn batch_decrypt(
     P(p): P<StackPath>,
     SmallBody(body): SmallBody,
 ) -> ApiResult<AxumJson<BatchDecryptResponse>> {
-    let req: BatchDecryptRequest = body.parse()?;
+    let req: BatchDecryptRequest = body.parse().await?;
     let cts = req
         .ciphertexts
         .iter()

@@ -41,7 +41,7 @@ pub async fn create_stack(
     P(p): P<ProjectPath>,
     StateBody(body): StateBody,
 ) -> ApiResult<AxumJson<CreateStackResponse>> {
-    let req: CreateStackRequest = body.parse()?;
+    let req: CreateStackRequest = body.parse().await?;
     state
         .engine
         .create_stack(

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use crate::engine::{CreateUpdate, EventBody, StartUpdateOptions, UpdateKind};
-use crate::server::auth::{ApiCaller, UpdateLease};
+use crate::server::auth::{ApiCaller, LeaseHeader, UpdateLease};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::{EventsBody, JournalBody, Json, OptionalJson, P, RawBody, StateBody};
 use crate::server::handlers::{StackPath, UpdatePath};
@@ -107,16 +107,14 @@ pub async fn update_status(
 pub async fn renew_lease(
     State(state): State<AppState>,
     UpdateLease(lease): UpdateLease,
-    P(p): P<UpdatePath>,
+    token: LeaseHeader,
     OptionalJson(req): OptionalJson<RenewLeaseRequest>,
 ) -> ApiResult<AxumJson<RenewLeaseResponse>> {
-    let (key, id) = p.split()?;
-    let (token, expires) = state
-        .engine
-        .renew_lease(&key, &id, &lease, req.duration)
-        .await?;
+    let expires = state.engine.renew_lease(&lease, req.duration).await?;
+    // The token stays the same, so a retried renewal whose answer was lost cannot strand
+    // the CLI with a token we no longer accept.
     Ok(AxumJson(RenewLeaseResponse {
-        token,
+        token: token.0,
         token_expiration: expires,
     }))
 }
@@ -124,14 +122,9 @@ pub async fn renew_lease(
 pub async fn complete_update(
     State(state): State<AppState>,
     UpdateLease(lease): UpdateLease,
-    P(p): P<UpdatePath>,
     Json(req): Json<CompleteUpdateRequest>,
 ) -> ApiResult<StatusCode> {
-    let (key, id) = p.split()?;
-    state
-        .engine
-        .complete_update(&key, &id, &lease, &req.status)
-        .await?;
+    state.engine.complete_update(&lease, &req.status).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -148,27 +141,20 @@ pub async fn cancel_update(
 pub async fn checkpoint(
     State(state): State<AppState>,
     UpdateLease(lease): UpdateLease,
-    P(p): P<UpdatePath>,
     StateBody(body): StateBody,
 ) -> ApiResult<StatusCode> {
-    let (key, id) = p.split()?;
-    state
-        .engine
-        .save_full_checkpoint(&key, &id, &lease, body.json)
-        .await?;
+    state.engine.save_full_checkpoint(&lease, body.json).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn checkpoint_verbatim(
     State(state): State<AppState>,
     UpdateLease(lease): UpdateLease,
-    P(p): P<UpdatePath>,
     StateBody(body): StateBody,
 ) -> ApiResult<StatusCode> {
-    let (key, id) = p.split()?;
     state
         .engine
-        .save_verbatim_checkpoint(&key, &id, &lease, body.json)
+        .save_verbatim_checkpoint(&lease, body.json)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -176,13 +162,11 @@ pub async fn checkpoint_verbatim(
 pub async fn checkpoint_delta(
     State(state): State<AppState>,
     UpdateLease(lease): UpdateLease,
-    P(p): P<UpdatePath>,
     StateBody(body): StateBody,
 ) -> ApiResult<StatusCode> {
-    let (key, id) = p.split()?;
     state
         .engine
-        .save_delta_checkpoint(&key, &id, &lease, body.json)
+        .save_delta_checkpoint(&lease, body.json)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -190,13 +174,11 @@ pub async fn checkpoint_delta(
 pub async fn journal_entries(
     State(state): State<AppState>,
     UpdateLease(lease): UpdateLease,
-    P(p): P<UpdatePath>,
     body: JournalBody,
 ) -> ApiResult<StatusCode> {
-    let (key, id) = p.split()?;
     state
         .engine
-        .journal_entries(&key, &id, &lease, body.0.json, body.0.gz)
+        .journal_entries(&lease, body.0.json, body.0.gz)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -204,15 +186,13 @@ pub async fn journal_entries(
 pub async fn events_batch(
     State(state): State<AppState>,
     UpdateLease(lease): UpdateLease,
-    P(p): P<UpdatePath>,
-    EventsBody(body): EventsBody,
+    EventsBody(body, _held): EventsBody,
 ) -> ApiResult<StatusCode> {
-    let (key, id) = p.split()?;
     let body = match body {
-        RawBody::Plain(json) => EventBody::Json(json),
-        RawBody::Gzip(gz) => EventBody::Gzip(gz),
+        RawBody::Plain(json) => EventBody::Json(json.to_vec()),
+        RawBody::Gzip(gz) => EventBody::Gzip(gz.to_vec()),
     };
-    state.engine.post_events(&key, &id, &lease, body).await?;
+    state.engine.post_events(&lease, body).await?;
     Ok(StatusCode::OK)
 }
 
@@ -220,14 +200,9 @@ pub async fn events_batch(
 pub async fn event_single(
     State(state): State<AppState>,
     UpdateLease(lease): UpdateLease,
-    P(p): P<UpdatePath>,
     StateBody(body): StateBody,
 ) -> ApiResult<StatusCode> {
-    let (key, id) = p.split()?;
-    state
-        .engine
-        .post_event(&key, &id, &lease, body.json)
-        .await?;
+    state.engine.post_event(&lease, body.json).await?;
     Ok(StatusCode::OK)
 }
 

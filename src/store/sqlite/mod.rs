@@ -10,12 +10,16 @@
 //! * Reads run on tokio's blocking pool, each on a connection taken from a small pool of
 //!   `query_only` connections; WAL lets them proceed while the writer commits.
 //!
-//! Durability: `synchronous=NORMAL` in WAL mode. A commit has been written to the WAL file
-//! before the writer answers, so it survives the process being killed (`kill -9`): the OS
-//! holds the pages and the next open replays the WAL. It is not fsynced at each commit, so a
-//! power loss or kernel crash can lose the last transactions (never corrupt the database);
-//! SQLite fsyncs at each checkpoint. `--sync full` style settings can be added when an
-//! operator wants power-loss durability at the cost of an fsync per write.
+//! Durability ([`Durability`]): with `Normal` (`synchronous=NORMAL` in WAL mode) a commit has
+//! been written to the WAL file before the writer answers, so it survives the process being
+//! killed (`kill -9`): the OS holds the pages and the next open replays the WAL. It is not
+//! fsynced at each commit, so a power loss or kernel crash can lose the last transactions
+//! (never corrupt the database). With `Full` the WAL is fsynced at every commit, so an
+//! acknowledged write also survives power loss, at the cost of an fsync per write.
+//!
+//! The writer's queue is bounded: a write that cannot be queued within [`QUEUE_WAIT`] fails
+//! with `Busy` (the server answers 503 with `Retry-After`) instead of piling up in memory.
+//! A job that panics rolls back and answers an error; the writer keeps serving.
 //!
 //! Other processes (the operator CLI) may open the same file: `busy_timeout` makes them wait
 //! for the writer instead of failing at once.
@@ -26,18 +30,56 @@ mod queries;
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{StoreError, StoreResult};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_IDLE_READERS: usize = 8;
+/// How long a write waits for room in the writer's queue before it fails with `Busy`.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// What an acknowledged write survives (see the module comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Process crashes; the last commits may be lost to an OS crash or power loss.
+    #[default]
+    Normal,
+    /// Process crashes, OS crashes and power loss: an fsync per commit.
+    Full,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        }
+    }
+}
+
+/// How a database is opened.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub durability: Durability,
+    /// Writes waiting for the writer thread at most.
+    pub writer_queue: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            durability: Durability::Normal,
+            writer_queue: 1024,
+        }
+    }
+}
 
 /// Handle to an open SQLite database. Cheap to clone.
 #[derive(Clone)]
@@ -47,6 +89,7 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
+    durability: Durability,
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
@@ -55,11 +98,18 @@ struct Inner {
 impl SqliteStore {
     /// Opens (creating when absent) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let mut conn = open_connection(path, false)?;
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    /// Opens with explicit options. A new database file is created readable by its owner
+    /// only; SQLite gives its WAL and shared-memory files the same permissions.
+    pub fn open_with(path: &Path, opts: SqliteOptions) -> StoreResult<Self> {
+        create_owner_only(path)?;
+        let mut conn = open_connection(path, false, opts.durability)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(map_err)?;
         migrate::run(&mut conn)?;
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Job>(opts.writer_queue.max(1));
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
@@ -67,6 +117,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
+                durability: opts.durability,
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(thread)),
                 readers: Mutex::new(Vec::new()),
@@ -122,15 +173,17 @@ impl SqliteStore {
     {
         let (reply_tx, reply_rx) = oneshot::channel();
         let job: Job = Box::new(move |conn: &mut Connection| {
-            let _ = reply_tx.send(f(conn));
+            let _ = reply_tx.send(catch_panic(|| f(conn)));
         });
-        let sent = match self.inner.writer.lock() {
-            Ok(guard) => guard.as_ref().map(|s| s.send(job).is_ok()).unwrap_or(false),
-            Err(_) => false,
-        };
+        let writer = self.inner.writer.lock().ok().and_then(|g| g.clone());
         async move {
-            if !sent {
+            let Some(writer) = writer else {
                 return Err(StoreError::Closed);
+            };
+            match tokio::time::timeout(QUEUE_WAIT, writer.send(job)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(StoreError::Closed),
+                Err(_) => return Err(StoreError::Busy),
             }
             reply_rx.await.map_err(|_| StoreError::Closed)?
         }
@@ -150,7 +203,8 @@ impl SqliteStore {
         async move {
             tokio::task::spawn_blocking(move || {
                 let conn = inner.take_reader()?;
-                let result = in_transaction(&conn, "BEGIN", f);
+                let result = catch_panic(|| in_transaction(&conn, "BEGIN", f));
+                roll_back_leftover(&conn);
                 inner.put_reader(conn);
                 result
             })
@@ -168,7 +222,7 @@ impl Inner {
         if let Some(conn) = self.readers.lock().ok().and_then(|mut r| r.pop()) {
             return Ok(conn);
         }
-        open_connection(&self.path, true)
+        open_connection(&self.path, true, self.durability)
     }
 
     fn put_reader(&self, conn: Connection) {
@@ -208,10 +262,24 @@ fn roll_back_leftover(conn: &Connection) {
     }
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
-    while let Ok(job) = rx.recv() {
-        // A panic inside a job drops its reply channel (the caller sees `Closed`) and rolls
-        // its transaction back; the writer keeps serving the others.
+/// Runs a store job, turning a panic into an error for its caller (and a log line).
+fn catch_panic<T>(f: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        tracing::error!(panic = %what, "a storage job panicked");
+        Err(StoreError::backend(std::io::Error::other(format!(
+            "a storage job panicked: {what}"
+        ))))
+    })
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    while let Some(job) = rx.blocking_recv() {
+        // Jobs catch their own panics (see `write_raw`); this one guards the loop itself.
         let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
         roll_back_leftover(&conn);
     }
@@ -219,7 +287,27 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
     let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
 }
 
-fn open_connection(path: &Path, query_only: bool) -> StoreResult<Connection> {
+/// Creates an empty database file readable by its owner only, when none exists yet.
+fn create_owner_only(path: &Path) -> StoreResult<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::backend(e)),
+    }
+}
+
+fn open_connection(
+    path: &Path,
+    query_only: bool,
+    durability: Durability,
+) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -228,7 +316,7 @@ fn open_connection(path: &Path, query_only: bool) -> StoreResult<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
     // Room for every statement of the hot paths (the default keeps 16).
     conn.set_prepared_statement_cache_capacity(64);
-    conn.pragma_update(None, "synchronous", "NORMAL")
+    conn.pragma_update(None, "synchronous", durability.pragma())
         .map_err(map_err)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(map_err)?;
@@ -245,7 +333,9 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
         match code.code {
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => return StoreError::Busy,
             ErrorCode::ConstraintViolation => {
-                return StoreError::Conflict(msg.clone().unwrap_or_else(|| "constraint".into()));
+                // The constraint's text names tables and columns: for the log, not a client.
+                tracing::debug!(detail = ?msg, "a constraint refused a write");
+                return StoreError::Conflict("a uniqueness rule refused the write".into());
             }
             ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
                 return StoreError::Corrupt(e.to_string());

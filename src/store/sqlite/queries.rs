@@ -173,6 +173,38 @@ fn check_lease(tx: &Connection, lease: &LeaseCheck, allow_finished: bool) -> Sto
     Ok(())
 }
 
+/// Why `guard` refuses a change to the stack now, if it does (inside the change's own
+/// transaction, so no update can start between the check and the change).
+fn refuse_change<T>(
+    tx: &Connection,
+    stack_id: i64,
+    guard: StackGuard,
+) -> StoreResult<Option<Guarded<T>>> {
+    let StackGuard::Idle { now, require_empty } = guard else {
+        return Ok(None);
+    };
+    if let Some(u) = running_update_of(tx, stack_id)?
+        && u.lease_live(now)
+    {
+        return Ok(Some(Guarded::Busy(Box::new(u))));
+    }
+    if require_empty {
+        let count: i64 = query_row(
+            tx,
+            "SELECT resource_count FROM stacks WHERE id = ?1",
+            [stack_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(map_err)?
+        .unwrap_or(0);
+        if count > 0 {
+            return Ok(Some(Guarded::HasResources));
+        }
+    }
+    Ok(None)
+}
+
 fn insert_version(
     tx: &Connection,
     stack_id: i64,
@@ -424,10 +456,13 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn delete_stack(&self, stack_id: i64) -> StoreFuture<'_, bool> {
+    fn delete_stack(&self, stack_id: i64, guard: StackGuard) -> StoreFuture<'_, Guarded<bool>> {
         Box::pin(self.write(move |tx| {
+            if let Some(refused) = refuse_change(tx, stack_id, guard)? {
+                return Ok(refused);
+            }
             let n = exec(tx, "DELETE FROM stacks WHERE id = ?1", [stack_id]).map_err(map_err)?;
-            Ok(n > 0)
+            Ok(Guarded::Done(n > 0))
         }))
     }
 
@@ -443,13 +478,21 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn rename_stack(&self, stack_id: i64, to: StackKey) -> StoreFuture<'_, StackRow> {
+    fn rename_stack(
+        &self,
+        stack_id: i64,
+        to: StackKey,
+        guard: StackGuard,
+    ) -> StoreFuture<'_, Guarded<StackRow>> {
         Box::pin(self.write(move |tx| {
             let Some(old) = stack_by_id(tx, stack_id)? else {
                 return Err(StoreError::Corrupt("renamed stack vanished".into()));
             };
+            if let Some(refused) = refuse_change(tx, stack_id, guard)? {
+                return Ok(refused);
+            }
             if old.key == to {
-                return Ok(old);
+                return Ok(Guarded::Done(old));
             }
             if stack_by_key(tx, &to)?.is_some() {
                 return Err(StoreError::Conflict(format!("stack {to} exists")));
@@ -471,6 +514,7 @@ impl Store for SqliteStore {
             )
             .map_err(map_err)?;
             stack_by_id(tx, stack_id)?
+                .map(Guarded::Done)
                 .ok_or_else(|| StoreError::Corrupt("renamed stack vanished".into()))
         }))
     }
@@ -577,6 +621,43 @@ impl Store for SqliteStore {
             let row = update_by_id(tx, &s.update_id)?
                 .ok_or_else(|| StoreError::Corrupt("started update vanished".into()))?;
             Ok(StartOutcome::Started(row))
+        }))
+    }
+
+    fn lease_state<'a>(
+        &'a self,
+        key: &'a StackKey,
+        update_id: &'a str,
+    ) -> StoreFuture<'a, Option<LeaseState>> {
+        let (key, id) = (key.clone(), update_id.to_owned());
+        Box::pin(self.read(move |tx| {
+            let row = query_row(
+                tx,
+                "SELECT u.stack_id, u.status, u.lease_hash, u.lease_expires \
+                 FROM updates u JOIN stacks s ON s.id = u.stack_id \
+                 WHERE u.id = ?1 AND s.org = ?2 AND s.project = ?3 AND s.name = ?4",
+                params![id, key.org, key.project, key.stack],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<Vec<u8>>>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(map_err)?;
+            row.map(|(stack_id, status, lease_hash, lease_expires)| {
+                Ok(LeaseState {
+                    stack_id,
+                    status: UpdateStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("update status {status:?}")))?,
+                    lease_hash,
+                    lease_expires,
+                })
+            })
+            .transpose()
         }))
     }
 
