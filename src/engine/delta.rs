@@ -59,12 +59,21 @@ pub fn parse_edits(edits: Option<&str>) -> EngineResult<Vec<TextEdit>> {
     }
 }
 
+/// Up to this many edits are spliced in place; more are applied in one pass into a new
+/// buffer, so that a delta's cost stays linear in the text and the edits whatever their count.
+const SPLICE_MAX: usize = 4;
+
 /// Applies `edits` in order to `base`, into a new buffer. Offsets are bytes; edits must be in
 /// ascending order, not overlap, and stay within the text.
 pub fn apply(base: &[u8], edits: &[TextEdit]) -> EngineResult<Vec<u8>> {
     let spans = spans(base.len(), edits)?;
+    Ok(build(base, &spans, edits))
+}
+
+fn build(base: &[u8], spans: &[(usize, usize)], edits: &[TextEdit]) -> Vec<u8> {
     let added: usize = edits.iter().map(|e| e.new_text.len()).sum();
-    let mut out = Vec::with_capacity(base.len() + added);
+    let removed: usize = spans.iter().map(|(s, e)| e - s).sum();
+    let mut out = Vec::with_capacity((base.len() + added).saturating_sub(removed));
     let mut last = 0usize;
     for ((start, end), e) in spans.iter().zip(edits) {
         out.extend_from_slice(&base[last..*start]);
@@ -72,7 +81,7 @@ pub fn apply(base: &[u8], edits: &[TextEdit]) -> EngineResult<Vec<u8>> {
         last = *end;
     }
     out.extend_from_slice(&base[last..]);
-    Ok(out)
+    out
 }
 
 /// Checks the edits against `base` (order, bounds) and returns them as byte ranges.
@@ -117,9 +126,15 @@ pub fn apply_verified_in_place(
              {expected_hash}); send the full checkpoint"
         )));
     }
-    // Back to front, so that earlier offsets stay valid.
-    for ((start, end), e) in spans.iter().zip(edits).rev() {
-        text.splice(*start..*end, e.new_text.bytes());
+    if edits.len() <= SPLICE_MAX {
+        // Back to front, so that earlier offsets stay valid. Each splice moves the tail, so
+        // this is for the usual handful of edits only.
+        for ((start, end), e) in spans.iter().zip(edits).rev() {
+            text.splice(*start..*end, e.new_text.bytes());
+        }
+    } else {
+        // Many edits: one pass into a new buffer, linear in text plus edits.
+        *text = build(text, &spans, edits);
     }
     Ok(())
 }
@@ -155,6 +170,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(inplace, out);
+    }
+
+    #[test]
+    fn many_edits_apply_in_one_pass_and_agree_with_splicing() {
+        let base: Vec<u8> = (0..10_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let edits: Vec<TextEdit> = (0..2_000i64)
+            .map(|i| TextEdit {
+                span: Span {
+                    start: Point { offset: i * 5 },
+                    end: Point { offset: i * 5 + 1 },
+                },
+                new_text: if i % 2 == 0 {
+                    String::new()
+                } else {
+                    "XY".into()
+                },
+            })
+            .collect();
+        let expected = apply(&base, &edits).unwrap();
+        let mut text = base.clone();
+        apply_verified_in_place(&mut text, &edits, &sha256_hex(&expected)).unwrap();
+        assert_eq!(text, expected);
+        let few = &edits[..3];
+        let expected = apply(&base, few).unwrap();
+        let mut text = base.clone();
+        apply_verified_in_place(&mut text, few, &sha256_hex(&expected)).unwrap();
+        assert_eq!(text, expected);
     }
 
     #[test]

@@ -54,7 +54,14 @@ struct SequenceOnly {
 /// Events of one update in sequence order, as JSON texts.
 pub struct EventsPage {
     pub events: Vec<Box<RawValue>>,
+    /// Where the next page starts; `None` once everything of a finished update was read.
+    pub continuation: Option<String>,
 }
+
+/// A page of events holds about this many bytes (whole stored batches, so a little more).
+pub const EVENT_PAGE_BYTES: usize = 4 * 1024 * 1024;
+/// ... and at most this many stored batches.
+const EVENT_PAGE_BATCHES: i64 = 256;
 
 /// Reads what the engine needs from a batch: sequence range, count and the resource changes
 /// of a summary event.
@@ -216,22 +223,44 @@ impl Engine {
         self.post_events(lease, EventBody::Json(json)).await
     }
 
+    /// A page of an update's events in sequence order. Pages end at a stored batch
+    /// boundary once [`EVENT_PAGE_BYTES`] of events are read; `continuation` names where the
+    /// next starts, and stays set while the update runs (pollers keep polling).
     pub async fn get_events(
         &self,
         caller: &Caller,
         key: &StackKey,
         update_id: &str,
+        continuation: Option<&str>,
     ) -> EngineResult<EventsPage> {
         let stack = self.stack(caller, key).await?;
         let update = self.update_of(stack.id, update_id).await?;
-        let batches = self.store.list_event_batches(&update.id).await?;
+        let after = match continuation.filter(|c| !c.is_empty()) {
+            None => None,
+            Some(c) => Some(
+                c.parse::<i64>()
+                    .map_err(|_| EngineError::Invalid("invalid continuationToken".into()))?,
+            ),
+        };
+        let batches = self
+            .store
+            .list_event_batches(&update.id, after, EVENT_PAGE_BATCHES)
+            .await?;
+        let fetched = batches.len() as i64;
         let size: usize = batches.iter().map(|b| b.gz.len()).sum();
-        run_sized(size, move || {
+        let (events, last, consumed) = run_sized(size, move || {
             let mut all: Vec<(i64, Box<RawValue>)> = Vec::new();
+            let (mut bytes, mut last, mut consumed) = (0usize, None, 0i64);
             for b in &batches {
+                if bytes >= EVENT_PAGE_BYTES {
+                    break;
+                }
+                consumed += 1;
+                last = Some(b.first_sequence);
                 // A batch is stored after a gzip check only (see the module comment), so one
                 // that is not JSON is skipped here rather than failing the whole read.
                 let json = gunzip_stored(&b.gz)?;
+                bytes += json.len();
                 let Ok(batch) = serde_json::from_slice::<RawBatch<'_>>(&json) else {
                     tracing::warn!(
                         first_sequence = b.first_sequence,
@@ -247,11 +276,26 @@ impl Engine {
             }
             all.sort_by_key(|(s, _)| *s);
             all.dedup_by_key(|(s, _)| *s);
-            Ok(EventsPage {
-                events: all.into_iter().map(|(_, e)| e).collect(),
-            })
+            Ok((
+                all.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+                last,
+                consumed,
+            ))
         })
-        .await
+        .await?;
+        let more = consumed < fetched || fetched == EVENT_PAGE_BATCHES;
+        let position = last.or(after);
+        let continuation = if more || !update.status.is_finished() {
+            position
+                .map(|p| p.to_string())
+                .or_else(|| Some(String::new()))
+        } else {
+            None
+        };
+        Ok(EventsPage {
+            events,
+            continuation,
+        })
     }
 }
 

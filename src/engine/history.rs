@@ -10,6 +10,11 @@ use crate::store::{ImportOutcome, NewUpdate, StackKey, UpdateRow};
 
 pub type UpdateInfo = UpdateRow;
 
+/// The most updates one page of history holds ...
+pub const MAX_HISTORY_PAGE: i64 = 1000;
+/// ... and the most a request without a page size gets (the newest).
+pub const MAX_HISTORY_ALL: i64 = 10_000;
+
 /// A deployment ready to send: gzip-compressed as stored, so an export to a client that
 /// accepts gzip costs no compression at all.
 pub struct Export {
@@ -77,9 +82,10 @@ impl Engine {
     ) -> EngineResult<Vec<UpdateInfo>> {
         let stack = self.stack(caller, key).await?;
         let (offset, limit) = if page_size > 0 {
-            ((page.max(1) - 1).saturating_mul(page_size), page_size)
+            let size = page_size.min(MAX_HISTORY_PAGE);
+            ((page.max(1) - 1).saturating_mul(size), size)
         } else {
-            (0, i64::MAX)
+            (0, MAX_HISTORY_ALL)
         };
         Ok(self.store.list_updates(stack.id, offset, limit).await?)
     }

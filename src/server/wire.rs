@@ -268,10 +268,16 @@ pub struct UpdateResults {
     pub continuation_token: Option<String>,
 }
 
+#[derive(Deserialize, Default)]
+pub struct EventsQuery {
+    #[serde(rename = "continuationToken", default)]
+    pub continuation_token: Option<String>,
+}
+
 #[derive(Serialize)]
 pub struct GetUpdateEventsResponse {
     pub events: Vec<Box<RawValue>>,
-    #[serde(rename = "continuationToken")]
+    #[serde(rename = "continuationToken", skip_serializing_if = "Option::is_none")]
     pub continuation_token: Option<String>,
 }
 

@@ -445,7 +445,14 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a batch of engine events. A batch whose first sequence is already stored is a
     /// retry and is ignored.
     fn append_events(&self, lease: LeaseCheck, batch: EventBatch) -> StoreFuture<'_, ()>;
-    fn list_event_batches<'a>(&'a self, update_id: &'a str) -> StoreFuture<'a, Vec<EventBatch>>;
+    /// Up to `limit` stored event batches whose first sequence is above `after`, in
+    /// sequence order.
+    fn list_event_batches<'a>(
+        &'a self,
+        update_id: &'a str,
+        after: Option<i64>,
+        limit: i64,
+    ) -> StoreFuture<'a, Vec<EventBatch>>;
     fn finish_update(&self, finish: FinishUpdate) -> StoreFuture<'_, FinishOutcome>;
     /// Stores a deployment as a new version (a `pulumi stack import`), unless an update holds
     /// the stack.

@@ -8,7 +8,9 @@ use axum::http::StatusCode;
 use crate::engine::{CreateUpdate, EventBody, StartUpdateOptions, UpdateKind};
 use crate::server::auth::{ApiCaller, LeaseHeader, UpdateLease};
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::extract::{EventsBody, JournalBody, Json, OptionalJson, P, RawBody, StateBody};
+use crate::server::extract::{
+    EventsBody, JournalBody, Json, OptionalJson, P, Q, RawBody, StateBody,
+};
 use crate::server::handlers::{StackPath, UpdatePath};
 use crate::server::state::AppState;
 use crate::server::wire::*;
@@ -210,11 +212,15 @@ pub async fn get_events(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
     P(p): P<UpdatePath>,
+    Q(q): Q<EventsQuery>,
 ) -> ApiResult<AxumJson<GetUpdateEventsResponse>> {
     let (key, id) = p.split()?;
-    let page = state.engine.get_events(&caller, &key, &id).await?;
+    let page = state
+        .engine
+        .get_events(&caller, &key, &id, q.continuation_token.as_deref())
+        .await?;
     Ok(AxumJson(GetUpdateEventsResponse {
         events: page.events,
-        continuation_token: None,
+        continuation_token: page.continuation,
     }))
 }

@@ -356,3 +356,48 @@ impl Drop for Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_job_answers_an_error_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        let r: StoreResult<()> = store.write(|_| panic!("boom")).await;
+        match r {
+            Err(StoreError::Backend(e)) => assert!(e.to_string().contains("boom")),
+            other => panic!("expected a backend error, got {other:?}"),
+        }
+        let r: StoreResult<()> = store.read(|_| panic!("boom")).await;
+        assert!(matches!(r, Err(StoreError::Backend(_))));
+        let n: i64 = store
+            .write(|c| {
+                c.query_row("SELECT 41 + 1", [], |r| r.get(0))
+                    .map_err(map_err)
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 42);
+    }
+
+    #[tokio::test]
+    async fn a_new_database_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .write(|c| {
+                c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+                    .map_err(map_err)
+            })
+            .await
+            .unwrap();
+        for p in [path.clone(), dir.path().join("t.db-wal")] {
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+    }
+}

@@ -859,9 +859,9 @@ impl Store for SqliteStore {
 
     fn append_events(&self, lease: LeaseCheck, b: EventBatch) -> StoreFuture<'_, ()> {
         Box::pin(self.write(move |tx| {
-            // Events trail the update (three CLI workers send them); a late or retried batch
-            // for an update that has finished is still accepted.
-            check_lease(tx, &lease, true)?;
+            // The CLI sends every event before it completes the update; after that the lease
+            // no longer admits any.
+            check_lease(tx, &lease, false)?;
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO update_events (update_id, first_seq, last_seq, count, events) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -887,17 +887,22 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn list_event_batches<'a>(&'a self, update_id: &'a str) -> StoreFuture<'a, Vec<EventBatch>> {
+    fn list_event_batches<'a>(
+        &'a self,
+        update_id: &'a str,
+        after: Option<i64>,
+        limit: i64,
+    ) -> StoreFuture<'a, Vec<EventBatch>> {
         let id = update_id.to_owned();
         Box::pin(self.read(move |tx| {
             let mut st = tx
                 .prepare_cached(
                     "SELECT first_seq, last_seq, count, events FROM update_events \
-                     WHERE update_id = ?1 ORDER BY first_seq",
+                     WHERE update_id = ?1 AND first_seq > ?2 ORDER BY first_seq LIMIT ?3",
                 )
                 .map_err(map_err)?;
             let rows = st
-                .query_map([id], |r| {
+                .query_map(params![id, after.unwrap_or(i64::MIN), limit], |r| {
                     Ok(EventBatch {
                         first_sequence: r.get(0)?,
                         last_sequence: r.get(1)?,
