@@ -751,7 +751,7 @@ async fn body_bytes_in_flight_are_bounded() {
         .lease(&lease)
         .send("PATCH", &path, Some(vec![b' '; 2 << 20]), false, &[])
         .await;
-    assert_eq!(r.error(503).is_empty(), false);
+    assert!(!r.error(503).is_empty());
     assert_eq!(r.headers.get("retry-after").unwrap(), "1");
     // Once the first is done, the budget is back.
     drop(held.shutdown().await);
