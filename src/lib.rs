@@ -6,3 +6,5 @@ pub mod cli;
 pub mod engine;
 pub mod server;
 pub mod store;
+#[doc(hidden)]
+pub mod testkit;

@@ -7,7 +7,6 @@
 //! * deltas: random edit sequences give the same text live, after a restart (rebuilt from the
 //!   stored checkpoint and deltas), and when applied directly.
 
-use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use pbackend::engine::clock::SystemClock;
@@ -18,6 +17,7 @@ use pbackend::engine::{
 };
 use pbackend::store::StackKey;
 use pbackend::store::sqlite::SqliteStore;
+use pbackend::testkit::journal_model::{Step, base_deployment, simulate};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -118,29 +118,6 @@ async fn begin(engine: &Engine, base: Option<Value>, journal: bool) -> (String, 
 
 // ---------------------------------------------------------------- journal
 
-fn urn(name: &str) -> String {
-    format!("urn:pulumi:dev::proj::pbtest:index:Item::{name}")
-}
-
-fn resource(name: &str, version: u32) -> Value {
-    json!({"urn": urn(name), "custom": true, "id": format!("{name}-id"), "type": "pbtest:index:Item",
-           "inputs": {"value": format!("{name}-v{version}")}, "outputs": {"value": format!("{name}-v{version}"), "n": 1.5e3}})
-}
-
-#[derive(Debug, Clone)]
-enum Step {
-    Create,
-    Update(usize),
-    Delete(usize),
-    /// Create the replacement and mark the old one for deletion; `true`: also delete it.
-    Replace(usize, bool),
-    Fail(usize),
-    Refresh(usize, bool),
-    /// New outputs for an earlier created resource.
-    Outputs(usize),
-    Pending,
-}
-
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => Just(Step::Create),
@@ -152,197 +129,6 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..64usize).prop_map(Step::Outputs),
         1 => Just(Step::Pending),
     ]
-}
-
-/// Plays `steps` against a base of `n` resources like the engine would, producing the journal
-/// and, independently, the resulting resource list and pending operations.
-fn simulate(n: usize, steps: &[Step]) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
-    let mut entries = vec![
-        json!({"version":1,"kind":6,"sequenceID":1,"operationID":0,"removeOld":null,"removeNew":null,
-        "secretsProvider":{"type":"service","state":{"url":"u","owner":"organization","project":"proj","stack":"dev"}}}),
-    ];
-    let mut seq = 1i64;
-    let mut op = 0i64;
-    let mut untouched: Vec<usize> = (0..n).collect();
-    // Model.
-    let mut new: Vec<(i64, Value)> = Vec::new();
-    let mut removed: HashSet<usize> = HashSet::new();
-    let mut replaced: BTreeMap<usize, Value> = BTreeMap::new();
-    let mut marked: HashSet<usize> = HashSet::new();
-    let mut pending: Vec<Value> = Vec::new();
-    let mut created = 0u32;
-    let mut entry = |v: Value, seq: &mut i64| {
-        *seq += 1;
-        let mut v = v;
-        v["version"] = json!(1);
-        v["sequenceID"] = json!(*seq);
-        if v.get("removeOld").is_none() {
-            v["removeOld"] = Value::Null;
-        }
-        if v.get("removeNew").is_none() {
-            v["removeNew"] = Value::Null;
-        }
-        entries.push(v);
-    };
-    let base_name = |i: usize| format!("b{i}");
-    for s in steps {
-        let pick = |k: usize, untouched: &mut Vec<usize>| -> Option<usize> {
-            if untouched.is_empty() {
-                None
-            } else {
-                Some(untouched.remove(k % untouched.len()))
-            }
-        };
-        match s {
-            Step::Create => {
-                op += 1;
-                created += 1;
-                let r = resource(&format!("n{created}"), 1);
-                entry(
-                    json!({"kind":0,"operationID":op,"operation":{"resource":r,"type":"creating"}}),
-                    &mut seq,
-                );
-                entry(json!({"kind":1,"operationID":op,"state":r}), &mut seq);
-                new.push((op, r));
-            }
-            Step::Update(k) => {
-                let Some(i) = pick(*k, &mut untouched) else {
-                    continue;
-                };
-                op += 1;
-                let r = resource(&base_name(i), 2);
-                entry(
-                    json!({"kind":0,"operationID":op,"operation":{"resource":resource(&base_name(i),1),"type":"updating"}}),
-                    &mut seq,
-                );
-                entry(
-                    json!({"kind":1,"operationID":op,"removeOld":i,"state":r}),
-                    &mut seq,
-                );
-                removed.insert(i);
-                new.push((op, r));
-            }
-            Step::Delete(k) => {
-                let Some(i) = pick(*k, &mut untouched) else {
-                    continue;
-                };
-                op += 1;
-                entry(
-                    json!({"kind":0,"operationID":op,"operation":{"resource":resource(&base_name(i),1),"type":"deleting"}}),
-                    &mut seq,
-                );
-                entry(json!({"kind":1,"operationID":op,"removeOld":i}), &mut seq);
-                removed.insert(i);
-            }
-            Step::Replace(k, delete_old) => {
-                let Some(i) = pick(*k, &mut untouched) else {
-                    continue;
-                };
-                op += 1;
-                let mut r = resource(&base_name(i), 3);
-                r["id"] = json!(format!("b{i}-replacement"));
-                entry(
-                    json!({"kind":0,"operationID":op,"operation":{"resource":r,"type":"creating"}}),
-                    &mut seq,
-                );
-                entry(
-                    json!({"kind":1,"operationID":op,"deleteOld":i,"state":r}),
-                    &mut seq,
-                );
-                new.push((op, r));
-                marked.insert(i);
-                if *delete_old {
-                    op += 1;
-                    entry(
-                        json!({"kind":0,"operationID":op,"operation":{"resource":resource(&base_name(i),1),"type":"deleting"}}),
-                        &mut seq,
-                    );
-                    entry(json!({"kind":1,"operationID":op,"removeOld":i}), &mut seq);
-                    removed.insert(i);
-                }
-            }
-            Step::Fail(k) => {
-                let Some(i) = pick(*k, &mut untouched) else {
-                    continue;
-                };
-                op += 1;
-                entry(
-                    json!({"kind":0,"operationID":op,"operation":{"resource":resource(&base_name(i),1),"type":"updating"}}),
-                    &mut seq,
-                );
-                entry(json!({"kind":2,"operationID":op}), &mut seq);
-            }
-            Step::Refresh(k, gone) => {
-                let Some(i) = pick(*k, &mut untouched) else {
-                    continue;
-                };
-                op += 1;
-                if *gone {
-                    entry(
-                        json!({"kind":3,"operationID":op,"removeOld":i,"isRefresh":true}),
-                        &mut seq,
-                    );
-                    removed.insert(i);
-                } else {
-                    let r = resource(&base_name(i), 4);
-                    entry(
-                        json!({"kind":3,"operationID":op,"removeOld":i,"isRefresh":true,"state":r}),
-                        &mut seq,
-                    );
-                    replaced.insert(i, r);
-                }
-            }
-            Step::Outputs(k) => {
-                if new.is_empty() {
-                    continue;
-                }
-                let j = k % new.len();
-                let (target_op, old) = &new[j];
-                let mut r = old.clone();
-                r["outputs"]["extra"] = json!(k);
-                entry(
-                    json!({"kind":4,"operationID":*target_op,"removeNew":*target_op,"state":r}),
-                    &mut seq,
-                );
-                new[j].1 = r;
-            }
-            Step::Pending => {
-                op += 1;
-                created += 1;
-                let operation =
-                    json!({"resource": resource(&format!("p{created}"), 1), "type": "creating"});
-                entry(
-                    json!({"kind":0,"operationID":op,"operation":operation}),
-                    &mut seq,
-                );
-                pending.push(operation);
-            }
-        }
-    }
-    let mut resources: Vec<Value> = new.into_iter().map(|(_, r)| r).collect();
-    for i in 0..n {
-        if removed.contains(&i) {
-            continue;
-        }
-        if let Some(r) = replaced.get(&i) {
-            resources.push(r.clone());
-            continue;
-        }
-        let mut r = resource(&base_name(i), 1);
-        if marked.contains(&i) {
-            r["delete"] = json!(true);
-        }
-        resources.push(r);
-    }
-    (entries, resources, pending)
-}
-
-fn base_deployment(n: usize) -> Value {
-    json!({"version": 3, "deployment": {
-        "manifest": {"time": "2026-01-01T00:00:00Z", "magic": "", "version": ""},
-        "secrets_providers": {"type":"service","state":{"url":"u","owner":"organization","project":"proj","stack":"dev"}},
-        "resources": (0..n).map(|i| resource(&format!("b{i}"), 1)).collect::<Vec<_>>()
-    }})
 }
 
 fn check_state(d: &Value, resources: &[Value], pending: &[Value]) -> Result<(), TestCaseError> {

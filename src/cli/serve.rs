@@ -89,7 +89,7 @@ pub struct LimitArgs {
     pub request_queue_timeout: i64,
 
     /// Request-body bytes (as received and decompressed) held at once across all requests;
-    /// beyond it requests get 503 and are retried. Default and minimum: --max-state-bytes.
+    /// beyond it requests get 503 and are retried. Default and minimum: 1.25 × --max-state-bytes.
     #[arg(long, env = "PULUMI_BACKEND_MAX_INFLIGHT_BODY_BYTES")]
     pub max_inflight_body_bytes: Option<usize>,
 
@@ -119,11 +119,12 @@ impl ServeArgs {
             max_connections: l.max_connections as usize,
             max_concurrent_requests: l.max_concurrent_requests as usize,
             queue_timeout: secs(l.request_queue_timeout),
-            // Never below one whole body: a body the limit admits must be able to arrive.
-            max_inflight_body_bytes: l
-                .max_inflight_body_bytes
-                .unwrap_or(self.max_state_bytes)
-                .max(self.max_state_bytes),
+            // Never below one whole body (inflated, plus its gzip as received): a body the
+            // limit admits must be able to arrive on its own.
+            max_inflight_body_bytes: l.max_inflight_body_bytes.unwrap_or(0).max(
+                self.max_state_bytes
+                    .saturating_add(self.max_state_bytes / 4),
+            ),
             header_read_timeout: secs(l.header_read_timeout),
             body_idle_timeout: secs(l.body_idle_timeout),
             body_deadline: secs(l.body_deadline),

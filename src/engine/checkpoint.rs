@@ -398,14 +398,11 @@ impl Engine {
     }
 
     /// The live state of a running update, when it has moved past the stack's stored state.
+    /// An update's slot that is not in memory (after a restart, or on another replica) is
+    /// rebuilt from the store here, so a read never misses what was acknowledged.
     pub(crate) async fn live_state(&self, update: &UpdateRow) -> EngineResult<Option<StateBlob>> {
-        let Some(slot) = self.live.existing(&update.id) else {
-            return Ok(None);
-        };
+        let slot = self.live.slot(&update.id);
         let mut live = slot.lock().await;
-        if !live.has_progress() {
-            return Ok(None);
-        }
         match self.materialize(update, &mut live).await? {
             FinalState::Blob(b) => Ok(Some(b)),
             FinalState::Working { .. } => Ok(self

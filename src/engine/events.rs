@@ -15,29 +15,89 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::engine::blocking::run_sized;
-use crate::engine::deployment::{gunzip, gunzip_stored, gzip};
+use crate::engine::deployment::{gunzip_stored, gzip};
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::lease::Lease;
 use crate::engine::{Caller, Engine};
 use crate::store::{EventBatch, StackKey};
 
 #[derive(Deserialize)]
-struct SummaryHead<'a> {
-    #[serde(rename = "resourceChanges", borrow, default)]
-    resource_changes: Option<&'a RawValue>,
+struct SummaryHead {
+    #[serde(rename = "resourceChanges", default)]
+    resource_changes: Option<Box<RawValue>>,
 }
 
 #[derive(Deserialize)]
-struct EventHead<'a> {
+struct EventHead {
     sequence: i64,
-    #[serde(rename = "summaryEvent", borrow, default)]
-    summary: Option<SummaryHead<'a>>,
+    #[serde(rename = "summaryEvent", default)]
+    summary: Option<SummaryHead>,
 }
 
-#[derive(Deserialize)]
-struct BatchHead<'a> {
-    #[serde(borrow)]
-    events: Vec<EventHead<'a>>,
+/// What the engine records of a batch, gathered while its events stream past: nothing but
+/// the running minimum, maximum, count and the last summary is kept, whatever the batch's
+/// size.
+#[derive(Default)]
+struct BatchStats {
+    first: Option<i64>,
+    last: Option<i64>,
+    count: i64,
+    changes: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for BatchStats {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct Events<'a>(&'a mut BatchStats);
+        impl<'de> serde::de::DeserializeSeed<'de> for Events<'_> {
+            type Value = ();
+            fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_seq(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Events<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of events")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+                while let Some(e) = seq.next_element::<EventHead>()? {
+                    let st = &mut *self.0;
+                    st.first = Some(st.first.map_or(e.sequence, |f| f.min(e.sequence)));
+                    st.last = Some(st.last.map_or(e.sequence, |l| l.max(e.sequence)));
+                    st.count += 1;
+                    if let Some(c) = e.summary.and_then(|s| s.resource_changes) {
+                        st.changes = Some(c.get().to_owned());
+                    }
+                }
+                Ok(())
+            }
+        }
+        struct Batch;
+        impl<'de> Visitor<'de> for Batch {
+            type Value = BatchStats;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object with events")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BatchStats, A::Error> {
+                let mut stats = BatchStats::default();
+                let mut seen = false;
+                while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if k == "events" {
+                        map.next_value_seed(Events(&mut stats))?;
+                        seen = true;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                if !seen {
+                    return Err(serde::de::Error::missing_field("events"));
+                }
+                Ok(stats)
+            }
+        }
+        d.deserialize_map(Batch)
+    }
 }
 
 #[derive(Deserialize)]
@@ -63,23 +123,36 @@ pub const EVENT_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// ... and at most this many stored batches.
 const EVENT_PAGE_BATCHES: i64 = 256;
 
+fn stats_of(stats: BatchStats) -> (i64, i64, i64, Option<String>) {
+    match (stats.first, stats.last) {
+        (Some(f), Some(l)) => (f, l, stats.count, stats.changes),
+        _ => (0, -1, 0, None),
+    }
+}
+
+fn invalid_batch(e: serde_json::Error) -> EngineError {
+    EngineError::Invalid(format!("the event batch is not valid: {e}"))
+}
+
 /// Reads what the engine needs from a batch: sequence range, count and the resource changes
 /// of a summary event.
 fn inspect_batch(json: &[u8]) -> EngineResult<(i64, i64, i64, Option<String>)> {
-    let batch: BatchHead<'_> = serde_json::from_slice(json)
-        .map_err(|e| EngineError::Invalid(format!("the event batch is not valid: {e}")))?;
-    if batch.events.is_empty() {
-        return Ok((0, -1, 0, None));
-    }
-    let first = batch.events.iter().map(|e| e.sequence).min().unwrap_or(0);
-    let last = batch.events.iter().map(|e| e.sequence).max().unwrap_or(0);
-    let changes = batch
-        .events
-        .iter()
-        .rev()
-        .find_map(|e| e.summary.as_ref()?.resource_changes)
-        .map(|r| r.get().to_owned());
-    Ok((first, last, batch.events.len() as i64, changes))
+    serde_json::from_slice::<BatchStats>(json)
+        .map(stats_of)
+        .map_err(invalid_batch)
+}
+
+/// [`inspect_batch`] on a gzip batch, inflating it as it is parsed (never whole in memory).
+/// The caller has already scanned the whole stream (CRC, size under `limit`).
+fn inspect_gzip(gz: &[u8], limit: usize) -> EngineResult<(i64, i64, i64, Option<String>)> {
+    let reader = std::io::BufReader::with_capacity(
+        64 * 1024,
+        GzDecoder::new(gz).take((limit as u64).saturating_add(1)),
+    );
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let stats = BatchStats::deserialize(&mut de).map_err(invalid_batch)?;
+    de.end().map_err(invalid_batch)?;
+    Ok(stats_of(stats))
 }
 
 /// An event batch as the CLI sent it.
@@ -167,34 +240,42 @@ fn first_sequence(prefix: &[u8]) -> Option<i64> {
 }
 
 /// The stored form of a batch and what the engine records of it.
-fn batch_of(body: EventBody, limit: usize) -> EngineResult<EventBatch> {
-    let (json, gz) = match body {
-        EventBody::Json(json) => (json, None),
+pub(crate) fn batch_of(body: EventBody, limit: usize) -> EngineResult<EventBatch> {
+    match body {
+        EventBody::Json(json) => {
+            let (first, last, count, changes) = inspect_batch(&json)?;
+            Ok(EventBatch {
+                first_sequence: first,
+                last_sequence: last,
+                count,
+                gz: gzip(&json),
+                resource_changes: changes,
+            })
+        }
         EventBody::Gzip(gz) => {
             let scan = scan_gzip(&gz, limit)?;
-            match scan.first_sequence {
-                Some(first) if !scan.has_summary => {
-                    // Last sequence and count are only known by parsing; -1 says "not read".
-                    return Ok(EventBatch {
-                        first_sequence: first,
-                        last_sequence: -1,
-                        count: -1,
-                        gz,
-                        resource_changes: None,
-                    });
-                }
-                _ => (gunzip(&gz, limit)?, Some(gz)),
+            if let Some(first) = scan.first_sequence
+                && !scan.has_summary
+            {
+                // Last sequence and count are only known by parsing; -1 says "not read".
+                return Ok(EventBatch {
+                    first_sequence: first,
+                    last_sequence: -1,
+                    count: -1,
+                    gz,
+                    resource_changes: None,
+                });
             }
+            let (first, last, count, changes) = inspect_gzip(&gz, limit)?;
+            Ok(EventBatch {
+                first_sequence: first,
+                last_sequence: last,
+                count,
+                gz,
+                resource_changes: changes,
+            })
         }
-    };
-    let (first, last, count, changes) = inspect_batch(&json)?;
-    Ok(EventBatch {
-        first_sequence: first,
-        last_sequence: last,
-        count,
-        gz: gz.unwrap_or_else(|| gzip(&json)),
-        resource_changes: changes,
-    })
+    }
 }
 
 impl Engine {

@@ -38,11 +38,6 @@ pub struct Live {
 }
 
 impl Live {
-    /// True when this slot holds something newer than the stack's stored state.
-    pub fn has_progress(&self) -> bool {
-        self.replayer.as_ref().is_some_and(|r| r.applied() > 0) || self.text.is_some()
-    }
-
     pub fn clear(&mut self) {
         self.replayer = None;
         self.text = None;
@@ -81,11 +76,6 @@ impl LiveCache {
             .or_insert_with(|| (Arc::new(AsyncMutex::new(Live::default())), now));
         entry.1 = now;
         entry.0.clone()
-    }
-
-    /// The slot of an update only if one is in memory.
-    pub fn existing(&self, update_id: &str) -> Option<Slot> {
-        locked(&self.slots).get(update_id).map(|(s, _)| s.clone())
     }
 
     pub fn remove(&self, update_id: &str) {

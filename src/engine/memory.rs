@@ -7,11 +7,18 @@
 //! that peak. Other platforms and allocators need neither: these are no-ops there.
 
 /// Call once, before any thread starts.
+///
+/// Also fixes the size above which an allocation gets its own mapping at 1 MiB. glibc
+/// otherwise raises that threshold (up to 32 MiB) each time such a block is freed, after
+/// which request bodies and states land in the arenas and their pages stay resident after
+/// they are freed: under a burst of large requests the resident size was twice the bytes the
+/// requests ever held at once (`cargo bench --bench hostile`).
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tunable; called before other threads allocate.
+    // SAFETY: mallopt only sets tunables; called before other threads allocate.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 

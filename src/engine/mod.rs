@@ -17,7 +17,7 @@ pub mod reveal;
 pub mod backup;
 mod bootstrap;
 mod checkpoint;
-mod events;
+pub(crate) mod events;
 mod history;
 pub mod lease;
 mod live;
