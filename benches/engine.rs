@@ -49,6 +49,7 @@ async fn start(engine: &Engine, stack: &str, journal: bool) -> (String, Lease) {
             &caller,
             &key(stack),
             CreateUpdate {
+                coherence_window: None,
                 kind: UpdateKind::Update,
                 dry_run: false,
                 message: String::new(),
@@ -191,7 +192,10 @@ async fn main() {
                 .unwrap();
             batch_samples.push(tb.elapsed());
         }
-        engine.complete_update(&token, "succeeded").await.unwrap();
+        engine
+            .complete_update(&token, "succeeded", None)
+            .await
+            .unwrap();
         samples.push(t.elapsed());
     }
     row(
@@ -221,7 +225,10 @@ async fn main() {
             .await
             .unwrap();
     }
-    engine.complete_update(&token, "succeeded").await.unwrap();
+    engine
+        .complete_update(&token, "succeeded", None)
+        .await
+        .unwrap();
     let (off_engine, off_store) = {
         let s = SqliteStore::open(&dir.path().join("bench.db")).unwrap();
         let e = Engine::open_offline(

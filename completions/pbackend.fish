@@ -54,7 +54,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-state-by
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-connections -d 'Open client connections at most; further ones wait until one closes' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-concurrent-requests -d 'Requests handled at once; more wait up to --request-queue-timeout, then get 503' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l request-queue-timeout -d 'How long a request waits for one of those slots (seconds, or with s/m/h)' -r
-complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-inflight-body-bytes -d 'Request-body bytes (as received and decompressed) held at once across all requests; beyond it requests get 503 and are retried. Default: --max-state-bytes' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-inflight-body-bytes -d 'Request-body bytes (as received and decompressed) held at once across all requests; beyond it requests get 503 and are retried. Default and minimum: 1.25 × --max-state-bytes' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l header-read-timeout -d 'A client must send a request\'s headers within this' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l body-idle-timeout -d 'A request body may pause this long between two pieces' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l body-deadline -d 'A request body must arrive whole within this' -r

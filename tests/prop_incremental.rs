@@ -83,6 +83,7 @@ async fn begin(engine: &Engine, base: Option<Value>, journal: bool) -> (String, 
             &caller(),
             &key(),
             CreateUpdate {
+                coherence_window: None,
                 kind: UpdateKind::Update,
                 dry_run: false,
                 message: String::new(),
@@ -192,7 +193,10 @@ fn run_journal_case(
         drop(engine);
         store.close();
         let (engine, _store) = open(dir.path(), &master).await;
-        engine.complete_update(&token, "succeeded").await.unwrap();
+        engine
+            .complete_update(&token, "succeeded", None)
+            .await
+            .unwrap();
         let stored = export(&engine).await;
         check_state(&stored, &expected, &pending)?;
         prop_assert_eq!(
@@ -309,7 +313,7 @@ fn run_delta_case(pad: String, rounds: Vec<Vec<Edit>>) -> Result<(), TestCaseErr
         drop(engine);
         store.close();
         let (engine, _store) = open(dir.path(), &master).await;
-        engine.complete_update(&token, "succeeded").await.unwrap();
+        engine.complete_update(&token, "succeeded", None).await.unwrap();
         prop_assert_eq!(&export(&engine).await, &expected);
         Ok(())
     })

@@ -132,7 +132,17 @@ impl Engine {
                 plain: None,
             });
         }
-        match self.store.get_state(stack.id, version).await? {
+        self.export_version(stack.id, key, version).await
+    }
+
+    /// A stored version of a stack's state (`None`: the current one), as export sends it.
+    pub(crate) async fn export_version(
+        &self,
+        stack_id: i64,
+        key: &StackKey,
+        version: Option<i64>,
+    ) -> EngineResult<Export> {
+        match self.store.get_state(stack_id, version).await? {
             Some(blob) => Ok(Export {
                 gz: Some(blob.gz),
                 plain: None,
@@ -178,6 +188,7 @@ impl Engine {
         for _ in 0..2 {
             let id = crate::engine::updates::new_update_id();
             let update = NewUpdate {
+                coherence_window: None,
                 id: id.clone(),
                 stack_id: stack.id,
                 kind: "import".into(),

@@ -23,6 +23,7 @@ pub mod lease;
 mod live;
 pub mod memory;
 pub mod operator;
+mod outputs;
 mod secrets;
 mod stacks;
 mod updates;
@@ -34,8 +35,11 @@ pub use error::{EngineError, EngineResult};
 pub use events::{EventBody, EventsPage};
 pub use history::{Export, UpdateInfo};
 pub use lease::{Lease, LeaseUse};
+pub use outputs::StackOutputs;
 pub use stacks::{CreateStack, StackList, StackListQuery};
-pub use updates::{CreateUpdate, StartUpdateOptions, Started, UpdateKind, UpdateStatusView};
+pub use updates::{
+    Begun, CreateUpdate, RecordedOutputs, StartUpdateOptions, Started, UpdateKind, UpdateStatusView,
+};
 
 use crate::engine::clock::Clock;
 use crate::engine::crypto::MasterKey;

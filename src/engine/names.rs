@@ -52,8 +52,17 @@ pub fn check_key(key: &StackKey) -> EngineResult<()> {
     check_stack(&key.stack)
 }
 
-/// Tag names `[A-Za-z0-9-_.:]{1,40}`, values at most 256 characters.
+/// Most tags a stack may carry.
+pub const MAX_TAGS: usize = 200;
+
+/// At most [`MAX_TAGS`] tags; names `[A-Za-z0-9-_.:]{1,40}`, values at most 256 characters.
 pub fn check_tags(tags: &Tags) -> EngineResult<()> {
+    if tags.len() > MAX_TAGS {
+        return Err(EngineError::Invalid(format!(
+            "a stack may have at most {MAX_TAGS} tags ({} given)",
+            tags.len()
+        )));
+    }
     for (name, value) in tags {
         if name.is_empty() || name.len() > 40 || !name_chars_ok(name, b".:") {
             return Err(EngineError::Invalid(format!(
@@ -65,6 +74,16 @@ pub fn check_tags(tags: &Tags) -> EngineResult<()> {
                 "the value of tag {name:?} is longer than 256 characters"
             )));
         }
+    }
+    Ok(())
+}
+
+/// A coherence window id: 1 to 256 printable ASCII characters.
+pub fn check_window(w: &str) -> EngineResult<()> {
+    if w.is_empty() || w.len() > 256 || !w.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(EngineError::Invalid(
+            "invalid coherence window: use 1 to 256 printable ASCII characters".into(),
+        ));
     }
     Ok(())
 }

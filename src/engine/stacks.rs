@@ -25,6 +25,9 @@ pub struct StackListQuery {
     pub continuation: Option<String>,
 }
 
+/// Stacks one unpaginated listing returns at most (API versions before 8).
+pub const MAX_UNPAGED_STACKS: usize = 10_000;
+
 pub struct StackList {
     pub stacks: Vec<StackRow>,
     /// Present when more stacks follow; URL-safe.
@@ -92,6 +95,29 @@ impl Engine {
             None => None,
         };
         Ok((stack, running))
+    }
+
+    /// Every stack the query matches in one answer (clients before API version 8, which do
+    /// not follow continuation tokens), up to [`MAX_UNPAGED_STACKS`].
+    pub async fn list_all_stacks(
+        &self,
+        caller: &Caller,
+        mut q: StackListQuery,
+    ) -> EngineResult<StackList> {
+        let mut all = Vec::new();
+        loop {
+            let page = self.list_stacks(caller, q.clone()).await?;
+            all.extend(page.stacks);
+            match page.continuation {
+                Some(next) if all.len() < MAX_UNPAGED_STACKS => q.continuation = Some(next),
+                _ => break,
+            }
+        }
+        all.truncate(MAX_UNPAGED_STACKS);
+        Ok(StackList {
+            stacks: all,
+            continuation: None,
+        })
     }
 
     pub async fn list_stacks(&self, caller: &Caller, q: StackListQuery) -> EngineResult<StackList> {

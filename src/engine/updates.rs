@@ -13,7 +13,7 @@ use crate::engine::lease::{Lease, check_update_id};
 use crate::engine::{Caller, Engine, names};
 use crate::store::{
     FinishGuard, FinishOutcome, FinishUpdate, LeaseDenied, NewUpdate, StackKey, StartOutcome,
-    StartUpdate, StoreError, Tags, UpdateRow, UpdateStatus,
+    StartUpdate, StoreError, Tags, UpdateRow, UpdateStatus, WindowOutputs,
 };
 
 /// The kinds of update the CLI creates through `POST /api/stacks/{o}/{p}/{s}/{kind}`.
@@ -48,6 +48,8 @@ impl UpdateKind {
 
 pub struct CreateUpdate {
     pub kind: UpdateKind,
+    /// The coherence window the update runs in (CLI `--coherence-window`).
+    pub coherence_window: Option<String>,
     pub dry_run: bool,
     pub message: String,
     /// JSON object text.
@@ -65,10 +67,28 @@ pub struct StartUpdateOptions {
 #[derive(Debug)]
 pub struct Started {
     pub version: i64,
+    /// The stack version the update starts from (`None`: no state yet).
+    pub base_version: Option<i64>,
     pub token: String,
     pub token_expiration: i64,
     /// 1 or 2 when the CLI is to send journal entries (at that version), 0 for checkpoints.
     pub journal_version: i64,
+}
+
+/// What `begin-update` answers.
+pub struct Begun {
+    pub update_id: String,
+    pub started: Started,
+    /// The deployment the update starts from, as `export` would send it.
+    pub base: crate::engine::Export,
+    pub tags: Tags,
+}
+
+/// Root-stack outputs a preview in a coherence window reports at `complete` (JSON texts).
+#[derive(Debug, Default)]
+pub struct RecordedOutputs {
+    pub outputs: Option<String>,
+    pub secrets_providers: Option<String>,
 }
 
 pub struct UpdateStatusView {
@@ -121,21 +141,59 @@ impl Engine {
     ) -> EngineResult<String> {
         let stack = self.stack(caller, key).await?;
         let id = new_update_id();
-        let dry_run = req.dry_run || req.kind == UpdateKind::Preview;
-        self.store
-            .create_update(NewUpdate {
-                id: id.clone(),
-                stack_id: stack.id,
-                kind: req.kind.as_str().to_owned(),
-                dry_run,
-                created_at: self.now(),
-                author: caller.user.clone(),
-                message: req.message,
-                environment: req.environment,
-                config: req.config,
-            })
-            .await?;
+        let row = self.new_update_row(caller, stack.id, &id, req)?;
+        self.store.create_update(row).await?;
         Ok(id)
+    }
+
+    fn new_update_row(
+        &self,
+        caller: &Caller,
+        stack_id: i64,
+        id: &str,
+        req: CreateUpdate,
+    ) -> EngineResult<NewUpdate> {
+        if let Some(w) = &req.coherence_window {
+            names::check_window(w)?;
+        }
+        Ok(NewUpdate {
+            id: id.to_owned(),
+            stack_id,
+            kind: req.kind.as_str().to_owned(),
+            dry_run: req.dry_run || req.kind == UpdateKind::Preview,
+            created_at: self.now(),
+            author: caller.user.clone(),
+            message: req.message,
+            environment: req.environment,
+            config: req.config,
+            coherence_window: req.coherence_window,
+        })
+    }
+
+    /// `POST …/begin-update`: creates and starts an update in one store transaction, and
+    /// answers with what the CLI would otherwise fetch in three more calls: the deployment the
+    /// update starts from and the stack's tags. Nothing is created when the stack is busy.
+    pub async fn begin_update(
+        &self,
+        caller: &Caller,
+        key: &StackKey,
+        create: CreateUpdate,
+        opts: StartUpdateOptions,
+    ) -> EngineResult<Begun> {
+        let stack = self.stack(caller, key).await?;
+        let id = new_update_id();
+        let row = self.new_update_row(caller, stack.id, &id, create)?;
+        let started = self.start_with(stack.id, &id, opts, Some(row)).await?;
+        let base = self
+            .export_version(stack.id, key, started.base_version)
+            .await?;
+        let stack = self.stack(caller, key).await?;
+        Ok(Begun {
+            update_id: id,
+            started,
+            base,
+            tags: stack.tags,
+        })
     }
 
     pub async fn start_update(
@@ -147,6 +205,18 @@ impl Engine {
     ) -> EngineResult<Started> {
         let stack = self.stack(caller, key).await?;
         check_update_id(update_id)?;
+        self.start_with(stack.id, update_id, opts, None).await
+    }
+
+    /// Starts `update_id` (creating it first, in the same transaction, when `create` is
+    /// given). An expired holder of the stack is reaped and the start tried once more.
+    async fn start_with(
+        &self,
+        stack_id: i64,
+        update_id: &str,
+        opts: StartUpdateOptions,
+        create: Option<NewUpdate>,
+    ) -> EngineResult<Started> {
         if let Some(tags) = &opts.tags {
             names::check_tags(tags)?;
         }
@@ -160,22 +230,31 @@ impl Engine {
         for _ in 0..2 {
             let now = self.now();
             let expires = now + self.cfg.lease_duration;
-            let outcome = self
-                .store
-                .start_update(StartUpdate {
-                    update_id: update_id.to_owned(),
-                    stack_id: stack.id,
-                    now,
-                    lease_hash: token_hash.clone(),
-                    lease_expires: expires,
-                    tags: opts.tags.clone(),
-                    journal_version,
-                })
-                .await;
+            let start = StartUpdate {
+                update_id: update_id.to_owned(),
+                stack_id,
+                now,
+                lease_hash: token_hash.clone(),
+                lease_expires: expires,
+                tags: opts.tags.clone(),
+                journal_version,
+            };
+            let outcome = match &create {
+                Some(row) => self.store.begin_update(row.clone(), start).await,
+                None => self.store.start_update(start).await,
+            };
             match outcome {
                 Ok(StartOutcome::Started(row)) => {
+                    tracing::debug!(
+                        update = %update_id,
+                        version = row.version,
+                        journal_version,
+                        begin = create.is_some(),
+                        "update started"
+                    );
                     return Ok(Started {
                         version: row.version,
+                        base_version: row.base_version,
                         token,
                         token_expiration: expires,
                         journal_version,
@@ -211,6 +290,7 @@ impl Engine {
         update: &UpdateRow,
         guard: FinishGuard,
         status: UpdateStatus,
+        window_outputs: Option<WindowOutputs>,
     ) -> EngineResult<FinishOutcome> {
         let slot = self.live.slot(&update.id);
         let mut live = slot.lock().await;
@@ -226,6 +306,7 @@ impl Engine {
                 resource_changes: None,
                 final_state,
                 keep_versions: self.cfg.max_state_versions,
+                window_outputs,
             })
             .await?;
         live.clear();
@@ -244,6 +325,7 @@ impl Engine {
             update,
             FinishGuard::ExpiredAt(self.now()),
             UpdateStatus::Failed,
+            None,
         )
         .await?;
         Ok(())
@@ -263,7 +345,14 @@ impl Engine {
         Ok(expires)
     }
 
-    pub async fn complete_update(&self, lease: &Lease, status: &str) -> EngineResult<()> {
+    /// `recorded`: outputs a preview in a coherence window reports (kept only for updates
+    /// that run in a window).
+    pub async fn complete_update(
+        &self,
+        lease: &Lease,
+        status: &str,
+        recorded: Option<RecordedOutputs>,
+    ) -> EngineResult<()> {
         let status = match status {
             "succeeded" => UpdateStatus::Succeeded,
             "failed" => UpdateStatus::Failed,
@@ -286,7 +375,15 @@ impl Engine {
         // Nothing is rebuilt for a caller without a valid lease.
         self.store.check_lease(lease.clone()).await?;
         let outcome = self
-            .finish_with_state(&update, FinishGuard::Lease(lease), status)
+            .finish_with_state(
+                &update,
+                FinishGuard::Lease(lease),
+                status,
+                recorded.map(|r| WindowOutputs {
+                    outputs: r.outputs,
+                    secrets_providers: r.secrets_providers,
+                }),
+            )
             .await?;
         match outcome {
             FinishOutcome::Finished(_) => Ok(()),
@@ -320,7 +417,7 @@ impl Engine {
             )));
         }
         let outcome = self
-            .finish_with_state(&update, FinishGuard::Running, UpdateStatus::Cancelled)
+            .finish_with_state(&update, FinishGuard::Running, UpdateStatus::Cancelled, None)
             .await?;
         match outcome {
             FinishOutcome::Finished(_) => Ok(()),

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod handlers;
 pub mod routes;
 pub mod state;
+pub mod version;
 pub mod wire;
 
 use std::future::Future;
@@ -98,6 +99,7 @@ pub fn router(engine: Arc<Engine>, cfg: &ServerConfig) -> Router {
                 // than to send over a LAN; setting up a deflate stream showed in profiles.
                 .compress_when(SizeAbove::new(4096)),
         )
+        .layer(middleware::from_fn(version::negotiate))
         .layer(middleware::from_fn_with_state(slots, limit_concurrency))
         .layer(middleware::from_fn(access_log))
         .with_state(state)

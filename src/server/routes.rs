@@ -100,6 +100,8 @@ fn entries() -> Vec<Entry> {
         r(M::GET, STACK, Token, stacks::get_stack),
         r(M::DELETE, STACK, Token, stacks::delete_stack),
         r(M::POST, s("/rename"), Token, stacks::rename_stack),
+        r(M::POST, s("/begin-update"), Token, updates::begin_update),
+        r(M::GET, s("/outputs"), Token, updates::stack_outputs),
         r(M::PATCH, s("/tags"), Token, stacks::update_tags),
         // history, export, import
         r(M::GET, s("/updates"), Token, history::history),

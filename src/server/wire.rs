@@ -208,6 +208,67 @@ pub struct UpdateProgramRequest {
     pub metadata: Option<UpdateMetadata>,
     #[serde(default)]
     pub options: Option<UpdateOptions>,
+    #[serde(rename = "coherenceWindow", default)]
+    pub coherence_window: Option<String>,
+}
+
+/// `POST …/begin-update`: the create-update body and the start-update fields in one.
+#[derive(Deserialize)]
+pub struct BeginUpdateRequest {
+    #[serde(rename = "updateKind")]
+    pub update_kind: String,
+    pub program: UpdateProgramRequest,
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    #[serde(rename = "journalVersion", default)]
+    pub journal_version: Option<i64>,
+}
+
+/// `POST …/begin-update` answer, without its `deployment`, which is spliced in as the bytes
+/// export would send (see the handler).
+#[derive(Serialize)]
+pub struct BeginUpdateResponse<'a> {
+    pub version: i64,
+    pub token: &'a str,
+    #[serde(rename = "tokenExpiration")]
+    pub token_expiration: i64,
+    #[serde(rename = "journalVersion", skip_serializing_if = "Option::is_none")]
+    pub journal_version: Option<i64>,
+    #[serde(rename = "updateID")]
+    pub update_id: &'a str,
+    #[serde(rename = "aiSettings")]
+    pub ai_settings: AiSettings,
+    pub stack: BeginStack<'a>,
+}
+
+#[derive(Serialize)]
+pub struct BeginStack<'a> {
+    #[serde(rename = "orgName")]
+    pub org_name: &'a str,
+    #[serde(rename = "projectName")]
+    pub project_name: &'a str,
+    #[serde(rename = "stackName")]
+    pub stack_name: &'a str,
+    pub tags: &'a BTreeMap<String, String>,
+}
+
+/// `GET …/outputs`.
+#[derive(Serialize)]
+pub struct StackOutputsResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Box<RawValue>>,
+    #[serde(rename = "secretsProviders", skip_serializing_if = "Option::is_none")]
+    pub secrets_providers: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unknown: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'static str>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct OutputsQuery {
+    #[serde(rename = "readingUpdateID", default)]
+    pub reading_update_id: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -258,6 +319,11 @@ pub struct RenewLeaseResponse {
 #[derive(Deserialize)]
 pub struct CompleteUpdateRequest {
     pub status: String,
+    /// A preview in a coherence window: the root stack's outputs it computed.
+    #[serde(default)]
+    pub outputs: Option<Box<RawValue>>,
+    #[serde(rename = "secretsProviders", default)]
+    pub secrets_providers: Option<Box<RawValue>>,
 }
 
 #[derive(Serialize)]

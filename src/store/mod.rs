@@ -131,6 +131,26 @@ pub struct NewUpdate {
     pub environment: String,
     /// JSON object text (config key → {string, secret, object}).
     pub config: String,
+    /// The coherence window the update runs in, if any.
+    pub coherence_window: Option<String>,
+}
+
+/// Root-stack outputs a preview in a coherence window recorded at `complete` (JSON texts).
+#[derive(Debug, Clone)]
+pub struct WindowOutputs {
+    pub outputs: Option<String>,
+    pub secrets_providers: Option<String>,
+}
+
+/// An update of one stack in a coherence window.
+#[derive(Debug, Clone)]
+pub struct WindowMember {
+    pub update_id: String,
+    pub dry_run: bool,
+    pub status: UpdateStatus,
+    pub created_at: i64,
+    pub ended_at: Option<i64>,
+    pub recorded: Option<WindowOutputs>,
 }
 
 #[derive(Debug, Clone)]
@@ -280,6 +300,8 @@ pub struct FinishUpdate {
     pub resource_changes: Option<String>,
     pub final_state: FinalState,
     pub keep_versions: i64,
+    /// Recorded on the update when it runs in a coherence window.
+    pub window_outputs: Option<WindowOutputs>,
 }
 
 #[derive(Debug, Clone)]
@@ -420,6 +442,17 @@ pub trait Store: Send + Sync + 'static {
     /// Starts an update. Non-preview updates take the stack's lease and a new version number
     /// unless another live or expired-but-unreaped update holds the stack.
     fn start_update(&self, start: StartUpdate) -> StoreFuture<'_, StartOutcome>;
+    /// Creates an update and starts it in one transaction (`begin-update`): when another
+    /// update holds the stack, nothing is created.
+    fn begin_update(&self, update: NewUpdate, start: StartUpdate) -> StoreFuture<'_, StartOutcome>;
+    /// The coherence window an update runs in.
+    fn update_window<'a>(&'a self, update_id: &'a str) -> StoreFuture<'a, Option<String>>;
+    /// The updates of a stack in a coherence window, oldest first.
+    fn window_members<'a>(
+        &'a self,
+        stack_id: i64,
+        window: &'a str,
+    ) -> StoreFuture<'a, Vec<WindowMember>>;
     /// The lease of the update `update_id` if it belongs to the stack now named `key`.
     fn lease_state<'a>(
         &'a self,

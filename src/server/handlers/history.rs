@@ -104,6 +104,14 @@ async fn send_deployment(export: Export, headers: &HeaderMap) -> ApiResult<Respo
     }
 }
 
+/// The bytes of a deployment, inflated (for embedding in another answer).
+pub async fn deployment_bytes(export: Export) -> ApiResult<Vec<u8>> {
+    match (export.gz, export.plain) {
+        (Some(gz), _) => Ok(run_sized(gz.len(), move || gunzip_stored(&gz)).await?),
+        (None, plain) => Ok(plain.unwrap_or(b"{}").to_vec()),
+    }
+}
+
 pub async fn export(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,

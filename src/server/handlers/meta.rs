@@ -8,10 +8,12 @@ use crate::engine::deployment::MAX_SCHEMA_VERSION;
 use crate::server::auth::ApiCaller;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
+use crate::server::version::{DEFAULT_API_VERSION, MAX_API_VERSION, MIN_API_VERSION};
 use crate::server::wire::*;
 
 /// What this server implements, and nothing more: the CLI switches protocols on these.
-/// (Journaling needs no capability: the CLI asks for it when it starts an update.)
+/// (Journaling needs no capability: the CLI asks for it when it starts an update.) Older
+/// CLIs ignore the names they do not know.
 pub async fn capabilities(State(state): State<AppState>) -> AxumJson<CapabilitiesResponse> {
     let cutoff = state.engine.config().delta_cutoff_bytes;
     AxumJson(CapabilitiesResponse {
@@ -30,6 +32,30 @@ pub async fn capabilities(State(state): State<AppState>) -> AxumJson<Capabilitie
                 capability: "deployment-schema-version",
                 version: Some(1),
                 configuration: Some(serde_json::json!({ "version": MAX_SCHEMA_VERSION })),
+            },
+            Capability {
+                capability: "begin-update",
+                version: Some(1),
+                configuration: None,
+            },
+            Capability {
+                capability: "stack-outputs",
+                version: Some(1),
+                configuration: None,
+            },
+            Capability {
+                capability: "coherence-windows",
+                version: Some(1),
+                configuration: None,
+            },
+            Capability {
+                capability: "api-version",
+                version: Some(1),
+                configuration: Some(serde_json::json!({
+                    "minVersion": MIN_API_VERSION,
+                    "maxVersion": MAX_API_VERSION,
+                    "defaultVersion": DEFAULT_API_VERSION,
+                })),
             },
         ],
     })

@@ -5,11 +5,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use crate::engine::{CreateStack, StackListQuery};
+use axum::extract::Extension;
+
 use crate::server::auth::ApiCaller;
 use crate::server::error::ApiResult;
 use crate::server::extract::{Json, P, Q, StateBody};
 use crate::server::handlers::StackPath;
 use crate::server::state::AppState;
+use crate::server::version::ApiVersion;
 use crate::server::wire::*;
 
 #[derive(serde::Deserialize)]
@@ -81,21 +84,22 @@ pub async fn delete_stack(
 pub async fn list_stacks(
     State(state): State<AppState>,
     ApiCaller(caller): ApiCaller,
+    Extension(ApiVersion(version)): Extension<ApiVersion>,
     Q(q): Q<ListStacksQuery>,
 ) -> ApiResult<AxumJson<ListStacksResponse>> {
-    let list = state
-        .engine
-        .list_stacks(
-            &caller,
-            StackListQuery {
-                org: q.organization.filter(|s| !s.is_empty()),
-                project: q.project.filter(|s| !s.is_empty()),
-                tag_name: q.tag_name.filter(|s| !s.is_empty()),
-                tag_value: q.tag_value,
-                continuation: q.continuation_token.filter(|s| !s.is_empty()),
-            },
-        )
-        .await?;
+    let query = StackListQuery {
+        org: q.organization.filter(|s| !s.is_empty()),
+        project: q.project.filter(|s| !s.is_empty()),
+        tag_name: q.tag_name.filter(|s| !s.is_empty()),
+        tag_value: q.tag_value,
+        continuation: q.continuation_token.filter(|s| !s.is_empty()),
+    };
+    // Clients before API version 8 read one page only.
+    let list = if version < 8 {
+        state.engine.list_all_stacks(&caller, query).await?
+    } else {
+        state.engine.list_stacks(&caller, query).await?
+    };
     Ok(AxumJson(ListStacksResponse {
         stacks: list.stacks.iter().map(StackSummary::from).collect(),
         continuation_token: list.continuation,

@@ -5,12 +5,18 @@ use axum::Json as AxumJson;
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use crate::engine::{CreateUpdate, EventBody, StartUpdateOptions, UpdateKind};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::value::RawValue;
+
+use crate::engine::blocking::run_sized;
+use crate::engine::{CreateUpdate, EventBody, RecordedOutputs, StartUpdateOptions, UpdateKind};
 use crate::server::auth::{ApiCaller, LeaseHeader, UpdateLease};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::{
     EventsBody, JournalBody, Json, OptionalJson, P, Q, RawBody, StateBody,
 };
+use crate::server::handlers::history::deployment_bytes;
 use crate::server::handlers::{StackPath, UpdatePath};
 use crate::server::state::AppState;
 use crate::server::wire::*;
@@ -38,30 +44,122 @@ pub async fn create_update(
         stack: p.stack,
     }
     .key();
-    let metadata = req.metadata.unwrap_or_default();
-    let environment = serde_json::to_string(&metadata.environment.unwrap_or_default())
-        .map_err(ApiError::bad_request)?;
-    let config =
-        serde_json::to_string(&req.config.unwrap_or_default()).map_err(ApiError::bad_request)?;
     let id = state
         .engine
-        .create_update(
-            &caller,
-            &key,
-            CreateUpdate {
-                kind,
-                dry_run: req.options.unwrap_or_default().dry_run,
-                message: metadata.message,
-                environment,
-                config,
-            },
-        )
+        .create_update(&caller, &key, create_request(kind, req)?)
         .await?;
     Ok(AxumJson(UpdateProgramResponse {
         update_id: id,
         ai_settings: AiSettings {
             copilot_is_enabled: false,
         },
+    }))
+}
+
+fn create_request(kind: UpdateKind, req: UpdateProgramRequest) -> ApiResult<CreateUpdate> {
+    let metadata = req.metadata.unwrap_or_default();
+    let environment = serde_json::to_string(&metadata.environment.unwrap_or_default())
+        .map_err(ApiError::bad_request)?;
+    let config =
+        serde_json::to_string(&req.config.unwrap_or_default()).map_err(ApiError::bad_request)?;
+    Ok(CreateUpdate {
+        kind,
+        coherence_window: req.coherence_window.filter(|w| !w.is_empty()),
+        dry_run: req.options.unwrap_or_default().dry_run,
+        message: metadata.message,
+        environment,
+        config,
+    })
+}
+
+/// `POST …/begin-update` (CLI v3.277+): create, start, and the deployment and tags the CLI
+/// would otherwise fetch. The deployment goes out as the bytes `export` sends, spliced into
+/// the answer without being parsed again.
+pub async fn begin_update(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    P(p): P<StackPath>,
+    Json(req): Json<BeginUpdateRequest>,
+) -> ApiResult<Response> {
+    // The CLI sends the engine's own name for imports; they are updates.
+    let kind = match req.update_kind.as_str() {
+        "resource-import" => UpdateKind::Update,
+        k => UpdateKind::parse(k)
+            .ok_or_else(|| ApiError::bad_request(format!("unknown updateKind {k:?}")))?,
+    };
+    let key = p.key();
+    let begun = state
+        .engine
+        .begin_update(
+            &caller,
+            &key,
+            create_request(kind, req.program)?,
+            StartUpdateOptions {
+                tags: req.tags,
+                journal_version: req.journal_version,
+            },
+        )
+        .await?;
+    let head = serde_json::to_vec(&BeginUpdateResponse {
+        version: begun.started.version,
+        token: &begun.started.token,
+        token_expiration: begun.started.token_expiration,
+        journal_version: (begun.started.journal_version > 0)
+            .then_some(begun.started.journal_version),
+        update_id: &begun.update_id,
+        ai_settings: AiSettings {
+            copilot_is_enabled: false,
+        },
+        stack: BeginStack {
+            org_name: &key.org,
+            project_name: &key.project,
+            stack_name: &key.stack,
+            tags: &begun.tags,
+        },
+    })
+    .map_err(ApiError::internal)?;
+    let deployment = deployment_bytes(begun.base).await?;
+    let body = run_sized(deployment.len(), move || {
+        let mut body = Vec::with_capacity(head.len() + deployment.len() + 16);
+        body.extend_from_slice(&head[..head.len() - 1]);
+        body.extend_from_slice(b",\"deployment\":");
+        body.extend_from_slice(&deployment);
+        body.push(b'}');
+        Ok(body)
+    })
+    .await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// `GET …/outputs` (capability `stack-outputs`): the root stack's outputs without the rest of
+/// the deployment; with `readingUpdateID`, as seen from that update's coherence window.
+pub async fn stack_outputs(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    P(p): P<StackPath>,
+    Q(q): Q<OutputsQuery>,
+) -> ApiResult<AxumJson<StackOutputsResponse>> {
+    let reading = q.reading_update_id.filter(|r| !r.is_empty());
+    let out = state
+        .engine
+        .stack_outputs(&caller, &p.key(), reading.as_deref())
+        .await?;
+    let raw = |t: Option<String>| -> ApiResult<Option<Box<RawValue>>> {
+        t.map(|t| RawValue::from_string(t).map_err(ApiError::internal))
+            .transpose()
+    };
+    Ok(AxumJson(StackOutputsResponse {
+        outputs: raw(out.outputs)?,
+        secrets_providers: raw(out.secrets_providers)?,
+        unknown: out.unknown,
+        state: out.pending.then_some("pending"),
     }))
 }
 
@@ -126,7 +224,15 @@ pub async fn complete_update(
     UpdateLease(lease): UpdateLease,
     Json(req): Json<CompleteUpdateRequest>,
 ) -> ApiResult<StatusCode> {
-    state.engine.complete_update(&lease, &req.status).await?;
+    let recorded =
+        (req.outputs.is_some() || req.secrets_providers.is_some()).then(|| RecordedOutputs {
+            outputs: req.outputs.map(|o| o.get().to_owned()),
+            secrets_providers: req.secrets_providers.map(|s| s.get().to_owned()),
+        });
+    state
+        .engine
+        .complete_update(&lease, &req.status, recorded)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

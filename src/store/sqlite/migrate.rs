@@ -139,6 +139,17 @@ const STEPS: &[&str] = &[
     );
     CREATE INDEX tokens_by_user ON tokens (user_name);
     "#,
+    // 4: coherence windows: the window an update runs in, and the outputs a preview in a
+    // window recorded when it completed.
+    r#"
+    CREATE TABLE update_windows (
+        update_id         TEXT PRIMARY KEY REFERENCES updates (id) ON DELETE CASCADE,
+        window            TEXT NOT NULL,
+        outputs           TEXT,
+        secrets_providers TEXT
+    );
+    CREATE INDEX update_windows_by_window ON update_windows (window);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -321,7 +321,74 @@ fn insert_update(tx: &Connection, u: &NewUpdate, status: UpdateStatus) -> StoreR
         ],
     )
     .map_err(map_err)?;
+    if let Some(w) = &u.coherence_window {
+        exec(
+            tx,
+            "INSERT INTO update_windows (update_id, window) VALUES (?1, ?2)",
+            params![u.id, w],
+        )
+        .map_err(map_err)?;
+    }
     Ok(())
+}
+
+/// Starts a created update (see [`Store::start_update`]), inside the caller's transaction.
+fn start_in(tx: &Connection, s: &StartUpdate) -> StoreResult<StartOutcome> {
+    let Some(update) = update_by_id(tx, &s.update_id)? else {
+        return Err(StoreError::Lease(LeaseDenied::UnknownUpdate));
+    };
+    if update.stack_id != s.stack_id {
+        return Err(StoreError::Lease(LeaseDenied::UnknownUpdate));
+    }
+    if update.status != UpdateStatus::NotStarted {
+        return Ok(StartOutcome::AlreadyStarted(update));
+    }
+    let stack =
+        stack_by_id(tx, s.stack_id)?.ok_or(StoreError::Lease(LeaseDenied::UnknownUpdate))?;
+    let version = if update.dry_run {
+        stack.current_version.unwrap_or(0)
+    } else {
+        if let Some(holder) = running_update_of(tx, s.stack_id)? {
+            return Ok(StartOutcome::Busy(holder));
+        }
+        stack.last_version + 1
+    };
+    if let Some(tags) = &s.tags {
+        exec(
+            tx,
+            "UPDATE stacks SET tags = ?2 WHERE id = ?1",
+            params![s.stack_id, tags_json(tags)?],
+        )
+        .map_err(map_err)?;
+    }
+    if !update.dry_run {
+        exec(
+            tx,
+            "UPDATE stacks SET last_version = ?2, active_update = ?3, last_update_at = ?4 \
+             WHERE id = ?1",
+            params![s.stack_id, version, s.update_id, s.now],
+        )
+        .map_err(map_err)?;
+    }
+    exec(
+        tx,
+        "UPDATE updates SET status = 'running', version = ?2, base_version = ?3, \
+         started_at = ?4, lease_hash = ?5, lease_expires = ?6, journal_version = ?7 \
+         WHERE id = ?1",
+        params![
+            s.update_id,
+            version,
+            stack.current_version,
+            s.now,
+            s.lease_hash,
+            s.lease_expires,
+            s.journal_version
+        ],
+    )
+    .map_err(map_err)?;
+    let row = update_by_id(tx, &s.update_id)?
+        .ok_or_else(|| StoreError::Corrupt("started update vanished".into()))?;
+    Ok(StartOutcome::Started(row))
 }
 
 impl Store for SqliteStore {
@@ -565,62 +632,72 @@ impl Store for SqliteStore {
     }
 
     fn start_update(&self, s: StartUpdate) -> StoreFuture<'_, StartOutcome> {
+        Box::pin(self.write(move |tx| start_in(tx, &s)))
+    }
+
+    fn begin_update(&self, u: NewUpdate, s: StartUpdate) -> StoreFuture<'_, StartOutcome> {
         Box::pin(self.write(move |tx| {
-            let Some(update) = update_by_id(tx, &s.update_id)? else {
-                return Err(StoreError::Lease(LeaseDenied::UnknownUpdate));
-            };
-            if update.stack_id != s.stack_id {
-                return Err(StoreError::Lease(LeaseDenied::UnknownUpdate));
+            if !u.dry_run
+                && let Some(holder) = running_update_of(tx, u.stack_id)?
+            {
+                return Ok(StartOutcome::Busy(holder));
             }
-            if update.status != UpdateStatus::NotStarted {
-                return Ok(StartOutcome::AlreadyStarted(update));
-            }
-            let stack = stack_by_id(tx, s.stack_id)?
-                .ok_or(StoreError::Lease(LeaseDenied::UnknownUpdate))?;
-            let version = if update.dry_run {
-                stack.current_version.unwrap_or(0)
-            } else {
-                if let Some(holder) = running_update_of(tx, s.stack_id)? {
-                    return Ok(StartOutcome::Busy(holder));
-                }
-                stack.last_version + 1
-            };
-            if let Some(tags) = &s.tags {
-                exec(
-                    tx,
-                    "UPDATE stacks SET tags = ?2 WHERE id = ?1",
-                    params![s.stack_id, tags_json(tags)?],
-                )
-                .map_err(map_err)?;
-            }
-            if !update.dry_run {
-                exec(
-                    tx,
-                    "UPDATE stacks SET last_version = ?2, active_update = ?3, last_update_at = ?4 \
-                     WHERE id = ?1",
-                    params![s.stack_id, version, s.update_id, s.now],
-                )
-                .map_err(map_err)?;
-            }
-            exec(
+            insert_update(tx, &u, UpdateStatus::NotStarted)?;
+            start_in(tx, &s)
+        }))
+    }
+
+    fn update_window<'a>(&'a self, update_id: &'a str) -> StoreFuture<'a, Option<String>> {
+        let id = update_id.to_owned();
+        Box::pin(self.read(move |tx| {
+            query_row(
                 tx,
-                "UPDATE updates SET status = 'running', version = ?2, base_version = ?3, \
-                 started_at = ?4, lease_hash = ?5, lease_expires = ?6, journal_version = ?7 \
-                 WHERE id = ?1",
-                params![
-                    s.update_id,
-                    version,
-                    stack.current_version,
-                    s.now,
-                    s.lease_hash,
-                    s.lease_expires,
-                    s.journal_version
-                ],
+                "SELECT window FROM update_windows WHERE update_id = ?1",
+                [id],
+                |r| r.get(0),
             )
-            .map_err(map_err)?;
-            let row = update_by_id(tx, &s.update_id)?
-                .ok_or_else(|| StoreError::Corrupt("started update vanished".into()))?;
-            Ok(StartOutcome::Started(row))
+            .optional()
+            .map_err(map_err)
+        }))
+    }
+
+    fn window_members<'a>(
+        &'a self,
+        stack_id: i64,
+        window: &'a str,
+    ) -> StoreFuture<'a, Vec<WindowMember>> {
+        let window = window.to_owned();
+        Box::pin(self.read(move |tx| {
+            let mut st = tx
+                .prepare_cached(
+                    "SELECT u.id, u.dry_run, u.status, u.created_at, u.ended_at, w.outputs, \
+                     w.secrets_providers, w.outputs IS NOT NULL OR w.secrets_providers IS NOT NULL \
+                     FROM update_windows w JOIN updates u ON u.id = w.update_id \
+                     WHERE w.window = ?1 AND u.stack_id = ?2 ORDER BY u.created_at, u.id",
+                )
+                .map_err(map_err)?;
+            let rows = st
+                .query_map(params![window, stack_id], |r| {
+                    let status: String = r.get(2)?;
+                    let recorded: bool = r.get(7)?;
+                    Ok(WindowMember {
+                        update_id: r.get(0)?,
+                        dry_run: r.get(1)?,
+                        status: UpdateStatus::parse(&status).unwrap_or(UpdateStatus::Failed),
+                        created_at: r.get(3)?,
+                        ended_at: r.get(4)?,
+                        recorded: recorded
+                            .then(|| -> rusqlite::Result<WindowOutputs> {
+                                Ok(WindowOutputs {
+                                    outputs: r.get(5)?,
+                                    secrets_providers: r.get(6)?,
+                                })
+                            })
+                            .transpose()?,
+                    })
+                })
+                .map_err(map_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
         }))
     }
 
@@ -1005,6 +1082,15 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(map_err)?;
+            if let Some(w) = &f.window_outputs {
+                exec(
+                    tx,
+                    "UPDATE update_windows SET outputs = ?2, secrets_providers = ?3 \
+                     WHERE update_id = ?1",
+                    params![f.update_id, w.outputs, w.secrets_providers],
+                )
+                .map_err(map_err)?;
+            }
             for table in ["update_state", "update_deltas"] {
                 exec(tx,
                     &format!("DELETE FROM {table} WHERE update_id = ?1"),
