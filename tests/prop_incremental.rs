@@ -100,7 +100,7 @@ async fn begin(engine: &Engine, base: Option<Value>, journal: bool) -> (String, 
             &id,
             StartUpdateOptions {
                 tags: None,
-                journal_version: journal.then_some(1),
+                journal_version: journal.then_some(2),
             },
         )
         .await
@@ -129,6 +129,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..64usize, any::<bool>()).prop_map(|(i, g)| Step::Refresh(i, g)),
         1 => (0..64usize).prop_map(Step::Outputs),
         1 => Just(Step::Pending),
+        1 => (0..64usize).prop_map(Step::Migrate),
     ]
 }
 

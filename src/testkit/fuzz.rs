@@ -102,7 +102,7 @@ pub fn journal_model(data: &[u8]) {
     let (entries, resources, pending) = simulate(n, &steps);
     let base = base_deployment(n).to_string();
     let base = Base::from_untyped(base.as_bytes()).expect("model base");
-    let mut r = Replayer::new(base);
+    let mut r = Replayer::with_version(base, 2);
     for e in entries {
         let e = serde_json::from_value(e).expect("model entry");
         r.add(e).expect("the model's journal replays");
@@ -128,4 +128,19 @@ pub fn deployment(data: &[u8]) {
     let _ = check_untyped(data);
     let _ = count_resources(data);
     let _ = Base::from_untyped(data);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_seeds_of_each_target_run_clean() {
+        // Base of 3; create, migrate at 1, update base 0, migrate at 0, replace, refresh.
+        super::journal_model(&[3, 0, 0, 14, 1, 3, 0, 14, 0, 8, 1, 11, 3]);
+        super::journal_model(&[5, 14, 9, 13, 0, 14, 2]);
+        super::inflate(b"hello");
+        super::delta(b"\x10{}{\"checkpointHash\":\"00\"}");
+        super::journal_parse(br#"{"entries":[]}"#);
+        super::deployment(br#"{"version":3,"deployment":{}}"#);
+        super::event_batch(br#"{"events":[]}"#);
+    }
 }

@@ -27,6 +27,30 @@ pub enum Step {
     /// New outputs for an earlier created resource.
     Outputs(usize),
     Pending,
+    /// A state migration (journal v2): inserts a resource into the base at a position, and
+    /// rewrites one untouched base resource and one resource of this update.
+    Migrate(usize),
+}
+
+/// A resource of the base as the journal addresses it: one of the original base, or one a
+/// migration inserted.
+#[derive(Debug, Clone, PartialEq)]
+enum Item {
+    Orig(usize),
+    Inserted(String),
+}
+
+/// The current base index of original resource `i`.
+fn pos(order: &[Item], i: usize) -> usize {
+    order
+        .iter()
+        .position(|x| *x == Item::Orig(i))
+        .unwrap_or(usize::MAX)
+}
+
+fn migrated(mut r: Value) -> Value {
+    r["outputs"]["migrated"] = json!(true);
+    r
 }
 
 impl Step {
@@ -35,7 +59,7 @@ impl Step {
         data.chunks(2)
             .map(|c| {
                 let k = *c.get(1).unwrap_or(&0) as usize;
-                match c[0] % 14 {
+                match c[0] % 15 {
                     0..=2 => Step::Create,
                     3..=5 => Step::Update(k),
                     6 | 7 => Step::Delete(k),
@@ -44,7 +68,8 @@ impl Step {
                     10 => Step::Fail(k),
                     11 => Step::Refresh(k, k.is_multiple_of(2)),
                     12 => Step::Outputs(k),
-                    _ => Step::Pending,
+                    13 => Step::Pending,
+                    _ => Step::Migrate(k),
                 }
             })
             .collect()
@@ -68,10 +93,14 @@ pub fn simulate(n: usize, steps: &[Step]) -> (Vec<Value>, Vec<Value>, Vec<Value>
     let mut marked: HashSet<usize> = HashSet::new();
     let mut pending: Vec<Value> = Vec::new();
     let mut created = 0u32;
+    let mut order: Vec<Item> = (0..n).map(Item::Orig).collect();
+    let mut patched: HashSet<usize> = HashSet::new();
     let mut entry = |v: Value, seq: &mut i64| {
         *seq += 1;
         let mut v = v;
-        v["version"] = json!(1);
+        if v.get("version").is_none() {
+            v["version"] = json!(1);
+        }
         v["sequenceID"] = json!(*seq);
         if v.get("removeOld").is_none() {
             v["removeOld"] = Value::Null;
@@ -113,7 +142,7 @@ pub fn simulate(n: usize, steps: &[Step]) -> (Vec<Value>, Vec<Value>, Vec<Value>
                     &mut seq,
                 );
                 entry(
-                    json!({"kind":1,"operationID":op,"removeOld":i,"state":r}),
+                    json!({"kind":1,"operationID":op,"removeOld":pos(&order, i),"state":r}),
                     &mut seq,
                 );
                 removed.insert(i);
@@ -128,7 +157,7 @@ pub fn simulate(n: usize, steps: &[Step]) -> (Vec<Value>, Vec<Value>, Vec<Value>
                     json!({"kind":0,"operationID":op,"operation":{"resource":resource(&base_name(i),1),"type":"deleting"}}),
                     &mut seq,
                 );
-                entry(json!({"kind":1,"operationID":op,"removeOld":i}), &mut seq);
+                entry(json!({"kind":1,"operationID":op,"removeOld":pos(&order, i)}), &mut seq);
                 removed.insert(i);
             }
             Step::Replace(k, delete_old) => {
@@ -143,7 +172,7 @@ pub fn simulate(n: usize, steps: &[Step]) -> (Vec<Value>, Vec<Value>, Vec<Value>
                     &mut seq,
                 );
                 entry(
-                    json!({"kind":1,"operationID":op,"deleteOld":i,"state":r}),
+                    json!({"kind":1,"operationID":op,"deleteOld":pos(&order, i),"state":r}),
                     &mut seq,
                 );
                 new.push((op, r));
@@ -154,7 +183,7 @@ pub fn simulate(n: usize, steps: &[Step]) -> (Vec<Value>, Vec<Value>, Vec<Value>
                         json!({"kind":0,"operationID":op,"operation":{"resource":resource(&base_name(i),1),"type":"deleting"}}),
                         &mut seq,
                     );
-                    entry(json!({"kind":1,"operationID":op,"removeOld":i}), &mut seq);
+                    entry(json!({"kind":1,"operationID":op,"removeOld":pos(&order, i)}), &mut seq);
                     removed.insert(i);
                 }
             }
@@ -176,14 +205,14 @@ pub fn simulate(n: usize, steps: &[Step]) -> (Vec<Value>, Vec<Value>, Vec<Value>
                 op += 1;
                 if *gone {
                     entry(
-                        json!({"kind":3,"operationID":op,"removeOld":i,"isRefresh":true}),
+                        json!({"kind":3,"operationID":op,"removeOld":pos(&order, i),"isRefresh":true}),
                         &mut seq,
                     );
                     removed.insert(i);
                 } else {
                     let r = resource(&base_name(i), 4);
                     entry(
-                        json!({"kind":3,"operationID":op,"removeOld":i,"isRefresh":true,"state":r}),
+                        json!({"kind":3,"operationID":op,"removeOld":pos(&order, i),"isRefresh":true,"state":r}),
                         &mut seq,
                     );
                     replaced.insert(i, r);
@@ -203,6 +232,41 @@ pub fn simulate(n: usize, steps: &[Step]) -> (Vec<Value>, Vec<Value>, Vec<Value>
                 );
                 new[j].1 = r;
             }
+            Step::Migrate(k) => {
+                // Migrations never run with operations in flight.
+                if !pending.is_empty() {
+                    continue;
+                }
+                created += 1;
+                let name = format!("m{created}");
+                let mut next = order.clone();
+                next.insert(k % (order.len() + 1), Item::Inserted(name.clone()));
+                let layout: Vec<Value> = next
+                    .iter()
+                    .map(|it| match order.iter().position(|o| o == it) {
+                        Some(p) => json!({"baseIndex": p}),
+                        None => json!({"stateIndex": 0}),
+                    })
+                    .collect();
+                let mut e = json!({"version":2,"kind":10,"operationID":0,"layout":layout,
+                    "states":[resource(&name, 1)]});
+                if !untouched.is_empty() {
+                    let i = untouched[k % untouched.len()];
+                    if !patched.contains(&i) {
+                        e["baseStatePatches"] = json!([{"index": pos(&order, i),
+                            "state": migrated(resource(&base_name(i), 1))}]);
+                        patched.insert(i);
+                    }
+                }
+                if !new.is_empty() {
+                    let j = k % new.len();
+                    let r = migrated(new[j].1.clone());
+                    e["newStatePatches"] = json!([{"operationID": new[j].0, "state": r}]);
+                    new[j].1 = r;
+                }
+                entry(e, &mut seq);
+                order = next;
+            }
             Step::Pending => {
                 op += 1;
                 created += 1;
@@ -217,7 +281,14 @@ pub fn simulate(n: usize, steps: &[Step]) -> (Vec<Value>, Vec<Value>, Vec<Value>
         }
     }
     let mut resources: Vec<Value> = new.into_iter().map(|(_, r)| r).collect();
-    for i in 0..n {
+    for item in order {
+        let i = match item {
+            Item::Inserted(name) => {
+                resources.push(resource(&name, 1));
+                continue;
+            }
+            Item::Orig(i) => i,
+        };
         if removed.contains(&i) {
             continue;
         }
@@ -226,6 +297,9 @@ pub fn simulate(n: usize, steps: &[Step]) -> (Vec<Value>, Vec<Value>, Vec<Value>
             continue;
         }
         let mut r = resource(&base_name(i), 1);
+        if patched.contains(&i) {
+            r = migrated(r);
+        }
         if marked.contains(&i) {
             r["delete"] = json!(true);
         }
