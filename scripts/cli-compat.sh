@@ -10,10 +10,12 @@ cd "$(dirname "$0")/.."
 
 VERSIONS=("$@")
 if [ ${#VERSIONS[@]} -eq 0 ]; then
-  VERSIONS=(v3.259.0 v3.250.0 v3.240.0 v3.228.0 v3.200.0 v3.180.0 v3.150.0)
+  # From the newest the module proxy serves down to the oldest that builds here.
+  VERSIONS=(v3.277.0 v3.270.0 v3.259.0 v3.258.0 v3.250.0 v3.240.0 v3.228.0 v3.220.0 v3.210.0
+    v3.200.0 v3.180.0 v3.150.0)
 fi
 CACHE=${PBACKEND_TOOLCHAIN_DIR:-$HOME/.cache/pbackend-toolchain}
-TESTS=(cli_stacks cli_updates cli_state cli_concurrency cli_modes cli_ops)
+TESTS=(cli_stacks cli_updates cli_state cli_concurrency cli_modes cli_ops cli_newest cli_crash cli_probe)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -34,7 +36,7 @@ for v in "${VERSIONS[@]}"; do
   args=()
   for t in "${TESTS[@]}"; do args+=(--test "$t"); done
   PBACKEND_REQUIRE_CLI=1 PBACKEND_PULUMI_VERSION=$v cargo test --no-fail-fast "${args[@]}" \
-    -- --test-threads 2 2>&1 | grep -E '^test .* \.\.\. ' > "$work/$v.results" || true
+    -- --test-threads 2 --nocapture 2>&1 | grep -E '^test .* \.\.\. |^PROTOCOL ' > "$work/$v.results" || true
 done
 
 out=reference/cli-compat.md
@@ -51,7 +53,7 @@ out=reference/cli-compat.md
   printf '|---|'
   for _ in "${VERSIONS[@]}"; do printf -- '---|'; done
   echo
-  names=$(cat "$work"/*.results 2>/dev/null | sed -E 's/^test ([^ ]+) .*/\1/' | sort -u)
+  names=$(cat "$work"/*.results 2>/dev/null | grep '^test ' | sed -E 's/^test ([^ ]+) .*/\1/' | sort -u)
   for n in $names; do
     printf '| `%s` |' "$n"
     for v in "${VERSIONS[@]}"; do
@@ -59,7 +61,7 @@ out=reference/cli-compat.md
         printf ' — |'
         continue
       fi
-      r=$(grep -E "^test $n \.\.\. " "$work/$v.results" | sed -E 's/.* \.\.\. //')
+      r=$(grep -E "^test $n \.\.\. " "$work/$v.results" | head -1 | sed -E 's/.* \.\.\. //')
       case "$r" in
         ok) printf ' passed |' ;;
         FAILED) printf ' **failed** |' ;;
@@ -68,6 +70,21 @@ out=reference/cli-compat.md
       esac
     done
     echo
+  done
+  echo
+  echo "What each version asked for (\`tests/cli_probe.rs\`: one \`pulumi up\` and one stack"
+  echo "reference read, from the server's request log):"
+  echo
+  echo "| CLI | journal version | begin-update | stack outputs | state uploads |"
+  echo "|---|---|---|---|---|"
+  for v in "${VERSIONS[@]}"; do
+    [ -f "$work/$v.results" ] || continue
+    line=$(grep -m1 '^PROTOCOL ' "$work/$v.results" || true)
+    [ -n "$line" ] || continue
+    field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
+    j=$(field journal)
+    [ "$j" = 0 ] && j="none (checkpoints)"
+    echo "| $v | $j | $(field begin-update) | $(field outputs) | $(field checkpoints) |"
   done
   echo
   echo "Versions that did not build here:"

@@ -5,8 +5,10 @@
 #   - our own test provider (pulumi-resource-pbtest, tests/cli/toolchain/provider).
 # Binaries are cached outside the repo and rebuilt only when their inputs change.
 #
-# Usage: scripts/pulumi-toolchain.sh [CLI_VERSION ...]      (default: v3.259.0)
+# Usage: scripts/pulumi-toolchain.sh [CLI_VERSION ...]      (default: the primary and newest
+#                                                            CLIs of tests/cli/toolchain/versions.env)
 #        scripts/pulumi-toolchain.sh --write-module VERSION  (maintenance, see below)
+#        scripts/pulumi-toolchain.sh --probe-newest          (is a newer CLI served? see below)
 #
 # Cache layout (${PBACKEND_TOOLCHAIN_DIR:-$HOME/.cache/pbackend-toolchain}):
 #   pulumi-<version>/pulumi                 the CLI (BUILD_FAILED there if it did not build)
@@ -20,12 +22,15 @@
 #   any other version             generated in a temp dir from upstream pkg/go.mod
 # `--write-module VERSION` writes tests/cli/toolchain/cli-<version>/ (go.mod, go.sum,
 # tools.go) with that same generator, so that a version's go.sum can be committed.
+# `--probe-newest` asks the module proxy (which refuses listings) for the minor releases
+# after NEWEST_CLI, one by one, and prints the newest it serves: to move the top of the
+# matrix, set NEWEST_CLI to it and commit its module (`--write-module`).
 #
 # Prints one line per binary (built|cached|FAILED, name, path, seconds), then the cache
-# dir on the last line. Exits non-zero only when v3.259.0 or a plugin failed to build.
+# dir on the last line. Exits non-zero only when the primary or newest CLI or a plugin
+# failed to build.
 set -euo pipefail
 
-PRIMARY_CLI=v3.259.0
 YAML_VERSION=v1.38.1
 PROVIDER=pbtest
 
@@ -33,6 +38,8 @@ SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 ROOT=$(cd -- "$SCRIPT_DIR/.." && pwd -P)
 TC="$ROOT/tests/cli/toolchain"
 DIR="${PBACKEND_TOOLCHAIN_DIR:-$HOME/.cache/pbackend-toolchain}"
+# shellcheck source=../tests/cli/toolchain/versions.env
+source "$TC/versions.env"
 
 # Pure-Go static binaries; no VCS stamping (builds run from temp dirs and a repo
 # that may have no commits); never download another Go toolchain.
@@ -111,13 +118,31 @@ if [[ ${1:-} == --write-module ]]; then
   log "wrote $TC/cli-$2"
   exit 0
 fi
+if [[ ${1:-} == --probe-newest ]]; then
+  probe=$(mktemp -d)
+  newest=$NEWEST_CLI
+  minor=$(cut -d. -f2 <<<"${NEWEST_CLI#v}")
+  misses=0
+  for m in $(seq $((minor + 1)) $((minor + 40))); do
+    if (cd "$probe" && go mod download "github.com/pulumi/pulumi/pkg/v3@v3.$m.0") >/dev/null 2>&1; then
+      newest=v3.$m.0
+      misses=0
+    else
+      misses=$((misses + 1))
+      [[ $misses -lt 12 ]] || break
+    fi
+  done
+  rm -rf "$probe"
+  echo "$newest"
+  exit 0
+fi
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
   sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
   exit 0
 fi
 
 VERSIONS=("$@")
-[[ ${#VERSIONS[@]} -gt 0 ]] || VERSIONS=("$PRIMARY_CLI")
+[[ ${#VERSIONS[@]} -gt 0 ]] || VERSIONS=("$PRIMARY_CLI" "$NEWEST_CLI")
 for v in "${VERSIONS[@]}"; do
   [[ $v =~ ^v3\.[0-9]+\.[0-9]+$ ]] || { log "not a CLI version (want v3.X.Y): $v"; exit 2; }
 done
@@ -203,13 +228,13 @@ for v in "${VERSIONS[@]}"; do
     if ! write_cli_module "$v" "$moddir" >"$WORK/gen-$v.log" 2>&1; then
       { echo "generating the module for pulumi $v failed"; tail -n 40 "$WORK/gen-$v.log"; } >"$failfile"
       printf '%-7s %-28s %s %ss\n' FAILED "pulumi $v" "$failfile" "$(elapsed "$start")"
-      [[ $v != "$PRIMARY_CLI" ]] || status=1
+      [[ $v != "$PRIMARY_CLI" && $v != "$NEWEST_CLI" ]] || status=1
       continue
     fi
   fi
   if ! build_one "pulumi $v" "$moddir" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi "$out" "$key" \
       "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$v" "$failfile"; then
-    [[ $v != "$PRIMARY_CLI" ]] || status=1
+    [[ $v != "$PRIMARY_CLI" && $v != "$NEWEST_CLI" ]] || status=1
   fi
 done
 

@@ -2,29 +2,42 @@
 # pbackend's whole test suite, as CI runs it.
 #
 # 1. When Go is on PATH, builds (or reuses from ~/.cache/pbackend-toolchain) the real pulumi
-#    CLI v3.259.0, the older CLIs of the version matrix, the YAML language host and our test
-#    provider (scripts/pulumi-toolchain.sh), and makes a missing toolchain a test failure.
-#    Without Go the real-CLI tests skip, saying so, and everything else still runs.
-# 2. cargo test: unit tests, HTTP API tests, and the real-CLI suite on v3.259.0.
-# 3. The real-CLI suite again on each older CLI (all but its slowest scenario).
+#    CLIs of tests/cli/toolchain/versions.env (primary, newest and the older matrix), the
+#    YAML language host and our test provider (scripts/pulumi-toolchain.sh), and makes a
+#    missing primary or newest CLI a test failure. Without Go the real-CLI tests skip,
+#    saying so, and everything else still runs.
+# 2. cargo test: unit tests, HTTP API tests, property tests, a short crash loop, and the
+#    real-CLI suite on the primary CLI.
+# 3. The whole real-CLI suite again on the newest CLI, then on each older CLI (all but its
+#    slowest scenario).
+# 4. Each fuzz target for a few seconds from its checked-in corpus (scripts/fuzz.sh), when
+#    a nightly toolchain or cargo-fuzz can be had; PBACKEND_FUZZ_SECONDS (default 8, 0 skips).
 #
 # PBACKEND_MATRIX overrides the older versions ("" for none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MATRIX=${PBACKEND_MATRIX-"v3.228.0 v3.200.0 v3.150.0"}
+# shellcheck source=../tests/cli/toolchain/versions.env
+source tests/cli/toolchain/versions.env
+MATRIX=${PBACKEND_MATRIX-$MATRIX}
 CACHE=${PBACKEND_TOOLCHAIN_DIR:-$HOME/.cache/pbackend-toolchain}
-CLI_TESTS=(--test cli_stacks --test cli_updates --test cli_state --test cli_concurrency --test cli_modes --test cli_ops)
+CLI_TESTS=(--test cli_stacks --test cli_updates --test cli_state --test cli_concurrency --test cli_modes
+  --test cli_ops --test cli_newest --test cli_crash --test cli_probe)
 
 if command -v go >/dev/null 2>&1; then
   # shellcheck disable=SC2086
-  scripts/pulumi-toolchain.sh v3.259.0 $MATRIX
+  scripts/pulumi-toolchain.sh "$PRIMARY_CLI" "$NEWEST_CLI" $MATRIX
   export PBACKEND_REQUIRE_CLI=1
 else
   echo "test.sh: 'go' is not on PATH: the real-CLI tests will skip" >&2
 fi
 
 cargo test --locked
+
+if [ -x "$CACHE/pulumi-$NEWEST_CLI/pulumi" ]; then
+  echo "== the whole real-CLI suite on the newest CLI, pulumi $NEWEST_CLI"
+  PBACKEND_PULUMI_VERSION=$NEWEST_CLI cargo test --locked "${CLI_TESTS[@]}"
+fi
 
 for v in $MATRIX; do
   if [ -x "$CACHE/pulumi-$v/pulumi" ]; then
@@ -34,3 +47,9 @@ for v in $MATRIX; do
     echo "== pulumi $v did not build; see $CACHE/pulumi-$v/BUILD_FAILED" >&2
   fi
 done
+
+FUZZ_SECONDS=${PBACKEND_FUZZ_SECONDS:-8}
+if [ "$FUZZ_SECONDS" -gt 0 ]; then
+  echo "== fuzz targets, $FUZZ_SECONDS s each"
+  scripts/fuzz.sh "$FUZZ_SECONDS"
+fi

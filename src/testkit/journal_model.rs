@@ -157,7 +157,10 @@ pub fn simulate(n: usize, steps: &[Step]) -> (Vec<Value>, Vec<Value>, Vec<Value>
                     json!({"kind":0,"operationID":op,"operation":{"resource":resource(&base_name(i),1),"type":"deleting"}}),
                     &mut seq,
                 );
-                entry(json!({"kind":1,"operationID":op,"removeOld":pos(&order, i)}), &mut seq);
+                entry(
+                    json!({"kind":1,"operationID":op,"removeOld":pos(&order, i)}),
+                    &mut seq,
+                );
                 removed.insert(i);
             }
             Step::Replace(k, delete_old) => {
@@ -183,7 +186,10 @@ pub fn simulate(n: usize, steps: &[Step]) -> (Vec<Value>, Vec<Value>, Vec<Value>
                         json!({"kind":0,"operationID":op,"operation":{"resource":resource(&base_name(i),1),"type":"deleting"}}),
                         &mut seq,
                     );
-                    entry(json!({"kind":1,"operationID":op,"removeOld":pos(&order, i)}), &mut seq);
+                    entry(
+                        json!({"kind":1,"operationID":op,"removeOld":pos(&order, i)}),
+                        &mut seq,
+                    );
                     removed.insert(i);
                 }
             }
