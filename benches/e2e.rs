@@ -1,8 +1,13 @@
-//! End to end with the real `pulumi` CLI (v3.259.0 from `scripts/pulumi-toolchain.sh`):
+//! End to end with the real `pulumi` CLI (v3.259.0 by default, `--cli vX.Y.Z` for another
+//! built by `scripts/pulumi-toolchain.sh`):
 //! `up` creating N resources padded to ~16 KB, a no-op `up` right after (cold) and again
 //! (warm), `up` adding 2, `stack export --show-secrets`, `destroy`, against
 //!
-//! * `pbackend` — the release binary, a fresh database per run;
+//! * `pbackend` — the release binary, a fresh database per run, with what the CLI asks for
+//!   (on v3.277: journal v2 and begin-update);
+//! * `pbackend-j1` — the same with journal v1 offered and begin-update off in the CLI
+//!   (`--max-journal-version 1`, `PULUMI_DISABLE_BEGIN_UPDATE=true`): v3.259's protocol;
+//! * `pbackend-ckpt` — checkpoints only (`PULUMI_DISABLE_JOURNALING=true`, begin-update off);
 //! * `null` — a do-nothing service in this process that answers every call at once with the
 //!   least valid reply and stores nothing: the physical limit of the protocol;
 //! * `file` — the CLI's own `file://` backend;
@@ -11,8 +16,8 @@
 //! Runs are interleaved (repeat × size × backend) and each is reported as median and range of
 //! wall seconds, CLI CPU seconds and server CPU seconds, plus the server's peak RSS.
 //!
-//!     cargo bench --bench e2e -- [--sizes 10,200,600] [--repeats 3]
-//!         [--backends pbackend,null,file,skip] [--file-max-size 600]
+//!     cargo bench --bench e2e -- [--sizes 10,200,600] [--repeats 3] [--cli v3.259.0]
+//!         [--backends pbackend,pbackend-j1,pbackend-ckpt,null,file,skip] [--file-max-size 600]
 
 #[path = "common.rs"]
 mod common;
@@ -56,7 +61,20 @@ async fn null_service(method: Method, uri: Uri, headers: HeaderMap, body: Bytes)
         ("GET", ["api", "capabilities"]) => ok(json!({"capabilities": [
             {"capability": "delta-checkpoint-uploads-v2", "version": 2, "configuration": {"checkpointCutoffSizeBytes": 1048576}},
             {"capability": "batch-encrypt"},
+            {"capability": "begin-update", "version": 1},
             {"capability": "deployment-schema-version", "version": 1, "configuration": {"version": 4}}]})),
+        ("POST", ["api", "stacks", _, _, _, "begin-update"]) => {
+            let b = body_json(&headers, &body);
+            let mut r = json!({"version": 1, "token": "lease", "tokenExpiration": 0,
+                "updateID": "00000000-0000-0000-0000-000000000000",
+                "aiSettings": {"copilotIsEnabled": false}, "stack": {"tags": {}},
+                "deployment": {"version": 3, "deployment":
+                    {"manifest": {"time": "0001-01-01T00:00:00Z", "magic": "", "version": ""}}}});
+            if let Some(v) = b["journalVersion"].as_i64().filter(|v| *v >= 1) {
+                r["journalVersion"] = json!(v.min(2));
+            }
+            ok(r)
+        }
         ("GET", ["api", "user"]) => ok(
             json!({"id": "u", "githubLogin": "admin", "name": "admin", "email": "", "avatarUrl": "",
             "organizations": [{"name": "organization", "githubLogin": "organization", "avatarUrl": ""}], "identities": []}),
@@ -107,8 +125,8 @@ async fn null_service(method: Method, uri: Uri, headers: HeaderMap, body: Bytes)
         ("POST", ["api", "stacks", _, _, _, _, _]) => {
             let b = body_json(&headers, &body);
             let mut r = json!({"version": 1, "token": "lease", "tokenExpiration": 0});
-            if b["journalVersion"] == 1 {
-                r["journalVersion"] = json!(1);
+            if let Some(v) = b["journalVersion"].as_i64().filter(|v| *v >= 1) {
+                r["journalVersion"] = json!(v.min(2));
             }
             ok(r)
         }
@@ -224,7 +242,10 @@ fn toolchain() -> Toolchain {
             Path::new(&std::env::var("HOME").unwrap()).join(".cache/pbackend-toolchain")
         });
     let t = Toolchain {
-        pulumi: dir.join("pulumi-v3.259.0/pulumi"),
+        pulumi: dir.join(format!(
+            "pulumi-{}/pulumi",
+            arg("--cli").unwrap_or_else(|| "v3.259.0".into())
+        )),
         plugins: dir.join("plugins"),
     };
     assert!(t.pulumi.is_file(), "run scripts/pulumi-toolchain.sh first");
@@ -248,6 +269,8 @@ fn program(tc: &Toolchain, n: usize) -> String {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Backend {
     Pbackend,
+    PbackendJ1,
+    PbackendCkpt,
     Null,
     File,
     Skip,
@@ -257,6 +280,8 @@ impl Backend {
     fn name(self) -> &'static str {
         match self {
             Backend::Pbackend => "pbackend",
+            Backend::PbackendJ1 => "pbackend, journal v1",
+            Backend::PbackendCkpt => "pbackend, checkpoints",
             Backend::Null => "do-nothing",
             Backend::File => "file://",
             Backend::Skip => "skip-checkpoints",
@@ -265,7 +290,7 @@ impl Backend {
 
     fn ops(self) -> &'static [&'static str] {
         match self {
-            Backend::Pbackend | Backend::File => &[
+            Backend::Pbackend | Backend::PbackendJ1 | Backend::PbackendCkpt | Backend::File => &[
                 "create",
                 "no-op (cold)",
                 "no-op (warm)",
@@ -318,7 +343,7 @@ fn run_sequence(
     std::fs::write(proj.join("Pulumi.yaml"), program(tc, n)).unwrap();
     let mut server: Option<std::process::Child> = None;
     let url = match backend {
-        Backend::Pbackend => {
+        Backend::Pbackend | Backend::PbackendJ1 | Backend::PbackendCkpt => {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
@@ -338,6 +363,11 @@ fn run_sequence(
                 .arg(work.path().join("pb.db"))
                 .arg("--master-key")
                 .arg("00".repeat(32))
+                .args(if backend == Backend::PbackendJ1 {
+                    &["--max-journal-version", "1"][..]
+                } else {
+                    &[][..]
+                })
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -374,6 +404,12 @@ fn run_sequence(
             .env("NO_COLOR", "1");
         if backend == Backend::Skip {
             c.env("PULUMI_SKIP_CHECKPOINTS", "true");
+        }
+        if matches!(backend, Backend::PbackendJ1 | Backend::PbackendCkpt) {
+            c.env("PULUMI_DISABLE_BEGIN_UPDATE", "true");
+        }
+        if backend == Backend::PbackendCkpt {
+            c.env("PULUMI_DISABLE_JOURNALING", "true");
         }
         c
     };
@@ -436,6 +472,8 @@ fn main() {
         .split(',')
         .map(|b| match b {
             "pbackend" => Backend::Pbackend,
+            "pbackend-j1" => Backend::PbackendJ1,
+            "pbackend-ckpt" => Backend::PbackendCkpt,
             "null" => Backend::Null,
             "file" => Backend::File,
             "skip" => Backend::Skip,

@@ -8,3 +8,4 @@ pub mod server;
 pub mod store;
 #[doc(hidden)]
 pub mod testkit;
+pub mod types;

@@ -57,6 +57,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PULUMI_BACKEND_MAX_STATE_BYTES", default_value_t = 512 * 1024 * 1024)]
     pub max_state_bytes: usize,
 
+    /// Highest journal protocol offered to a CLI that asks for journaling (CLI v3.277+ asks
+    /// for 2, earlier ones for 1); 0 makes every CLI send checkpoints instead.
+    #[arg(long, env = "PULUMI_BACKEND_MAX_JOURNAL_VERSION", default_value_t = 2, value_parser = clap::value_parser!(i64).range(0..=2))]
+    pub max_journal_version: i64,
+
     #[command(flatten)]
     pub limits: LimitArgs,
 
@@ -149,6 +154,7 @@ impl ServeArgs {
             max_state_versions: self.max_state_versions,
             delta_cutoff_bytes: self.delta_cutoff_bytes,
             max_state_bytes: self.max_state_bytes,
+            max_journal_version: self.max_journal_version,
         }
     }
 }

@@ -10,8 +10,9 @@ use crate::cli::jsonfmt::go_indent;
 use crate::cli::offline::{Offline, OpenOptions};
 use crate::cli::output::{Format, OutputArgs, bytes, opt_time, print_json, print_table, time};
 use crate::engine::StackListQuery;
+use crate::engine::UpdateView;
 use crate::engine::operator::StackOverview;
-use crate::store::{StackKey, UpdateRow};
+use crate::types::StackKey;
 
 #[derive(Subcommand, Debug)]
 pub enum StackCommand {
@@ -84,7 +85,7 @@ fn key(s: &str) -> Result<StackKey, String> {
     StackKey::parse(s).map_err(|e| e.to_string())
 }
 
-fn lock_json(lock: &Option<UpdateRow>, now: i64) -> Value {
+fn lock_json(lock: &Option<UpdateView>, now: i64) -> Value {
     match lock {
         None => Value::Null,
         Some(u) => json!({
@@ -98,7 +99,7 @@ fn lock_json(lock: &Option<UpdateRow>, now: i64) -> Value {
     }
 }
 
-fn lock_text(lock: &Option<UpdateRow>, now: i64) -> String {
+fn lock_text(lock: &Option<UpdateView>, now: i64) -> String {
     match lock {
         None => "-".into(),
         Some(u) => format!(

@@ -6,7 +6,8 @@ use serde_json::json;
 use crate::cli::args::{DbArgs, parse_duration_secs};
 use crate::cli::offline::{Offline, OpenOptions};
 use crate::cli::output::{Format, OutputArgs, opt_time, print_json, print_table, time};
-use crate::store::{TokenRow, TokenSelector};
+use crate::engine::TokenView;
+use crate::store::TokenSelector;
 
 #[derive(Subcommand, Debug)]
 pub enum TokensCommand {
@@ -44,7 +45,7 @@ pub enum TokensCommand {
     },
 }
 
-fn status(t: &TokenRow, now: i64) -> &'static str {
+fn status(t: &TokenView, now: i64) -> &'static str {
     if t.revoked_at.is_some() {
         "revoked"
     } else if t.expires_at.is_some_and(|e| e <= now) {

@@ -5,10 +5,9 @@ use crate::engine::blocking::run_sized;
 use crate::engine::deployment::{EMPTY_DEPLOYMENT, blob_of, blob_with_gz, check_untyped};
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::rekey;
+use crate::engine::views::UpdateView;
 use crate::engine::{Caller, Engine};
-use crate::store::{ImportOutcome, NewUpdate, StackKey, UpdateRow};
-
-pub type UpdateInfo = UpdateRow;
+use crate::store::{ImportOutcome, NewUpdate, StackKey};
 
 /// The most updates one page of history holds ...
 pub const MAX_HISTORY_PAGE: i64 = 1000;
@@ -79,7 +78,7 @@ impl Engine {
         key: &StackKey,
         page: i64,
         page_size: i64,
-    ) -> EngineResult<Vec<UpdateInfo>> {
+    ) -> EngineResult<Vec<UpdateView>> {
         let stack = self.stack(caller, key).await?;
         let (offset, limit) = if page_size > 0 {
             let size = page_size.min(MAX_HISTORY_PAGE);
@@ -87,16 +86,23 @@ impl Engine {
         } else {
             (0, MAX_HISTORY_ALL)
         };
-        Ok(self.store.list_updates(stack.id, offset, limit).await?)
+        Ok(self
+            .store
+            .list_updates(stack.id, offset, limit)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
-    pub async fn latest_update(&self, caller: &Caller, key: &StackKey) -> EngineResult<UpdateInfo> {
+    pub async fn latest_update(&self, caller: &Caller, key: &StackKey) -> EngineResult<UpdateView> {
         let stack = self.stack(caller, key).await?;
         self.store
             .list_updates(stack.id, 0, 1)
             .await?
             .into_iter()
             .next()
+            .map(Into::into)
             .ok_or_else(|| EngineError::NotFound(format!("stack '{key}' has no updates")))
     }
 
@@ -105,11 +111,12 @@ impl Engine {
         caller: &Caller,
         key: &StackKey,
         version: i64,
-    ) -> EngineResult<UpdateInfo> {
+    ) -> EngineResult<UpdateView> {
         let stack = self.stack(caller, key).await?;
         self.store
             .get_update_by_version(stack.id, version)
             .await?
+            .map(Into::into)
             .ok_or_else(|| EngineError::NotFound(format!("stack '{key}' has no version {version}")))
     }
 

@@ -27,19 +27,21 @@ mod outputs;
 mod secrets;
 mod stacks;
 mod updates;
+mod views;
 
 use std::sync::Arc;
 
 pub use bootstrap::{Bootstrap, has_master_key as bootstrap_has_master_key};
 pub use error::{EngineError, EngineResult};
 pub use events::{EventBody, EventsPage};
-pub use history::{Export, UpdateInfo};
+pub use history::Export;
 pub use lease::{Lease, LeaseUse};
 pub use outputs::StackOutputs;
 pub use stacks::{CreateStack, StackList, StackListQuery};
 pub use updates::{
     Begun, CreateUpdate, RecordedOutputs, StartUpdateOptions, Started, UpdateKind, UpdateStatusView,
 };
+pub use views::{PruneSummary, StackView, TokenView, UpdateView, VersionView};
 
 use crate::engine::clock::Clock;
 use crate::engine::crypto::MasterKey;
@@ -60,6 +62,8 @@ pub struct EngineConfig {
     pub delta_cutoff_bytes: i64,
     /// Largest decompressed request body accepted for whole-deployment calls.
     pub max_state_bytes: usize,
+    /// Highest journal protocol offered to CLIs that ask (0: always checkpoints).
+    pub max_journal_version: i64,
 }
 
 impl Default for EngineConfig {
@@ -71,6 +75,7 @@ impl Default for EngineConfig {
             max_state_versions: 50,
             delta_cutoff_bytes: 1024 * 1024,
             max_state_bytes: 512 * 1024 * 1024,
+            max_journal_version: journal::LATEST_JOURNAL_VERSION,
         }
     }
 }
@@ -129,10 +134,6 @@ pub struct Engine {
 impl Engine {
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     pub fn now(&self) -> i64 {

@@ -15,10 +15,9 @@ use crate::engine::deployment::{
 };
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::history::SecretsOwner;
+use crate::engine::views::{PruneSummary, StackView, TokenView, UpdateView, VersionView};
 use crate::engine::{Caller, CreateStack, Engine, StackListQuery, names, rekey, reveal};
-use crate::store::{
-    PruneReport, StackKey, StackRow, TokenRow, TokenSelector, UpdateRow, UpdateStatus, VersionInfo,
-};
+use crate::store::{StackKey, TokenRow, TokenSelector, UpdateRow, UpdateStatus};
 
 /// Reports progress of long operations to whoever shows it.
 pub trait Progress: Send + Sync {
@@ -33,17 +32,17 @@ impl Progress for NoProgress {}
 
 #[derive(Debug, Clone)]
 pub struct StackOverview {
-    pub stack: StackRow,
+    pub stack: StackView,
     /// The running update holding the stack, if any (its lease may have expired).
-    pub lock: Option<UpdateRow>,
+    pub lock: Option<UpdateView>,
 }
 
 #[derive(Debug, Clone)]
 pub struct StackDetails {
-    pub stack: StackRow,
-    pub lock: Option<UpdateRow>,
-    pub versions: Vec<VersionInfo>,
-    pub history: Vec<UpdateRow>,
+    pub stack: StackView,
+    pub lock: Option<UpdateView>,
+    pub versions: Vec<VersionView>,
+    pub history: Vec<UpdateView>,
     /// `Ok(true)`: the key unwraps; `Ok(false)`: not checked (no master key given).
     pub key: Result<bool, String>,
 }
@@ -175,7 +174,7 @@ impl Engine {
             let page = self.list_stacks(&caller, q.clone()).await?;
             for s in page.stacks {
                 let lock = match s.active_update {
-                    Some(_) => self.store.running_update(s.id).await?,
+                    Some(_) => self.store.running_update(s.id).await?.map(Into::into),
                     None => None,
                 };
                 out.push(StackOverview { stack: s, lock });
@@ -201,10 +200,10 @@ impl Engine {
                 .map_err(|e| e.to_string()),
         };
         Ok(StackDetails {
-            stack,
-            lock,
-            versions,
-            history,
+            stack: stack.into(),
+            lock: lock.map(Into::into),
+            versions: versions.into_iter().map(Into::into).collect(),
+            history: history.into_iter().map(Into::into).collect(),
             key,
         })
     }
@@ -215,7 +214,7 @@ impl Engine {
 
     /// Cancels the update holding a stack (a crashed CLI, an abandoned lease), keeping the
     /// state it reached. Returns its id, or `None` when nothing held the stack.
-    pub async fn force_unlock(&self, key: &StackKey) -> EngineResult<Option<UpdateRow>> {
+    pub async fn force_unlock(&self, key: &StackKey) -> EngineResult<Option<UpdateView>> {
         let caller = Caller::operator();
         let stack = self.stack(&caller, key).await?;
         let Some(running) = self.store.running_update(stack.id).await? else {
@@ -224,7 +223,7 @@ impl Engine {
         self.cancel_update(&caller, key, &running.id).await?;
         tracing::warn!(stack = %key, update = %running.id, author = %running.author,
             "operator force-unlocked the stack (update cancelled)");
-        Ok(Some(running))
+        Ok(Some(running.into()))
     }
 
     /// The deployment `pulumi stack export` would give (compact; the CLI layer formats it).
@@ -336,7 +335,7 @@ impl Engine {
         user: &str,
         description: &str,
         expires_in: Option<i64>,
-    ) -> EngineResult<(TokenRow, String)> {
+    ) -> EngineResult<(TokenView, String)> {
         names::check_org(user).map_err(|_| {
             EngineError::Invalid(format!(
                 "invalid user name {user:?}: use letters, digits, '-', '_' and '.'"
@@ -365,11 +364,17 @@ impl Engine {
             last_used_at: None,
             revoked_at: None,
         };
-        Ok((row, token))
+        Ok((row.into(), token))
     }
 
-    pub async fn list_tokens(&self, user: Option<String>) -> EngineResult<Vec<TokenRow>> {
-        Ok(self.store.list_tokens(user).await?)
+    pub async fn list_tokens(&self, user: Option<String>) -> EngineResult<Vec<TokenView>> {
+        Ok(self
+            .store
+            .list_tokens(user)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     /// Revokes tokens; a running server refuses them from its next request on.
@@ -386,14 +391,14 @@ impl Engine {
         keep: i64,
         dry_run: bool,
         progress: &dyn Progress,
-    ) -> EngineResult<Vec<(StackKey, PruneReport)>> {
+    ) -> EngineResult<Vec<(StackKey, PruneSummary)>> {
         let targets = self.select_stacks(stacks).await?;
         progress.start(targets.len() as u64, "pruning");
         let mut out = Vec::new();
         for s in targets {
             let r = self.store.prune_stack_versions(s.id, keep, dry_run).await?;
             progress.step(&s.key.to_string());
-            out.push((s.key, r));
+            out.push((s.key, r.into()));
         }
         progress.finish();
         Ok(out)
@@ -403,7 +408,7 @@ impl Engine {
         Ok(self.store.vacuum().await?)
     }
 
-    async fn select_stacks(&self, keys: &[StackKey]) -> EngineResult<Vec<StackRow>> {
+    async fn select_stacks(&self, keys: &[StackKey]) -> EngineResult<Vec<StackView>> {
         if keys.is_empty() {
             return Ok(self
                 .operator_stacks(StackListQuery::default())
@@ -414,7 +419,7 @@ impl Engine {
         }
         let mut out = Vec::new();
         for k in keys {
-            out.push(self.stack(&Caller::operator(), k).await?);
+            out.push(self.stack(&Caller::operator(), k).await?.into());
         }
         Ok(out)
     }
@@ -541,7 +546,7 @@ impl Engine {
                 if !replayable || self.store.list_journal_batches(&u.id).await?.is_empty() {
                     continue;
                 }
-                match self.replay_compare(&s, &u).await {
+                match self.replay_compare(s.id, &u).await {
                     Ok(diff) if diff.is_empty() => {}
                     Ok(diff) => add(
                         "journal",
@@ -566,11 +571,11 @@ impl Engine {
     /// version; returns the rebuilt text and the differences.
     async fn replay_with_diff(
         &self,
-        stack: &StackRow,
+        stack_id: i64,
         update: &UpdateRow,
     ) -> EngineResult<(Vec<u8>, i64, u64, i64, Vec<String>)> {
         let (replayer, batches) = self.replay_stored_journal(update).await?;
-        let stored = self.store.get_state(stack.id, Some(update.version)).await?;
+        let stored = self.store.get_state(stack_id, Some(update.version)).await?;
         let version = engine_version(update);
         run_blocking(move || {
             let generated = replayer.generate()?;
@@ -593,12 +598,8 @@ impl Engine {
         .await
     }
 
-    async fn replay_compare(
-        &self,
-        stack: &StackRow,
-        update: &UpdateRow,
-    ) -> EngineResult<Vec<String>> {
-        Ok(self.replay_with_diff(stack, update).await?.4)
+    async fn replay_compare(&self, stack_id: i64, update: &UpdateRow) -> EngineResult<Vec<String>> {
+        Ok(self.replay_with_diff(stack_id, update).await?.4)
     }
 
     /// Rebuilds a stack's state from a stored journal (the latest journaled update, or
@@ -636,7 +637,7 @@ impl Engine {
             )));
         }
         let (json, batches, entries, resources, diff) =
-            self.replay_with_diff(&stack, &update).await?;
+            self.replay_with_diff(stack.id, &update).await?;
         let mut written = false;
         if !dry_run && !diff.is_empty() {
             let blob = run_blocking(move || {

@@ -4,9 +4,10 @@ use crate::engine::crypto::StackSecretKey;
 use crate::engine::deployment::{blob_of, check_untyped};
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::names;
+use crate::engine::views::{StackView, UpdateView};
 use crate::engine::{Caller, Engine, blocking};
 use crate::store::{
-    Guarded, NewStack, StackGuard, StackKey, StackQuery, StackRow, StoreError, Tags, UpdateRow,
+    Guarded, NewStack, StackGuard, StackKey, StackQuery, StackRow, StoreError, Tags,
 };
 
 pub struct CreateStack {
@@ -29,7 +30,7 @@ pub struct StackListQuery {
 pub const MAX_UNPAGED_STACKS: usize = 10_000;
 
 pub struct StackList {
-    pub stacks: Vec<StackRow>,
+    pub stacks: Vec<StackView>,
     /// Present when more stacks follow; URL-safe.
     pub continuation: Option<String>,
 }
@@ -84,7 +85,7 @@ impl Engine {
         &self,
         caller: &Caller,
         key: &StackKey,
-    ) -> EngineResult<(StackRow, Option<UpdateRow>)> {
+    ) -> EngineResult<(StackView, Option<UpdateView>)> {
         let stack = self.stack(caller, key).await?;
         let running = match &stack.active_update {
             Some(_) => self
@@ -94,7 +95,7 @@ impl Engine {
                 .filter(|u| u.lease_live(self.now())),
             None => None,
         };
-        Ok((stack, running))
+        Ok((stack.into(), running.map(Into::into)))
     }
 
     /// Every stack the query matches in one answer (clients before API version 8, which do
@@ -148,7 +149,7 @@ impl Engine {
             .then(|| stacks.last().map(|r| r.id.to_string()))
             .flatten();
         Ok(StackList {
-            stacks,
+            stacks: stacks.into_iter().map(Into::into).collect(),
             continuation,
         })
     }

@@ -97,10 +97,11 @@ pub struct UpdateStatusView {
     pub continuation: Option<String>,
 }
 
-/// The journal version to answer a CLI that asked for `requested` (0: checkpoints).
-pub fn negotiate_journal(requested: Option<i64>) -> i64 {
+/// The journal version to answer a CLI that asked for `requested`, offering at most `max`
+/// (0: checkpoints).
+pub fn negotiate_journal(requested: Option<i64>, max: i64) -> i64 {
     match requested {
-        Some(v) if v >= 1 => v.min(LATEST_JOURNAL_VERSION),
+        Some(v) if v >= 1 => v.min(max.clamp(0, LATEST_JOURNAL_VERSION)),
         _ => 0,
     }
 }
@@ -225,7 +226,7 @@ impl Engine {
         // Journal mode when the CLI asks for it, at the highest version both sides know: a
         // CLI that asks for 1 accepts only 1; one that asks for 2 (v3.277+) accepts 1 or 2.
         // Previews get it too: the CLI decides from it whether a program may migrate state.
-        let journal_version = negotiate_journal(opts.journal_version);
+        let journal_version = negotiate_journal(opts.journal_version, self.cfg.max_journal_version);
         // One retry: the first attempt may find an abandoned update to reap.
         for _ in 0..2 {
             let now = self.now();

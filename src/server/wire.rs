@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::store::{StackRow, UpdateRow, UpdateStatus};
+use crate::engine::{StackView, UpdateView};
+use crate::types::UpdateStatus;
 
 #[derive(Serialize)]
 pub struct ErrorResponse<'a> {
@@ -106,7 +107,7 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub fn from_rows(s: &StackRow, running: Option<&UpdateRow>) -> Self {
+    pub fn from_views(s: &StackView, running: Option<&UpdateView>) -> Self {
         Stack {
             id: s.id.to_string(),
             org_name: s.key.org.clone(),
@@ -139,8 +140,8 @@ pub struct StackSummary {
     pub resource_count: i64,
 }
 
-impl From<&StackRow> for StackSummary {
-    fn from(s: &StackRow) -> Self {
+impl From<&StackView> for StackSummary {
+    fn from(s: &StackView) -> Self {
         StackSummary {
             id: s.id.to_string(),
             org_name: s.key.org.clone(),
@@ -381,8 +382,8 @@ pub struct UpdateInfo {
     pub resource_count: Option<i64>,
 }
 
-impl From<&UpdateRow> for UpdateInfo {
-    fn from(u: &UpdateRow) -> Self {
+impl From<&UpdateView> for UpdateInfo {
+    fn from(u: &UpdateView) -> Self {
         UpdateInfo {
             kind: u.kind.clone(),
             start_time: u.started_at.unwrap_or(u.created_at),

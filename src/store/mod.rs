@@ -14,30 +14,14 @@ pub mod backup;
 pub mod error;
 pub mod sqlite;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use crate::types::{StackKey, Tags, UpdateStatus};
 pub use error::{LeaseDenied, StoreError, StoreResult};
 
 /// A boxed, sendable future: what every store method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'a>>;
-
-/// Fully qualified stack name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StackKey {
-    pub org: String,
-    pub project: String,
-    pub stack: String,
-}
-
-impl std::fmt::Display for StackKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}", self.org, self.project, self.stack)
-    }
-}
-
-pub type Tags = BTreeMap<String, String>;
 
 #[derive(Debug, Clone)]
 pub struct StackRow {
@@ -77,45 +61,6 @@ pub struct StateBlob {
     pub sha256: String,
     pub size: i64,
     pub resource_count: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpdateStatus {
-    NotStarted,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl UpdateStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpdateStatus::NotStarted => "not-started",
-            UpdateStatus::Running => "running",
-            UpdateStatus::Succeeded => "succeeded",
-            UpdateStatus::Failed => "failed",
-            UpdateStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "not-started" => UpdateStatus::NotStarted,
-            "running" => UpdateStatus::Running,
-            "succeeded" => UpdateStatus::Succeeded,
-            "failed" => UpdateStatus::Failed,
-            "cancelled" => UpdateStatus::Cancelled,
-            _ => return None,
-        })
-    }
-
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            UpdateStatus::Succeeded | UpdateStatus::Failed | UpdateStatus::Cancelled
-        )
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ pub mod updates;
 use serde::Deserialize;
 
 use crate::server::error::ApiError;
-use crate::store::StackKey;
+use crate::types::StackKey;
 
 #[derive(Deserialize)]
 pub struct StackPath {

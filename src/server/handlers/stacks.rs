@@ -67,7 +67,7 @@ pub async fn get_stack(
     P(p): P<StackPath>,
 ) -> ApiResult<AxumJson<Stack>> {
     let (stack, running) = state.engine.get_stack(&caller, &p.key()).await?;
-    Ok(AxumJson(Stack::from_rows(&stack, running.as_ref())))
+    Ok(AxumJson(Stack::from_views(&stack, running.as_ref())))
 }
 
 pub async fn delete_stack(
