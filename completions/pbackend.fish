@@ -51,6 +51,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l lease-durati
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-state-versions -d 'Versions of each stack\'s state to keep (older ones are deleted)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l delta-cutoff-bytes -d 'Checkpoints smaller than this are uploaded whole instead of as deltas' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-state-bytes -d 'Largest decompressed body accepted for a whole deployment (checkpoints, import). Other bodies are capped at 32 MiB and journal batches at 64 MiB (or this, if smaller)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-journal-version -d 'Highest journal protocol offered to a CLI that asks for journaling (CLI v3.277+ asks for 2, earlier ones for 1); 0 makes every CLI send checkpoints instead' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-connections -d 'Open client connections at most; further ones wait until one closes' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-concurrent-requests -d 'Requests handled at once; more wait up to --request-queue-timeout, then get 503' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l request-queue-timeout -d 'How long a request waits for one of those slots (seconds, or with s/m/h)' -r

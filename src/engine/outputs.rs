@@ -116,10 +116,12 @@ impl Engine {
                     ..StackOutputs::default()
                 });
             }
+            // Members come in the order they joined; of those finished in the same second,
+            // the one that joined last counts as the newest.
             let newest = members
                 .iter()
                 .filter(|m| m.status.is_finished())
-                .max_by_key(|m| (m.ended_at.unwrap_or(0), m.created_at));
+                .max_by_key(|m| m.ended_at.unwrap_or(0));
             if let Some(m) = newest.filter(|m| m.dry_run) {
                 match m
                     .recorded

@@ -174,13 +174,10 @@ impl Engine {
         force: bool,
     ) -> EngineResult<()> {
         let stack = self.stack(caller, key).await?;
-        let guard = if force {
-            StackGuard::Force
-        } else {
-            StackGuard::Idle {
-                now: self.now(),
-                require_empty: true,
-            }
+        let guard = StackGuard {
+            now: self.now(),
+            force,
+            require_empty: true,
         };
         match self.store.delete_stack(stack.id, guard).await? {
             Guarded::Done(_) => Ok(()),
@@ -222,8 +219,9 @@ impl Engine {
             stack: new_name.to_owned(),
         };
         names::check_key(&to)?;
-        let guard = StackGuard::Idle {
+        let guard = StackGuard {
             now: self.now(),
+            force: false,
             require_empty: false,
         };
         let renamed = self.store.rename_stack(stack.id, to.clone(), guard).await;

@@ -115,6 +115,13 @@ pub enum Record {
         resource_changes: Option<String>,
         resource_count: Option<i64>,
     },
+    UpdateWindow {
+        update_id: String,
+        window: String,
+        seq: i64,
+        outputs: Option<String>,
+        secrets_providers: Option<String>,
+    },
     UpdateState {
         update_id: String,
         #[serde(with = "b64")]

@@ -12,6 +12,7 @@
 
 pub mod backup;
 pub mod error;
+pub mod sql;
 pub mod sqlite;
 
 use std::future::Future;
@@ -87,7 +88,7 @@ pub struct WindowOutputs {
     pub secrets_providers: Option<String>,
 }
 
-/// An update of one stack in a coherence window.
+/// An update of one stack in a coherence window (listed in the order they joined it).
 #[derive(Debug, Clone)]
 pub struct WindowMember {
     pub update_id: String,
@@ -258,12 +259,12 @@ pub enum FinishOutcome {
 
 /// When a stack may be deleted or renamed: checked in the same transaction as the change.
 #[derive(Debug, Clone, Copy)]
-pub enum StackGuard {
-    /// Whatever holds it.
-    Force,
-    /// Only while no update holds an unexpired lease at `now` and, with `require_empty`, no
-    /// resources remain.
-    Idle { now: i64, require_empty: bool },
+pub struct StackGuard {
+    pub now: i64,
+    /// Whatever holds it; otherwise only while no update holds an unexpired lease at `now`.
+    pub force: bool,
+    /// Unless forced, only when no resources remain.
+    pub require_empty: bool,
 }
 
 /// The outcome of a guarded change to a stack.

@@ -4,7 +4,6 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::map_err;
 use crate::store::{StoreError, StoreResult};
 
 const STEPS: &[&str] = &[
@@ -145,6 +144,7 @@ const STEPS: &[&str] = &[
     CREATE TABLE update_windows (
         update_id         TEXT PRIMARY KEY REFERENCES updates (id) ON DELETE CASCADE,
         window            TEXT NOT NULL,
+        seq               INTEGER NOT NULL,
         outputs           TEXT,
         secrets_providers TEXT
     );
@@ -156,9 +156,7 @@ const STEPS: &[&str] = &[
 pub const SCHEMA_VERSION: i64 = STEPS.len() as i64;
 
 pub fn run(conn: &mut Connection) -> StoreResult<()> {
-    let current: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(map_err)?;
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > SCHEMA_VERSION {
         return Err(StoreError::Corrupt(format!(
             "the database schema (version {current}) is newer than this pbackend understands \
@@ -166,20 +164,15 @@ pub fn run(conn: &mut Connection) -> StoreResult<()> {
         )));
     }
     for (i, sql) in STEPS.iter().enumerate().skip(current as usize) {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Exclusive)
-            .map_err(map_err)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
         // Re-read inside the lock: another process may have migrated meanwhile.
-        let now: i64 = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(map_err)?;
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if now > i as i64 {
             continue;
         }
-        tx.execute_batch(sql).map_err(map_err)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)
-            .map_err(map_err)?;
-        tx.commit().map_err(map_err)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
     }
     Ok(())
 }

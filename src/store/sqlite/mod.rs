@@ -24,18 +24,18 @@
 //! Other processes (the operator CLI) may open the same file: `busy_timeout` makes them wait
 //! for the writer instead of failing at once.
 
-mod maintenance;
 mod migrate;
-mod queries;
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::store::sql::{Backend, BoxFuture, Dialect, Job, Param, Row, SqlStore, Tx, Value};
 use crate::store::{StoreError, StoreResult};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,7 +43,7 @@ const MAX_IDLE_READERS: usize = 8;
 /// How long a write waits for room in the writer's queue before it fails with `Busy`.
 pub const QUEUE_WAIT: Duration = Duration::from_secs(10);
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+type WriterJob = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// What an acknowledged write survives (see the module comment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,21 +81,24 @@ impl Default for SqliteOptions {
     }
 }
 
+/// The SQLite store.
+pub type SqliteStore = SqlStore<SqliteBackend>;
+
 /// Handle to an open SQLite database. Cheap to clone.
 #[derive(Clone)]
-pub struct SqliteStore {
+pub struct SqliteBackend {
     inner: Arc<Inner>,
 }
 
 struct Inner {
     path: PathBuf,
     durability: Durability,
-    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<mpsc::Sender<WriterJob>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
 }
 
-impl SqliteStore {
+impl SqlStore<SqliteBackend> {
     /// Opens (creating when absent) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> StoreResult<Self> {
         Self::open_with(path, SqliteOptions::default())
@@ -106,15 +109,14 @@ impl SqliteStore {
     pub fn open_with(path: &Path, opts: SqliteOptions) -> StoreResult<Self> {
         create_owner_only(path)?;
         let mut conn = open_connection(path, false, opts.durability)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(map_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
         migrate::run(&mut conn)?;
-        let (tx, rx) = mpsc::channel::<Job>(opts.writer_queue.max(1));
+        let (tx, rx) = mpsc::channel::<WriterJob>(opts.writer_queue.max(1));
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(StoreError::backend)?;
-        Ok(SqliteStore {
+        Ok(SqlStore::new(SqliteBackend {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 durability: opts.durability,
@@ -122,13 +124,21 @@ impl SqliteStore {
                 writer_thread: Mutex::new(Some(thread)),
                 readers: Mutex::new(Vec::new()),
             }),
-        })
+        }))
     }
 
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        &self.backend.inner.path
     }
 
+    /// Stops the writer thread after the writes already queued, and closes every connection.
+    /// Later calls fail with `StoreError::Closed`.
+    pub fn close(&self) {
+        self.backend.close()
+    }
+}
+
+impl SqliteBackend {
     /// Stops the writer thread after the writes already queued, and closes every connection.
     /// Later calls fail with `StoreError::Closed`.
     pub fn close(&self) {
@@ -150,7 +160,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` in a write transaction on the writer thread; resolves after the commit.
-    fn write<T, F>(
+    fn write_tx<T, F>(
         &self,
         f: F,
     ) -> impl std::future::Future<Output = StoreResult<T>> + Send + use<T, F>
@@ -172,7 +182,7 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
         let (reply_tx, reply_rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn: &mut Connection| {
+        let job: WriterJob = Box::new(move |conn: &mut Connection| {
             let _ = reply_tx.send(catch_panic(|| f(conn)));
         });
         let writer = self.inner.writer.lock().ok().and_then(|g| g.clone());
@@ -191,7 +201,7 @@ impl SqliteStore {
 
     /// Runs `f` on a pooled read connection on the blocking pool, inside one read transaction
     /// so that multi-statement reads see one snapshot.
-    fn read<T, F>(
+    fn read_tx<T, F>(
         &self,
         f: F,
     ) -> impl std::future::Future<Output = StoreResult<T>> + Send + use<T, F>
@@ -212,6 +222,103 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(Box::new(e)))?
         }
     }
+}
+
+impl Backend for SqliteBackend {
+    fn write<T: Send + 'static>(&self, mut job: Job<T>) -> BoxFuture<T> {
+        Box::pin(self.write_tx(move |conn| job(&mut SqliteTx { conn })))
+    }
+
+    fn read<T: Send + 'static>(&self, mut job: Job<T>) -> BoxFuture<T> {
+        Box::pin(self.read_tx(move |conn| job(&mut SqliteTx { conn })))
+    }
+
+    fn integrity(&self) -> BoxFuture<Vec<String>> {
+        Box::pin(self.read_tx(integrity_problems))
+    }
+
+    fn vacuum(&self) -> BoxFuture<()> {
+        Box::pin(self.write_raw(|conn| Ok(conn.execute_batch("VACUUM")?)))
+    }
+}
+
+/// A SQLite connection inside a transaction.
+struct SqliteTx<'a> {
+    conn: &'a Connection,
+}
+
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match *self {
+            Param::Int(Some(v)) => ToSqlOutput::from(v),
+            Param::Text(Some(t)) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            Param::Blob(Some(b)) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            Param::Int(None) | Param::Text(None) | Param::Blob(None) => {
+                ToSqlOutput::Borrowed(ValueRef::Null)
+            }
+        })
+    }
+}
+
+fn row_of(r: &rusqlite::Row<'_>, n: usize) -> rusqlite::Result<Row> {
+    let mut vals = Vec::with_capacity(n);
+    for i in 0..n {
+        vals.push(match r.get_ref(i)? {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(v) => Value::Int(v),
+            // Nothing we store is a float; read one as its integer part rather than fail.
+            ValueRef::Real(f) => Value::Int(f as i64),
+            ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+            ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+        });
+    }
+    Ok(Row(vals))
+}
+
+impl Tx for SqliteTx<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn exec(&mut self, sql: &str, p: &[Param<'_>]) -> StoreResult<u64> {
+        let mut st = self.conn.prepare_cached(sql)?;
+        Ok(st.execute(rusqlite::params_from_iter(p))? as u64)
+    }
+
+    fn query(&mut self, sql: &str, p: &[Param<'_>]) -> StoreResult<Vec<Row>> {
+        let mut st = self.conn.prepare_cached(sql)?;
+        let n = st.column_count();
+        let rows = st.query_map(rusqlite::params_from_iter(p), |r| row_of(r, n))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+/// SQLite's own checks: page-level integrity and foreign keys.
+fn integrity_problems(conn: &Connection) -> StoreResult<Vec<String>> {
+    let mut problems = Vec::new();
+    let mut st = conn.prepare("PRAGMA integrity_check")?;
+    let lines = st
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    problems.extend(
+        lines
+            .into_iter()
+            .filter(|l| l != "ok")
+            .map(|l| format!("sqlite integrity_check: {l}")),
+    );
+    let mut st = conn.prepare("PRAGMA foreign_key_check")?;
+    let orphans = st
+        .query_map([], |r| {
+            Ok(format!(
+                "orphan row: {} rowid {} refers to a missing {}",
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<i64>>(1)?.unwrap_or(-1),
+                r.get::<_, String>(2)?
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    problems.extend(orphans);
+    Ok(problems)
 }
 
 impl Inner {
@@ -242,10 +349,8 @@ fn in_transaction<T>(
     begin: &str,
     f: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    let run = |sql: &str| {
-        conn.prepare_cached(sql)
-            .and_then(|mut st| st.execute([]))
-            .map_err(map_err)
+    let run = |sql: &str| -> StoreResult<usize> {
+        Ok(conn.prepare_cached(sql).and_then(|mut st| st.execute([]))?)
     };
     run(begin)?;
     let result = f(conn).and_then(|value| run("COMMIT").map(|_| value));
@@ -277,7 +382,7 @@ fn catch_panic<T>(f: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
     })
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriterJob>) {
     while let Some(job) = rx.blocking_recv() {
         // Jobs catch their own panics (see `write_raw`); this one guards the loop itself.
         let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
@@ -312,23 +417,26 @@ fn open_connection(
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(map_err)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // Room for every statement of the hot paths (the default keeps 16).
     conn.set_prepared_statement_cache_capacity(64);
-    conn.pragma_update(None, "synchronous", durability.pragma())
-        .map_err(map_err)?;
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .map_err(map_err)?;
+    conn.pragma_update(None, "synchronous", durability.pragma())?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
     if query_only {
-        conn.pragma_update(None, "query_only", "ON")
-            .map_err(map_err)?;
+        conn.pragma_update(None, "query_only", "ON")?;
     }
     Ok(conn)
 }
 
-/// Maps SQLite failures onto the store's error kinds.
-pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
+/// SQLite failures as the store's error kinds.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        map_err(e)
+    }
+}
+
+fn map_err(e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(code, msg) = &e {
         match code.code {
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => return StoreError::Busy,
@@ -365,18 +473,16 @@ mod tests {
     async fn a_panicking_job_answers_an_error_and_the_writer_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
-        let r: StoreResult<()> = store.write(|_| panic!("boom")).await;
+        let store = &store.backend;
+        let r: StoreResult<()> = store.write_tx(|_| panic!("boom")).await;
         match r {
             Err(StoreError::Backend(e)) => assert!(e.to_string().contains("boom")),
             other => panic!("expected a backend error, got {other:?}"),
         }
-        let r: StoreResult<()> = store.read(|_| panic!("boom")).await;
+        let r: StoreResult<()> = store.read_tx(|_| panic!("boom")).await;
         assert!(matches!(r, Err(StoreError::Backend(_))));
         let n: i64 = store
-            .write(|c| {
-                c.query_row("SELECT 41 + 1", [], |r| r.get(0))
-                    .map_err(map_err)
-            })
+            .write_tx(|c| Ok(c.query_row("SELECT 41 + 1", [], |r| r.get(0))?))
             .await
             .unwrap();
         assert_eq!(n, 42);
@@ -389,10 +495,8 @@ mod tests {
         let path = dir.path().join("t.db");
         let store = SqliteStore::open(&path).unwrap();
         store
-            .write(|c| {
-                c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
-                    .map_err(map_err)
-            })
+            .backend
+            .write_tx(|c| Ok(c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")?))
             .await
             .unwrap();
         for p in [path.clone(), dir.path().join("t.db-wal")] {
