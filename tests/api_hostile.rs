@@ -147,39 +147,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Every row of every table, as text: equal before and after means nothing was written.
-fn snapshot(db: &std::path::Path) -> String {
-    let conn = rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .expect("open db");
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let mut out = String::new();
-    for t in tables {
-        let mut st = conn
-            .prepare(&format!("SELECT * FROM \"{t}\" ORDER BY 1"))
-            .unwrap();
-        let cols = st.column_count();
-        let mut rows = st.query([]).unwrap();
-        out.push_str(&format!("## {t}\n"));
-        while let Some(r) = rows.next().unwrap() {
-            for i in 0..cols {
-                let v: rusqlite::types::Value = r.get(i).unwrap();
-                out.push_str(&format!("{v:?}|"));
-            }
-            out.push('\n');
-        }
-    }
-    out
-}
-
 struct Fixture {
     srv: TestServer,
     /// Running update on `dev` and its lease.
@@ -407,7 +374,7 @@ async fn every_route_refuses_bad_credentials_before_reading_the_body() {
         "EXPECTED lists routes the server lacks"
     );
 
-    let before = snapshot(&f.srv.db_path());
+    let before = db_snapshot(&f.srv.db_path()).await;
     let mut matrix: BTreeMap<String, Vec<(String, u16)>> = BTreeMap::new();
     for route in &routes {
         let method = route.method.as_str();
@@ -482,7 +449,7 @@ async fn every_route_refuses_bad_credentials_before_reading_the_body() {
 
     assert_eq!(
         before,
-        snapshot(&f.srv.db_path()),
+        db_snapshot(&f.srv.db_path()).await,
         "a refused request changed the database"
     );
     check_reference(&matrix);

@@ -27,10 +27,12 @@ async fn begin(api: &Api, stack: &str, kind: &str, dry_run: bool, window: Option
     .await
 }
 
-fn update_rows(srv: &TestServer) -> i64 {
-    let c = rusqlite::Connection::open(srv.db_path()).unwrap();
-    c.query_row("SELECT COUNT(*) FROM updates", [], |r| r.get(0))
-        .unwrap()
+async fn update_rows(srv: &TestServer) -> usize {
+    db_snapshot(&srv.db_path())
+        .await
+        .lines()
+        .filter(|l| l.contains(r#""table":"update""#))
+        .count()
 }
 
 #[tokio::test]
@@ -91,13 +93,13 @@ async fn begin_update_creates_starts_and_returns_base_and_tags_in_one_call() {
     let id = v["updateID"].as_str().unwrap().to_owned();
 
     // The stack is held: a second begin is the CLI's conflict, and creates nothing.
-    let before = update_rows(&srv);
+    let before = update_rows(&srv).await;
     let r = begin(&api, &stack, "update", false, None).await;
     assert_eq!(
         r.error(409),
         "Conflict: Another update is currently in progress."
     );
-    assert_eq!(update_rows(&srv), before);
+    assert_eq!(update_rows(&srv).await, before);
     // A preview does not wait.
     begin(&api, &stack, "preview", true, None).await.ok();
 

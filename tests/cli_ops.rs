@@ -143,9 +143,7 @@ async fn disaster_recovery_and_commands_during_a_running_update() {
         .await
         .json();
     srv.stop().await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
+    wipe_database(&db);
     pb_ok(&db, true, &["import", "--all", archive.to_str().unwrap()]).await;
     assert!(srv.try_start().await);
     assert_eq!(

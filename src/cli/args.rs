@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::engine::crypto::MasterKey;
+use crate::store::open::Location;
 
 /// A secret given as a flag or environment variable: its `Debug` never shows it.
 #[derive(Clone)]
@@ -57,7 +58,8 @@ pub fn warn_secret_flags(args: impl IntoIterator<Item = String>) -> Vec<String> 
 /// Where the database is and how to unlock its secrets.
 #[derive(Args, Debug, Clone)]
 pub struct DbArgs {
-    /// SQLite database file (created on first start).
+    /// The database: a SQLite file (created on first start), or a PostgreSQL URL
+    /// (`postgres://user:password@host:5432/dbname`) for several servers sharing one database.
     #[arg(
         long,
         global = true,
@@ -103,14 +105,25 @@ impl DbArgs {
         PathBuf::from(name)
     }
 
+    pub fn location(&self) -> Location {
+        Location::parse(&self.db)
+    }
+
     /// Resolves the master key. With `may_generate`, a missing key is generated and saved
-    /// to the default key file (only ever for a database that has no key yet).
+    /// to the default key file (only ever for a SQLite database that has no key yet; servers
+    /// sharing a PostgreSQL database must all be given the same key).
     pub fn master_key(&self, may_generate: bool) -> Result<(MasterKey, KeySource), String> {
         if let Some(hex) = &self.master_key {
             return Ok((MasterKey::from_hex(&hex.0)?, KeySource::Given));
         }
         if let Some(path) = &self.master_key_file {
             return Ok((read_key_file(path)?, KeySource::Given));
+        }
+        if matches!(self.location(), Location::Postgres(_)) {
+            return Err("a PostgreSQL database needs its master key given: pass \
+                        --master-key-file (or PULUMI_BACKEND_MASTER_KEY); every server sharing \
+                        the database must use the same key"
+                .into());
         }
         let path = self.default_key_file();
         if path.exists() {
@@ -133,9 +146,10 @@ impl DbArgs {
 impl DbArgs {
     /// The master key when one is given or the default key file exists; `None` otherwise.
     pub fn master_key_if_available(&self) -> Result<Option<MasterKey>, String> {
+        let pg = matches!(self.location(), Location::Postgres(_));
         if self.master_key.is_none()
             && self.master_key_file.is_none()
-            && !self.default_key_file().exists()
+            && (pg || !self.default_key_file().exists())
         {
             return Ok(None);
         }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use crate::cli::args::DbArgs;
 use crate::engine::clock::SystemClock;
 use crate::engine::{Engine, EngineConfig};
-use crate::store::sqlite::SqliteStore;
+use crate::store::open::{Location, Opened, open};
+use crate::store::postgres::PgOptions;
+use crate::store::sqlite::SqliteOptions;
 
 /// The lock `serve` holds for its lifetime. Commands that must have the database to themselves
 /// take it too, so neither can start while the other runs.
@@ -47,7 +49,7 @@ impl ServerLock {
 
 pub struct Offline {
     pub engine: Engine,
-    store: SqliteStore,
+    store: Opened,
     rt: tokio::runtime::Runtime,
     _lock: Option<ServerLock>,
 }
@@ -65,15 +67,23 @@ pub struct OpenOptions {
 
 impl Offline {
     pub fn open(db: &DbArgs, opts: OpenOptions) -> Result<Offline, String> {
-        if !opts.create && !db.db.exists() {
-            return Err(format!(
-                "no database at {} (pass --db or set PULUMI_BACKEND_DB)",
-                db.db.display()
-            ));
-        }
-        let lock = match opts.exclusive {
-            Some(why) => Some(ServerLock::acquire(&db.db, why)?),
-            None => None,
+        let loc = db.location();
+        let lock = match &loc {
+            Location::Sqlite(path) => {
+                if !opts.create && !path.exists() {
+                    return Err(format!(
+                        "no database at {} (pass --db or set PULUMI_BACKEND_DB)",
+                        path.display()
+                    ));
+                }
+                match opts.exclusive {
+                    Some(why) => Some(ServerLock::acquire(path, why)?),
+                    None => None,
+                }
+            }
+            // Servers sharing a PostgreSQL database hold no lock a command could take: the
+            // operator stops them first where a command says so.
+            Location::Postgres(_) => None,
         };
         let master = db.master_key_if_available()?;
         if opts.need_key && master.is_none() {
@@ -88,11 +98,12 @@ impl Offline {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-        let store = SqliteStore::open(&db.db)
-            .map_err(|e| format!("cannot open the database {}: {e}", db.db.display()))?;
+        let store = rt
+            .block_on(open(&loc, SqliteOptions::default(), PgOptions::default()))
+            .map_err(|e| format!("cannot open the database {}: {e}", loc.shown()))?;
         let engine = rt
             .block_on(Engine::open_offline(
-                Arc::new(store.clone()),
+                store.store.clone(),
                 master,
                 EngineConfig::default(),
                 Arc::new(SystemClock),

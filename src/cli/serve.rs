@@ -11,7 +11,9 @@ use crate::cli::args::{DbArgs, KeySource, Secret, parse_duration_secs};
 use crate::engine::clock::SystemClock;
 use crate::engine::{Engine, EngineConfig};
 use crate::server::ServerConfig;
-use crate::store::sqlite::{Durability, SqliteOptions, SqliteStore};
+use crate::store::open::{Location, open};
+use crate::store::postgres::PgOptions;
+use crate::store::sqlite::{Durability, SqliteOptions};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -61,6 +63,11 @@ pub struct ServeArgs {
     /// for 2, earlier ones for 1); 0 makes every CLI send checkpoints instead.
     #[arg(long, env = "PULUMI_BACKEND_MAX_JOURNAL_VERSION", default_value_t = 2, value_parser = clap::value_parser!(i64).range(0..=2))]
     pub max_journal_version: i64,
+
+    /// Connections to a PostgreSQL database held open at most (each write is one
+    /// transaction on one of them).
+    #[arg(long, env = "PULUMI_BACKEND_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub db_pool_size: u32,
 
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -136,6 +143,12 @@ impl ServeArgs {
         }
     }
 
+    pub fn pg_options(&self) -> PgOptions {
+        PgOptions {
+            pool_size: self.db_pool_size as usize,
+        }
+    }
+
     pub fn store_options(&self) -> SqliteOptions {
         SqliteOptions {
             durability: match self.durability {
@@ -200,21 +213,27 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    // Held for the server's lifetime: maintenance commands that need the database to
-    // themselves (and a second server) see it and refuse.
-    let _lock = crate::cli::offline::ServerLock::acquire(
-        &args.db.db,
-        "only one server may serve a database",
-    )?;
+    let location = args.db.location();
+    // Held for the server's lifetime: maintenance commands that need a SQLite database to
+    // themselves (and a second server) see it and refuse. Servers sharing a PostgreSQL
+    // database are replicas of one service.
+    let _lock = match &location {
+        Location::Sqlite(path) => Some(crate::cli::offline::ServerLock::acquire(
+            path,
+            "only one server may serve a SQLite database (use PostgreSQL for replicas)",
+        )?),
+        Location::Postgres(_) => None,
+    };
     rt.block_on(async move {
-        let store = SqliteStore::open_with(&args.db.db, args.store_options())
-            .map_err(|e| format!("cannot open the database {}: {e}", args.db.db.display()))?;
-        let has_key = crate::engine::bootstrap_has_master_key(&store)
+        let store = open(&location, args.store_options(), args.pg_options())
+            .await
+            .map_err(|e| format!("cannot open the database {}: {e}", location.shown()))?;
+        let has_key = crate::engine::bootstrap_has_master_key(store.store.as_ref())
             .await
             .map_err(|e| e.to_string())?;
         let (master, key_source) = args.db.master_key(!has_key)?;
         let (engine, boot) = Engine::open(
-            Arc::new(store.clone()),
+            store.store.clone(),
             master,
             args.single_tenant_token.as_ref().map(|t| t.0.clone()),
             args.engine_config(),
@@ -245,7 +264,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             url = %url,
-            db = %args.db.db.display(),
+            db = %location.shown(),
             org = %args.org,
             "pbackend is serving"
         );

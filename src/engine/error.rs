@@ -45,7 +45,7 @@ impl EngineError {
 impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Busy => {
+            StoreError::Busy | StoreError::Transient(_) => {
                 EngineError::Unavailable("the database is busy; retry shortly".into())
             }
             StoreError::Lease(denied) => lease_error(&denied),

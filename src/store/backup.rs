@@ -117,7 +117,7 @@ pub enum Record {
     },
     UpdateWindow {
         update_id: String,
-        window: String,
+        window_id: String,
         seq: i64,
         outputs: Option<String>,
         secrets_providers: Option<String>,

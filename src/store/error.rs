@@ -39,6 +39,9 @@ pub enum StoreError {
     /// The store's worker thread is gone (the process is shutting down).
     #[error("store is closed")]
     Closed,
+    /// A transaction lost a race with a concurrent one and may succeed if run again.
+    #[error("transient conflict: {0}")]
+    Transient(String),
 }
 
 impl StoreError {

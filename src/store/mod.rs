@@ -11,7 +11,11 @@
 //! backend type (rusqlite or otherwise) appears in this file.
 
 pub mod backup;
+#[doc(hidden)]
+pub mod conformance;
 pub mod error;
+pub mod open;
+pub mod postgres;
 pub mod sql;
 pub mod sqlite;
 

@@ -84,6 +84,7 @@ fn free_port() -> u16 {
 /// A `pbackend serve` process on a temp database.
 pub struct ServerProcess {
     pub dir: TempDir,
+    db: PathBuf,
     pub url: String,
     pub port: u16,
     extra: Vec<String>,
@@ -95,8 +96,11 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub async fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = super::test_database(dir.path());
         let mut s = ServerProcess {
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir,
+            db,
             url: String::new(),
             port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -109,7 +113,7 @@ impl ServerProcess {
     }
 
     pub fn db(&self) -> PathBuf {
-        self.dir.path().join("pbackend.db")
+        self.db.clone()
     }
 
     pub fn log_path(&self, n: usize) -> PathBuf {

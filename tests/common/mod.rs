@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod ops;
+pub mod pg;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use pbackend::engine::clock::{Clock, ManualClock, SystemClock};
 use pbackend::engine::crypto::MasterKey;
 use pbackend::engine::{Engine, EngineConfig};
 use pbackend::server::ServerConfig;
-use pbackend::store::sqlite::SqliteStore;
+use pbackend::store::open::{Location, Opened, open};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -28,8 +29,62 @@ pub struct Options {
     pub server: ServerConfig,
 }
 
+/// Whether the tests run on PostgreSQL (`PBACKEND_TEST_DB=postgres`) rather than SQLite.
+pub fn on_postgres() -> bool {
+    std::env::var("PBACKEND_TEST_DB").is_ok_and(|v| v == "postgres")
+}
+
+/// The database a test server uses: a SQLite file in `dir`, or a fresh PostgreSQL database
+/// (its URL as a path, as `--db` takes it).
+pub fn test_database(dir: &std::path::Path) -> PathBuf {
+    if on_postgres() {
+        let pg = pg::server().expect("PBACKEND_TEST_DB=postgres needs PostgreSQL");
+        PathBuf::from(pg.fresh_database())
+    } else {
+        dir.join("pbackend.db")
+    }
+}
+
+/// Loses the database (a disaster, for recovery tests): removes a SQLite file with its WAL,
+/// or empties a PostgreSQL database.
+pub fn wipe_database(db: &std::path::Path) {
+    let text = db.to_string_lossy();
+    if text.starts_with("postgres://") {
+        pg::server().expect("PostgreSQL").wipe(&text);
+    } else {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+    }
+}
+
+/// Every row of the database as backup records (one per line): equal before and after
+/// means nothing was written. Opens the database beside the running server.
+pub async fn db_snapshot(db: &std::path::Path) -> String {
+    use pbackend::store::open::{Location, open};
+    let opened = open(&Location::parse(db), Default::default(), Default::default())
+        .await
+        .expect("open the database");
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    opened
+        .store
+        .dump(Box::new(move |r| {
+            sink.lock()
+                .unwrap()
+                .push(serde_json::to_string(&r).unwrap());
+            Ok(())
+        }))
+        .await
+        .expect("dump");
+    opened.close();
+    let out = lines.lock().unwrap().join("\n");
+    out
+}
+
 pub struct TestServer {
     pub dir: TempDir,
+    db: PathBuf,
     pub master: MasterKey,
     pub opts: Options,
     pub url: String,
@@ -39,7 +94,7 @@ pub struct TestServer {
 struct Running {
     shutdown: oneshot::Sender<()>,
     handle: tokio::task::JoinHandle<()>,
-    store: SqliteStore,
+    store: Opened,
 }
 
 impl TestServer {
@@ -49,8 +104,10 @@ impl TestServer {
 
     pub async fn start_with(opts: Options) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        let db = test_database(dir.path());
         let mut s = TestServer {
             dir,
+            db,
             master: MasterKey::generate(),
             opts,
             url: String::new(),
@@ -61,18 +118,24 @@ impl TestServer {
     }
 
     pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("pbackend.db")
+        self.db.clone()
     }
 
     /// Starts the server on the current database (used again after `stop`).
     pub async fn launch(&mut self) -> Result<(), String> {
-        let store = SqliteStore::open(&self.db_path()).map_err(|e| e.to_string())?;
+        let store = open(
+            &Location::parse(&self.db),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         let clock: Arc<dyn Clock> = match &self.opts.clock {
             Some(c) => Arc::new(c.clone()),
             None => Arc::new(SystemClock),
         };
         let (engine, _boot) = Engine::open(
-            Arc::new(store.clone()),
+            store.store.clone(),
             self.master.clone(),
             Some(TOKEN.to_owned()),
             self.opts.config.clone(),

@@ -131,7 +131,7 @@ const TABLES: &[Table] = &[
         name: "update_windows",
         cols: &[
             ("update_id", Text),
-            ("window", Text),
+            ("window_id", Text),
             ("seq", Int),
             ("outputs", Text),
             ("secrets_providers", Text),

@@ -4,7 +4,7 @@
 //! [`Backend`] hands out. The SQLite backend runs writes on its single writer thread under
 //! `BEGIN IMMEDIATE`, so its transactions never interleave; the PostgreSQL backend runs them
 //! concurrently on pooled connections under READ COMMITTED, where the rows an invariant
-//! depends on are locked first (`Dialect::for_update`) and a transaction that lost a
+//! depends on are locked first ([`Tx::for_update`]) and a transaction that lost a
 //! serialization race is run again. So every job may run more than once and must only
 //! borrow what it captures.
 //!
@@ -30,17 +30,6 @@ use crate::store::*;
 pub enum Dialect {
     Sqlite,
     Postgres,
-}
-
-impl Dialect {
-    /// The clause that locks the rows a read-then-write transaction depends on. SQLite's
-    /// writer already holds the whole database.
-    pub fn for_update(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "",
-            Dialect::Postgres => " FOR UPDATE",
-        }
-    }
 }
 
 /// A statement parameter.
@@ -188,6 +177,9 @@ impl Row {
 /// A connection inside a transaction.
 pub trait Tx {
     fn dialect(&self) -> Dialect;
+    /// The clause that locks the rows a write transaction's invariant depends on: empty for
+    /// reads and under SQLite's single writer, ` FOR UPDATE` for PostgreSQL writes.
+    fn for_update(&self) -> &'static str;
     /// Runs a statement; the number of rows it changed.
     fn exec(&mut self, sql: &str, p: &[Param<'_>]) -> StoreResult<u64>;
     fn query(&mut self, sql: &str, p: &[Param<'_>]) -> StoreResult<Vec<Row>>;

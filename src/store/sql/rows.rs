@@ -65,7 +65,7 @@ pub fn tags_json(tags: &Tags) -> StoreResult<String> {
 pub fn stack_by_id(tx: &mut dyn Tx, id: i64, lock: bool) -> StoreResult<Option<StackRow>> {
     let sql = format!(
         "SELECT {STACK_COLS} FROM stacks s WHERE s.id = ?1{}",
-        if lock { tx.dialect().for_update() } else { "" }
+        if lock { tx.for_update() } else { "" }
     );
     tx.one(&sql, p![id])?.map(|r| stack(&r)).transpose()
 }
@@ -85,7 +85,7 @@ pub fn stack_by_key(tx: &mut dyn Tx, key: &StackKey) -> StoreResult<Option<Stack
 pub fn update_by_id(tx: &mut dyn Tx, id: &str, lock: bool) -> StoreResult<Option<UpdateRow>> {
     let sql = format!(
         "SELECT {UPDATE_COLS} FROM updates WHERE id = ?1{}",
-        if lock { tx.dialect().for_update() } else { "" }
+        if lock { tx.for_update() } else { "" }
     );
     tx.one(&sql, p![id])?.map(|r| update(&r)).transpose()
 }

@@ -28,8 +28,8 @@ pub fn insert(tx: &mut dyn Tx, u: &NewUpdate, status: UpdateStatus) -> StoreResu
     if let Some(w) = &u.coherence_window {
         // `seq` orders the members of a window that share a second.
         tx.exec(
-            "INSERT INTO update_windows (update_id, window, seq) VALUES (?1, ?2, \
-             (SELECT COALESCE(MAX(seq), 0) + 1 FROM update_windows WHERE window = ?2))",
+            "INSERT INTO update_windows (update_id, window_id, seq) VALUES (?1, ?2, \
+             (SELECT COALESCE(MAX(seq), 0) + 1 FROM update_windows WHERE window_id = ?2))",
             p![&u.id, w],
         )?;
     }
@@ -108,7 +108,7 @@ pub fn begin(tx: &mut dyn Tx, u: &NewUpdate, s: &StartUpdate) -> StoreResult<Sta
 
 pub fn window_of(tx: &mut dyn Tx, update_id: &str) -> StoreResult<Option<String>> {
     tx.one(
-        "SELECT window FROM update_windows WHERE update_id = ?1",
+        "SELECT window_id FROM update_windows WHERE update_id = ?1",
         p![update_id],
     )?
     .map(|r| r.text(0))
@@ -123,7 +123,7 @@ pub fn window_members(
     tx.query(
         "SELECT u.id, u.dry_run, u.status, u.created_at, u.ended_at, w.outputs, \
          w.secrets_providers FROM update_windows w JOIN updates u ON u.id = w.update_id \
-         WHERE w.window = ?1 AND u.stack_id = ?2 ORDER BY w.seq",
+         WHERE w.window_id = ?1 AND u.stack_id = ?2 ORDER BY w.seq",
         p![window, stack_id],
     )?
     .into_iter()
@@ -175,7 +175,7 @@ pub fn lease_state(
 pub fn check_lease(tx: &mut dyn Tx, lease: &LeaseCheck, allow_finished: bool) -> StoreResult<()> {
     let sql = format!(
         "SELECT stack_id, status, lease_expires, lease_hash FROM updates WHERE id = ?1{}",
-        tx.dialect().for_update()
+        tx.for_update()
     );
     let Some(mut r) = tx.one(&sql, p![&lease.update_id])? else {
         return Err(StoreError::Lease(LeaseDenied::UnknownUpdate));

@@ -143,12 +143,12 @@ const STEPS: &[&str] = &[
     r#"
     CREATE TABLE update_windows (
         update_id         TEXT PRIMARY KEY REFERENCES updates (id) ON DELETE CASCADE,
-        window            TEXT NOT NULL,
+        window_id         TEXT NOT NULL,
         seq               INTEGER NOT NULL,
         outputs           TEXT,
         secrets_providers TEXT
     );
-    CREATE INDEX update_windows_by_window ON update_windows (window);
+    CREATE INDEX update_windows_by_window ON update_windows (window_id);
     "#,
 ];
 

@@ -280,6 +280,10 @@ impl Tx for SqliteTx<'_> {
         Dialect::Sqlite
     }
 
+    fn for_update(&self) -> &'static str {
+        ""
+    }
+
     fn exec(&mut self, sql: &str, p: &[Param<'_>]) -> StoreResult<u64> {
         let mut st = self.conn.prepare_cached(sql)?;
         Ok(st.execute(rusqlite::params_from_iter(p))? as u64)
