@@ -868,8 +868,7 @@ pub async fn backup_round_trip(subject: &Subject) {
             }))
             .await
             .unwrap();
-        let v = out.lock().unwrap().clone();
-        v
+        out.lock().unwrap().clone()
     };
     let first = dump(subject.store.clone()).await;
     assert!(
