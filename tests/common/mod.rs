@@ -78,8 +78,7 @@ pub async fn db_snapshot(db: &std::path::Path) -> String {
         .await
         .expect("dump");
     opened.close();
-    let out = lines.lock().unwrap().join("\n");
-    out
+    lines.lock().unwrap().join("\n")
 }
 
 pub struct TestServer {
