@@ -726,7 +726,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__serve)
-            opts="-h --addr --db --master-key --master-key-file --single-tenant-token --org --user --lease-duration --max-state-versions --delta-cutoff-bytes --max-state-bytes --max-journal-version --max-connections --max-concurrent-requests --request-queue-timeout --max-inflight-body-bytes --header-read-timeout --body-idle-timeout --body-deadline --writer-queue --durability --log-format --log-level --help"
+            opts="-h --addr --db --master-key --master-key-file --single-tenant-token --org --user --lease-duration --max-state-versions --delta-cutoff-bytes --max-state-bytes --max-journal-version --db-pool-size --max-connections --max-concurrent-requests --request-queue-timeout --max-inflight-body-bytes --header-read-timeout --body-idle-timeout --body-deadline --writer-queue --durability --log-format --log-level --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -777,6 +777,10 @@ _pbackend() {
                     return 0
                     ;;
                 --max-journal-version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-pool-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

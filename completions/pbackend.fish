@@ -41,7 +41,7 @@ complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "replay-journal" -
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l addr -d 'Address to listen on' -r
-complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l single-tenant-token -d 'The API token that grants access (as `--user`). When not given, the token from the previous start is kept; on a new database one is generated and printed once' -r
@@ -52,6 +52,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-state-ve
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l delta-cutoff-bytes -d 'Checkpoints smaller than this are uploaded whole instead of as deltas' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-state-bytes -d 'Largest decompressed body accepted for a whole deployment (checkpoints, import). Other bodies are capped at 32 MiB and journal batches at 64 MiB (or this, if smaller)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-journal-version -d 'Highest journal protocol offered to a CLI that asks for journaling (CLI v3.277+ asks for 2, earlier ones for 1); 0 makes every CLI send checkpoints instead' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l db-pool-size -d 'Connections to a PostgreSQL database held open at most (each write is one transaction on one of them)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-connections -d 'Open client connections at most; further ones wait until one closes' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-concurrent-requests -d 'Requests handled at once; more wait up to --request-queue-timeout, then get 503' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l request-queue-timeout -d 'How long a request waits for one of those slots (seconds, or with s/m/h)' -r
@@ -66,7 +67,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l log-format -
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -s h -l help -d 'Print help'
-complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l log-format -d 'Log format' -r -f -a "text\t''
@@ -85,7 +86,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l tag -d 'Only stacks with this tag (NAME or NAME=VALUE)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
 json\t''"
-complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
@@ -93,20 +94,20 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
 json\t''"
-complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
-complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l force -d 'Delete even with resources in its state, or while an update holds it'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
-complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
@@ -114,14 +115,14 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l version -d 'A kept older version instead of the current state' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -s o -l output -d 'Write to this file instead of stdout' -r -F
-complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l show-secrets -d 'Decrypt service-encrypted secrets (needs the master key)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
-complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
@@ -135,7 +136,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from help" -f -a "export" -d 'Write a stack\'s deployment exactly as `pulumi stack export` does, for `pulumi stack import` anywhere'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from help" -f -a "import" -d 'Store a deployment file as a new version of a stack. Plaintext secrets (from --show-secrets exports) are encrypted with the stack\'s key; secrets of another stack of this database are re-encrypted; secrets that would not decrypt are refused'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -s o -l output -d 'The archive to write (gzip; format in reference/cli.md)' -r -F
@@ -145,7 +146,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l log-level -
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l all -d 'Export the whole instance (every stack with its versions, history, tags, events, journals and wrapped keys, and the access tokens)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -s h -l help -d 'Print help'
-complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l merge -d 'How to merge into a database that already has stacks (default: refuse)' -r -f -a "skip-existing\t'Add the stacks whose names are free; leave existing ones alone'"
@@ -155,7 +156,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l log-level -
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l all -d 'Import a whole-instance archive made by `pbackend export --all`'
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l log-format -d 'Log format' -r -f -a "text\t''
@@ -171,7 +172,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_see
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l expires -d 'Lifetime, e.g. 90d or 12h; without it the token does not expire' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
 json\t''"
-complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
@@ -180,14 +181,14 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_see
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l user -d 'Only this user\'s tokens' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
 json\t''"
-complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l user -d 'Revoke every token of this user' -r
-complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
@@ -197,7 +198,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_see
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List tokens (never their secrets)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a token by id, or every token of a user: `pbackend tokens revoke alice`. A running server refuses a revoked token from its next request'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l new-master-key -d 'The new master key (64 hex characters). The current one (--master-key or the key file) must still open every stack key' -r
@@ -207,7 +208,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l log-le
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l dry-run -d 'Check that every key re-wraps, and change nothing'
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -s h -l help -d 'Print help'
-complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l keep -d 'Versions of each stack to keep (the current one is always kept)' -r
@@ -221,7 +222,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l dry
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l vacuum -d 'Afterwards, VACUUM the database to return the freed space to the filesystem (needs the database to itself)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -s h -l help -d 'Print help'
-complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l stack -d 'Only these stacks (ORG/PROJECT/STACK; repeatable)' -r
@@ -232,7 +233,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -s h -l help -d 'Print help'
-complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l db -d 'SQLite database file (created on first start)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l update -d 'The update whose journal to replay (default: the stack\'s latest journaled update)' -r

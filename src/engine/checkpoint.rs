@@ -3,6 +3,8 @@
 //! acknowledged; deltas and journal entries are also applied to the update's in-memory state
 //! as they arrive (see `live`), so finishing an update or reading its state replays nothing.
 
+use std::sync::Arc;
+
 use crate::engine::blocking::{run_blocking, run_sized};
 use crate::engine::deployment::{
     EMPTY_DEPLOYMENT, blob_of, count_resources, gunzip_stored, gzip, untyped_from_full_checkpoint,
@@ -14,7 +16,8 @@ use crate::engine::lease::Lease;
 use crate::engine::live::{Live, LiveText};
 use crate::engine::{Engine, delta};
 use crate::store::{
-    CheckpointWrite, DeltaWrite, FinalState, JournalBatch, StateBlob, StoreError, UpdateRow,
+    BuiltFrom, CheckpointWrite, DeltaWrite, FinalState, JournalBatch, StateBlob, StoreError,
+    UpdateRow,
 };
 
 /// Fold deltas into a new full checkpoint after this many, so that rebuilding an update's
@@ -163,7 +166,14 @@ impl Engine {
         let slot = self.live.slot(update_id);
         let mut live = slot.lock().await;
         self.store
-            .save_checkpoint(lease, CheckpointWrite { blob, sequence: 0 })
+            .save_checkpoint(
+                lease,
+                CheckpointWrite {
+                    blob,
+                    sequence: 0,
+                    replaces: None,
+                },
+            )
             .await
             .map_err(checkpoint_err)?;
         live.text = None;
@@ -185,7 +195,14 @@ impl Engine {
         let mut live = slot.lock().await;
         let sha = blob.sha256.clone();
         self.store
-            .save_checkpoint(lease, CheckpointWrite { blob, sequence })
+            .save_checkpoint(
+                lease,
+                CheckpointWrite {
+                    blob,
+                    sequence,
+                    replaces: None,
+                },
+            )
             .await
             .map_err(checkpoint_err)?;
         live.text = Some(LiveText {
@@ -198,6 +215,22 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether the in-memory view of an update still matches what the store holds. Another
+    /// replica may have written since (the CLI's retries can land anywhere): a view that
+    /// does not match is dropped and rebuilt from the store.
+    async fn live_is_current(&self, update_id: &str, live: &Live) -> EngineResult<bool> {
+        if live.replayer.is_none() && live.text.is_none() {
+            return Ok(true);
+        }
+        let p = self.store.progress(update_id).await?;
+        let journal = live.replayer.is_none() || p.journal_batches == live.batches;
+        let text = live
+            .text
+            .as_ref()
+            .is_none_or(|t| p.latest_sequence == Some(t.sequence));
+        Ok(journal && text)
+    }
+
     /// `PATCH …/checkpointdelta`: edits to the last checkpoint text, checked against the hash
     /// the CLI sent. A mismatch is refused with 400 and nothing stored: the CLI then sends
     /// the whole text verbatim with the same sequence number.
@@ -206,71 +239,89 @@ impl Engine {
         let lease = lease.check.clone();
         let slot = self.live.slot(update_id);
         let mut live = slot.lock().await;
-        if live.text.is_none() {
-            self.store.check_lease(lease.clone()).await?;
-            live.text = self.load_text(update_id).await?;
-        }
-        let Some(text) = live.text.take() else {
-            return Err(EngineError::Conflict(
-                "a delta needs a verbatim checkpoint of this update to apply to; send one".into(),
-            ));
-        };
-        let size = text.bytes.len() + body.len();
-        let (mut text, outcome) = run_sized(size, move || {
-            let mut text = text;
-            let outcome = apply_delta(&mut text, &body);
-            Ok((text, outcome))
-        })
-        .await?;
-        let write = match outcome {
-            // Refused deltas leave the text as it was.
-            Err(e) => {
-                live.text = Some(text);
-                return Err(e);
+        let body = Arc::new(body);
+        // A second attempt only when the first found the in-memory text stale.
+        for attempt in 0..2 {
+            if live.text.is_none() {
+                self.store.check_lease(lease.clone()).await?;
+                live.text = self.load_text(update_id).await?;
             }
-            Ok(None) => {
-                // A retry of a delta that already landed.
-                live.text = Some(text);
-                return self.store.check_lease(lease).await.map_err(Into::into);
-            }
-            Ok(Some(write)) => write,
-        };
-        let compact = text.deltas >= COMPACT_AFTER_DELTAS;
-        let stored = if compact {
-            let (t, blob) = run_blocking(move || {
-                let blob = blob_of(&text.bytes, -1);
-                Ok((text, blob))
+            let Some(text) = live.text.take() else {
+                return Err(EngineError::Conflict(
+                    "a delta needs a verbatim checkpoint of this update to apply to; send one"
+                        .into(),
+                ));
+            };
+            let base = text.sequence;
+            let size = text.bytes.len() + body.len();
+            let delta = body.clone();
+            let (mut text, outcome) = run_sized(size, move || {
+                let mut text = text;
+                let outcome = apply_delta(&mut text, &delta);
+                Ok((text, outcome))
             })
             .await?;
-            text = t;
-            self.store
-                .save_checkpoint(
-                    lease,
-                    CheckpointWrite {
-                        blob,
-                        sequence: text.sequence,
-                    },
-                )
-                .await
-        } else {
-            self.store.append_delta(lease, write).await
-        };
-        match stored {
-            Ok(()) => {
-                if compact {
-                    text.deltas = 0;
+            let write = match outcome {
+                // Refused deltas leave the text as it was.
+                Err(e) => {
+                    live.text = Some(text);
+                    if attempt == 0 && !self.live_is_current(update_id, &live).await? {
+                        live.text = None;
+                        continue;
+                    }
+                    return Err(e);
                 }
-                live.text = Some(text);
-                live.touch();
-                Ok(())
-            }
-            Err(e) => {
-                // The text already holds this delta, which is not stored: rebuild it from
-                // the store next time.
-                live.text = None;
-                Err(checkpoint_err(e))
+                Ok(None) => {
+                    // A retry of a delta that already landed.
+                    live.text = Some(text);
+                    return self.store.check_lease(lease).await.map_err(Into::into);
+                }
+                Ok(Some(write)) => write,
+            };
+            let compact = text.deltas >= COMPACT_AFTER_DELTAS;
+            let stored = if compact {
+                let (t, blob) = run_blocking(move || {
+                    let blob = blob_of(&text.bytes, -1);
+                    Ok((text, blob))
+                })
+                .await?;
+                text = t;
+                self.store
+                    .save_checkpoint(
+                        lease.clone(),
+                        CheckpointWrite {
+                            blob,
+                            sequence: text.sequence,
+                            replaces: Some(base),
+                        },
+                    )
+                    .await
+            } else {
+                self.store.append_delta(lease.clone(), write).await
+            };
+            match stored {
+                Ok(()) => {
+                    if compact {
+                        text.deltas = 0;
+                    }
+                    live.text = Some(text);
+                    live.touch();
+                    return Ok(());
+                }
+                // Another replica wrote first: rebuild the text from the store and apply the
+                // delta again (a delta that landed there is then recognised as a repeat).
+                Err(StoreError::Stale(_)) if attempt == 0 => live.text = None,
+                Err(e) => {
+                    // The text already holds this delta, which is not stored: rebuild it from
+                    // the store next time.
+                    live.text = None;
+                    return Err(checkpoint_err(e));
+                }
             }
         }
+        Err(EngineError::Unavailable(
+            "the update's checkpoints kept moving; retry".into(),
+        ))
     }
 
     /// `PATCH …/journalentries`: stores a batch and applies it to the update's replayer.
@@ -293,54 +344,75 @@ impl Engine {
                 "this update was not started with journaling; send checkpoints".into(),
             ));
         }
-        if live.replayer.is_none() {
-            // Do not rebuild anything for a caller without a valid lease.
-            self.store.check_lease(lease.clone()).await?;
-            self.ensure_replayer(&update, &mut live).await?;
-        }
-        let Some(replayer) = live.replayer.take() else {
-            return Err(EngineError::Internal("journal replayer missing".into()));
-        };
-        let applied = run_sized(json.len(), move || apply_batch(replayer, json, gz)).await;
-        let (replayer, batch) = match applied {
-            Ok(x) => x,
-            Err(e) => {
-                // The replayer may hold part of the batch: rebuild it from the store next time.
-                live.clear();
-                return Err(e);
+        let json = Arc::new(json);
+        let mut gz = gz;
+        // A second attempt only when the first found the in-memory journal stale.
+        for attempt in 0..2 {
+            if live.replayer.is_none() {
+                // Do not rebuild anything for a caller without a valid lease.
+                self.store.check_lease(lease.clone()).await?;
+                self.ensure_replayer(&update, &mut live).await?;
             }
-        };
-        let Some(batch) = batch else {
-            live.replayer = Some(replayer);
-            return self.store.check_lease(lease).await.map_err(Into::into);
-        };
-        match self.store.append_journal(lease, batch).await {
-            Ok(ordinal) => {
-                if ordinal == live.batches + 1 {
+            let Some(replayer) = live.replayer.take() else {
+                return Err(EngineError::Internal("journal replayer missing".into()));
+            };
+            let (body, body_gz) = (json.clone(), gz.take());
+            let applied =
+                run_sized(json.len(), move || apply_batch(replayer, &body, body_gz)).await;
+            let (replayer, batch) = match applied {
+                Ok(x) => x,
+                Err(e) => {
+                    // The replayer may hold part of the batch: rebuild it from the store. If
+                    // it was behind the store, the batch may be fine after all.
+                    let batches = live.batches;
+                    live.clear();
+                    if attempt == 0
+                        && self.store.progress(update_id).await?.journal_batches != batches
+                    {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            };
+            let Some(mut batch) = batch else {
+                live.replayer = Some(replayer);
+                return self.store.check_lease(lease).await.map_err(Into::into);
+            };
+            batch.ordinal = live.batches + 1;
+            match self.store.append_journal(lease.clone(), batch).await {
+                Ok(ordinal) => {
                     live.batches = ordinal;
                     live.replayer = Some(replayer);
-                } else {
-                    // Someone else appended batches we have not applied: rebuild next time.
-                    live.clear();
+                    live.touch();
+                    return Ok(());
                 }
-                live.touch();
-                Ok(())
-            }
-            Err(e) => {
-                live.clear();
-                Err(e.into())
+                // Another replica appended first: rebuild and apply again (entries that
+                // landed there are then recognised as repeats).
+                Err(StoreError::Stale(_)) if attempt == 0 => live.clear(),
+                Err(e) => {
+                    live.clear();
+                    return Err(e.into());
+                }
             }
         }
+        Err(EngineError::Unavailable(
+            "the update's journal kept moving; retry".into(),
+        ))
     }
 
-    /// The state an update has reached, for finishing it or reading it while it runs.
+    /// The state an update has reached, for finishing it or reading it while it runs, and
+    /// the stored progress it reflects (so that finishing refuses it if the store moved on).
+    /// An in-memory view that no longer matches the store is rebuilt first.
     pub(crate) async fn materialize(
         &self,
         update: &UpdateRow,
         live: &mut Live,
-    ) -> EngineResult<FinalState> {
+    ) -> EngineResult<(FinalState, Option<BuiltFrom>)> {
         if update.dry_run {
-            return Ok(FinalState::Unchanged);
+            return Ok((FinalState::Unchanged, None));
+        }
+        if !self.live_is_current(&update.id, live).await? {
+            live.clear();
         }
         if update.journal_version >= 1 {
             self.ensure_replayer(update, live).await?;
@@ -361,7 +433,10 @@ impl Engine {
             })
             .await?;
             live.replayer = Some(replayer);
-            return Ok(FinalState::Blob(blob));
+            return Ok((
+                FinalState::Blob(blob),
+                Some(BuiltFrom::Journal(live.batches)),
+            ));
         }
         self.materialize_checkpoints(update, live).await
     }
@@ -371,18 +446,18 @@ impl Engine {
         &self,
         update: &UpdateRow,
         live: &mut Live,
-    ) -> EngineResult<FinalState> {
+    ) -> EngineResult<(FinalState, Option<BuiltFrom>)> {
         if live.text.is_none() && !self.store.list_deltas(&update.id).await?.is_empty() {
             live.text = self.load_text(&update.id).await?;
         }
         if let Some(text) = live.text.as_ref().filter(|t| t.deltas > 0) {
-            let bytes = text.bytes.clone();
+            let (bytes, sequence) = (text.bytes.clone(), text.sequence);
             let blob = run_blocking(move || {
                 let count = count_resources(&bytes)?;
                 Ok(blob_of(&bytes, count))
             })
             .await?;
-            return Ok(FinalState::Blob(blob));
+            return Ok((FinalState::Blob(blob), Some(BuiltFrom::Text(sequence))));
         }
         let resource_count = match self.store.get_working_state(&update.id).await? {
             Some(ws) => Some(
@@ -394,7 +469,8 @@ impl Engine {
             ),
             None => None,
         };
-        Ok(FinalState::Working { resource_count })
+        // Promoted by the store from what it holds: nothing in memory to go stale.
+        Ok((FinalState::Working { resource_count }, None))
     }
 
     /// The live state of a running update, when it has moved past the stack's stored state.
@@ -403,7 +479,7 @@ impl Engine {
     pub(crate) async fn live_state(&self, update: &UpdateRow) -> EngineResult<Option<StateBlob>> {
         let slot = self.live.slot(&update.id);
         let mut live = slot.lock().await;
-        match self.materialize(update, &mut live).await? {
+        match self.materialize(update, &mut live).await?.0 {
             FinalState::Blob(b) => Ok(Some(b)),
             FinalState::Working { .. } => Ok(self
                 .store
@@ -432,6 +508,7 @@ fn apply_delta(text: &mut LiveText, body: &[u8]) -> EngineResult<Option<DeltaWri
     let edits = delta::parse_edits(edits_text)?;
     delta::apply_verified_in_place(&mut text.bytes, &edits, &req.checkpoint_hash)?;
     let write = DeltaWrite {
+        base_sequence: text.sequence,
         sequence: req.sequence_number,
         hash: req.checkpoint_hash.clone(),
         gz: gzip(edits_text.unwrap_or("[]").as_bytes()),
@@ -446,10 +523,10 @@ fn apply_delta(text: &mut LiveText, body: &[u8]) -> EngineResult<Option<DeltaWri
 /// (the body as received when every entry is new).
 fn apply_batch(
     mut replayer: Box<Replayer>,
-    json: Vec<u8>,
+    json: &[u8],
     gz: Option<Vec<u8>>,
 ) -> EngineResult<(Box<Replayer>, Option<JournalBatch>)> {
-    let entries = parse_entries(&json)?;
+    let entries = parse_entries(json)?;
     let total = entries.len();
     let fresh: Vec<Entry> = entries
         .into_iter()
@@ -462,7 +539,7 @@ fn apply_batch(
     let last = fresh.iter().map(|e| e.sequence_id).max().unwrap_or(0);
     let count = fresh.len() as i64;
     let gz = if fresh.len() == total {
-        gz.unwrap_or_else(|| gzip(&json))
+        gz.unwrap_or_else(|| gzip(json))
     } else {
         gzip(&encode_entries(&fresh.iter().collect::<Vec<_>>()))
     };

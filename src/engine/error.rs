@@ -45,7 +45,7 @@ impl EngineError {
 impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Busy | StoreError::Transient(_) => {
+            StoreError::Busy | StoreError::Transient(_) | StoreError::Stale(_) => {
                 EngineError::Unavailable("the database is busy; retry shortly".into())
             }
             StoreError::Lease(denied) => lease_error(&denied),

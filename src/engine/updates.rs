@@ -295,21 +295,33 @@ impl Engine {
     ) -> EngineResult<FinishOutcome> {
         let slot = self.live.slot(&update.id);
         let mut live = slot.lock().await;
-        let final_state = self.materialize(update, &mut live).await?;
-        let outcome = self
-            .store
-            .finish_update(FinishUpdate {
-                update_id: update.id.clone(),
-                stack_id: update.stack_id,
-                guard,
-                status,
-                ended_at: self.now(),
-                resource_changes: None,
-                final_state,
-                keep_versions: self.cfg.max_state_versions,
-                window_outputs,
-            })
-            .await?;
+        let mut attempt = 0;
+        let outcome = loop {
+            let (final_state, built_from) = self.materialize(update, &mut live).await?;
+            let finished = self
+                .store
+                .finish_update(FinishUpdate {
+                    update_id: update.id.clone(),
+                    stack_id: update.stack_id,
+                    guard: guard.clone(),
+                    status,
+                    ended_at: self.now(),
+                    resource_changes: None,
+                    final_state,
+                    keep_versions: self.cfg.max_state_versions,
+                    window_outputs: window_outputs.clone(),
+                    built_from,
+                })
+                .await;
+            match finished {
+                // Another replica wrote between our read and our finish: build again.
+                Err(StoreError::Stale(_)) if attempt == 0 => {
+                    attempt += 1;
+                    live.clear();
+                }
+                other => break other?,
+            }
+        };
         live.clear();
         drop(live);
         self.live.remove(&update.id);

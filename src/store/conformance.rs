@@ -108,6 +108,7 @@ fn finish(id: &str, stack_id: i64, guard: FinishGuard, state: FinalState) -> Fin
         final_state: state,
         keep_versions: 3,
         window_outputs: None,
+        built_from: None,
     }
 }
 
@@ -466,6 +467,7 @@ pub async fn working_state_journal_deltas_events(s: &dyn Store) {
         CheckpointWrite {
             blob: blob("c1", 1),
             sequence: 5,
+            replaces: None,
         },
     )
     .await
@@ -476,7 +478,8 @@ pub async fn working_state_journal_deltas_events(s: &dyn Store) {
                 l(),
                 CheckpointWrite {
                     blob: blob("old", 1),
-                    sequence: 4
+                    sequence: 4,
+                    replaces: None,
                 }
             )
             .await,
@@ -493,6 +496,7 @@ pub async fn working_state_journal_deltas_events(s: &dyn Store) {
                 sequence: 6 + i,
                 hash: format!("h{i}"),
                 gz: vec![i as u8],
+                base_sequence: 5 + i,
             },
         )
         .await
@@ -509,6 +513,7 @@ pub async fn working_state_journal_deltas_events(s: &dyn Store) {
         CheckpointWrite {
             blob: blob("c2", 1),
             sequence: 9,
+            replaces: None,
         },
     )
     .await
@@ -520,7 +525,7 @@ pub async fn working_state_journal_deltas_events(s: &dyn Store) {
             .append_journal(
                 l(),
                 JournalBatch {
-                    ordinal: 0,
+                    ordinal: i + 1,
                     first_sequence: i * 10,
                     last_sequence: i * 10 + 9,
                     count: 10,
@@ -593,7 +598,7 @@ pub async fn working_state_journal_deltas_events(s: &dyn Store) {
         s.append_journal(
             l(),
             JournalBatch {
-                ordinal: 0,
+                ordinal: 4,
                 first_sequence: 0,
                 last_sequence: 0,
                 count: 1,
@@ -834,6 +839,7 @@ pub async fn backup_round_trip(subject: &Subject) {
         CheckpointWrite {
             blob: blob("c", 1),
             sequence: 1,
+            replaces: None,
         },
     )
     .await

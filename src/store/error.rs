@@ -42,6 +42,10 @@ pub enum StoreError {
     /// A transaction lost a race with a concurrent one and may succeed if run again.
     #[error("transient conflict: {0}")]
     Transient(String),
+    /// A write was prepared from a cached view of an update that the store has moved past
+    /// (another replica wrote since): nothing was written; rebuild the view and try again.
+    #[error("stale cache: {0}")]
+    Stale(&'static str),
 }
 
 impl StoreError {

@@ -186,6 +186,18 @@ pub struct WorkingState {
 pub struct CheckpointWrite {
     pub blob: StateBlob,
     pub sequence: i64,
+    /// Written only if the update's latest stored sequence is still this (a compaction of
+    /// deltas the writer holds in memory); `None`: unconditionally.
+    pub replaces: Option<i64>,
+}
+
+/// How far an update's stored state has come: what a cached view of it must match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Journal batches stored.
+    pub journal_batches: i64,
+    /// The sequence of the latest checkpoint or delta stored (`None`: none yet).
+    pub latest_sequence: Option<i64>,
 }
 
 /// Engine events of one batch as the CLI sent them (gzip of the JSON array of events).
@@ -202,7 +214,8 @@ pub struct EventBatch {
 /// One `PATCH …/journalentries` batch, stored as gzip of `{"entries":[…]}`.
 #[derive(Debug, Clone)]
 pub struct JournalBatch {
-    /// Position among the update's batches (1 for the first); set by the store on append.
+    /// Position among the update's batches (1 for the first). On append, the position the
+    /// writer expects it to take: anything else means its view of the journal is stale.
     pub ordinal: i64,
     pub first_sequence: i64,
     pub last_sequence: i64,
@@ -217,6 +230,8 @@ pub struct DeltaWrite {
     pub sequence: i64,
     pub hash: String,
     pub gz: Vec<u8>,
+    /// On append: the latest stored sequence the delta applies to (anything else: stale).
+    pub base_sequence: i64,
 }
 
 /// Who may finish an update.
@@ -252,6 +267,17 @@ pub struct FinishUpdate {
     pub keep_versions: i64,
     /// Recorded on the update when it runs in a coherence window.
     pub window_outputs: Option<WindowOutputs>,
+    /// What `final_state` was built from; refused as stale if the store has moved on.
+    pub built_from: Option<BuiltFrom>,
+}
+
+/// The stored progress a state built in memory reflects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuiltFrom {
+    /// This many journal batches.
+    Journal(i64),
+    /// The checkpoint or delta of this sequence.
+    Text(i64),
 }
 
 #[derive(Debug, Clone)]
@@ -416,7 +442,9 @@ pub trait Store: Send + Sync + 'static {
     -> StoreFuture<'a, Option<WorkingState>>;
     /// Checks a lease without writing anything.
     fn check_lease(&self, lease: LeaseCheck) -> StoreFuture<'_, ()>;
-    /// Appends a journal batch under the lease; returns its ordinal.
+    /// How far an update's stored state has come.
+    fn progress<'a>(&'a self, update_id: &'a str) -> StoreFuture<'a, Progress>;
+    /// Appends a journal batch under the lease at the ordinal it names; returns it.
     fn append_journal(&self, lease: LeaseCheck, batch: JournalBatch) -> StoreFuture<'_, i64>;
     /// The update's journal batches in the order they arrived.
     fn list_journal_batches<'a>(&'a self, update_id: &'a str)

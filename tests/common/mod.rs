@@ -120,6 +120,20 @@ impl TestServer {
         self.db.clone()
     }
 
+    /// Another server on the same database with the same key: a replica (PostgreSQL).
+    pub async fn replica(&self) -> TestServer {
+        let mut s = TestServer {
+            dir: tempfile::tempdir().expect("tempdir"),
+            db: self.db.clone(),
+            master: self.master.clone(),
+            opts: self.opts.clone(),
+            url: String::new(),
+            running: None,
+        };
+        s.launch().await.expect("replica starts");
+        s
+    }
+
     /// Starts the server on the current database (used again after `stop`).
     pub async fn launch(&mut self) -> Result<(), String> {
         let store = open(

@@ -363,6 +363,11 @@ impl<B: Backend> Store for SqlStore<B> {
         self.r(move |tx| updates::check_lease(tx, &lease, false))
     }
 
+    fn progress<'a>(&'a self, update_id: &'a str) -> StoreFuture<'a, Progress> {
+        let id = update_id.to_owned();
+        self.r(move |tx| state::progress(tx, &id))
+    }
+
     fn append_journal(&self, lease: LeaseCheck, b: JournalBatch) -> StoreFuture<'_, i64> {
         self.w(move |tx| state::append_journal(tx, &lease, &b))
     }

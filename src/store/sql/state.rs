@@ -180,6 +180,21 @@ pub fn replace_version(
     Ok(())
 }
 
+pub fn progress(tx: &mut dyn Tx, update_id: &str) -> StoreResult<Progress> {
+    let r = tx
+        .one(
+            "SELECT (SELECT COUNT(*) FROM journal_batches WHERE update_id = ?1), \
+                    (SELECT MAX(sequence) FROM update_deltas WHERE update_id = ?1), \
+                    (SELECT sequence FROM update_state WHERE update_id = ?1)",
+            p![update_id],
+        )?
+        .ok_or_else(|| StoreError::Corrupt("progress returned no row".into()))?;
+    Ok(Progress {
+        journal_batches: r.i64(0)?,
+        latest_sequence: r.opt_i64(1)?.or(r.opt_i64(2)?),
+    })
+}
+
 /// Replaces the update's working checkpoint and drops the deltas on top of the old one.
 pub fn save_checkpoint(
     tx: &mut dyn Tx,
@@ -187,6 +202,11 @@ pub fn save_checkpoint(
     w: &CheckpointWrite,
 ) -> StoreResult<()> {
     check_lease(tx, lease, false)?;
+    if let Some(expected) = w.replaces
+        && progress(tx, &lease.update_id)?.latest_sequence != Some(expected)
+    {
+        return Err(StoreError::Stale("the update's checkpoints moved on"));
+    }
     let last = tx
         .one(
             "SELECT sequence FROM update_state WHERE update_id = ?1",
@@ -256,6 +276,9 @@ pub fn append_journal(tx: &mut dyn Tx, lease: &LeaseCheck, b: &JournalBatch) -> 
         "SELECT COALESCE(MAX(ordinal), 0) + 1 FROM journal_batches WHERE update_id = ?1",
         p![&lease.update_id],
     )?;
+    if ordinal != b.ordinal {
+        return Err(StoreError::Stale("the update's journal moved on"));
+    }
     tx.exec(
         "INSERT INTO journal_batches (update_id, ordinal, first_seq, last_seq, count, entries) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -302,6 +325,9 @@ pub fn append_delta(tx: &mut dyn Tx, lease: &LeaseCheck, d: &DeltaWrite) -> Stor
             "a delta needs a verbatim checkpoint of this update to apply to".into(),
         ));
     }
+    if progress(tx, &lease.update_id)?.latest_sequence != Some(d.base_sequence) {
+        return Err(StoreError::Stale("the update's checkpoints moved on"));
+    }
     let ordinal = tx.count(
         "SELECT COALESCE(MAX(ordinal), 0) + 1 FROM update_deltas WHERE update_id = ?1",
         p![&lease.update_id],
@@ -325,6 +351,7 @@ pub fn deltas(tx: &mut dyn Tx, update_id: &str) -> StoreResult<Vec<DeltaWrite>> 
             sequence: r.i64(0)?,
             hash: r.text(1)?,
             gz: r.blob(2)?,
+            base_sequence: 0,
         })
     })
     .collect()

@@ -245,6 +245,16 @@ pub fn finish(tx: &mut dyn Tx, f: &FinishUpdate) -> StoreResult<FinishOutcome> {
             }
         }
     }
+    if let Some(built) = f.built_from {
+        let now = super::state::progress(tx, &f.update_id)?;
+        let current = match built {
+            BuiltFrom::Journal(n) => now.journal_batches == n,
+            BuiltFrom::Text(seq) => now.latest_sequence == Some(seq),
+        };
+        if !current {
+            return Err(StoreError::Stale("the update's state moved on"));
+        }
+    }
     let mut final_count = None;
     if !update.dry_run && update.status == UpdateStatus::Running {
         let written = match &f.final_state {
