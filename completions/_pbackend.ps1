@@ -36,6 +36,7 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('prune-versions', 'prune-versions', [CompletionResultType]::ParameterValue, 'Delete old versions of stack states beyond --keep')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check every stored version, journal, key and the database itself; exit 1 on problems')
             [CompletionResult]::new('replay-journal', 'replay-journal', [CompletionResultType]::ParameterValue, 'Rebuild a stack''s state from its stored journal')
+            [CompletionResult]::new('migrate-store', 'migrate-store', [CompletionResultType]::ParameterValue, 'Copy a whole instance to another database (SQLite to PostgreSQL, or back), verified')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -338,6 +339,20 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'pbackend;migrate-store' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'The database to copy from: a SQLite file or a postgres:// URL. Stop every server on it first: writes made during the copy would not be in the target')
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The database to copy into: a SQLite file (created) or a postgres:// URL. It must hold no stacks and no tokens')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Show no progress')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Show no progress')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'pbackend;completions' {
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
@@ -355,6 +370,7 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('prune-versions', 'prune-versions', [CompletionResultType]::ParameterValue, 'Delete old versions of stack states beyond --keep')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check every stored version, journal, key and the database itself; exit 1 on problems')
             [CompletionResult]::new('replay-journal', 'replay-journal', [CompletionResultType]::ParameterValue, 'Rebuild a stack''s state from its stored journal')
+            [CompletionResult]::new('migrate-store', 'migrate-store', [CompletionResultType]::ParameterValue, 'Copy a whole instance to another database (SQLite to PostgreSQL, or back), verified')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -420,6 +436,9 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             break
         }
         'pbackend;help;replay-journal' {
+            break
+        }
+        'pbackend;help;migrate-store' {
             break
         }
         'pbackend;help;completions' {

@@ -28,6 +28,9 @@ _pbackend() {
             pbackend,import)
                 cmd="pbackend__subcmd__import"
                 ;;
+            pbackend,migrate-store)
+                cmd="pbackend__subcmd__migrate__subcmd__store"
+                ;;
             pbackend,prune-versions)
                 cmd="pbackend__subcmd__prune__subcmd__versions"
                 ;;
@@ -60,6 +63,9 @@ _pbackend() {
                 ;;
             pbackend__subcmd__help,import)
                 cmd="pbackend__subcmd__help__subcmd__import"
+                ;;
+            pbackend__subcmd__help,migrate-store)
+                cmd="pbackend__subcmd__help__subcmd__migrate__subcmd__store"
                 ;;
             pbackend__subcmd__help,prune-versions)
                 cmd="pbackend__subcmd__help__subcmd__prune__subcmd__versions"
@@ -182,7 +188,7 @@ _pbackend() {
 
     case "${cmd}" in
         pbackend)
-            opts="-h -V --log-format --log-level --help --version serve stack export import tokens rotate-keys prune-versions verify replay-journal completions help"
+            opts="-h -V --log-format --log-level --help --version serve stack export import tokens rotate-keys prune-versions verify replay-journal migrate-store completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -268,7 +274,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__help)
-            opts="serve stack export import tokens rotate-keys prune-versions verify replay-journal completions help"
+            opts="serve stack export import tokens rotate-keys prune-versions verify replay-journal migrate-store completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -324,6 +330,20 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__help__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__help__subcmd__migrate__subcmd__store)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -582,6 +602,48 @@ _pbackend() {
                     ;;
                 --merge)
                     COMPREPLY=($(compgen -W "skip-existing" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__migrate__subcmd__store)
+            opts="-q -h --db --master-key --master-key-file --from --to --quiet --log-format --log-level --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --log-format)

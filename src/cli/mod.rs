@@ -8,6 +8,7 @@ pub mod backup;
 pub mod completions;
 pub mod jsonfmt;
 pub mod maint;
+pub mod migrate;
 pub mod offline;
 pub mod output;
 pub mod serve;
@@ -116,6 +117,13 @@ pub enum Command {
         #[command(flatten)]
         args: maint::ReplayArgs,
     },
+    /// Copy a whole instance to another database (SQLite to PostgreSQL, or back), verified.
+    MigrateStore {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(flatten)]
+        args: migrate::MigrateStoreArgs,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -158,6 +166,7 @@ pub fn main() -> ExitCode {
         Command::PruneVersions { db, args } => maint::prune(&db, args),
         Command::Verify { db, args } => maint::verify(&db, args),
         Command::ReplayJournal { db, args } => maint::replay_journal(&db, args),
+        Command::MigrateStore { db, args } => migrate::run(&db, args),
         Command::Completions { shell } => completions::run(shell),
     };
     match result {

@@ -50,6 +50,7 @@ impl ServerLock {
 pub struct Offline {
     pub engine: Engine,
     store: Opened,
+    location: Location,
     rt: tokio::runtime::Runtime,
     _lock: Option<ServerLock>,
 }
@@ -112,9 +113,15 @@ impl Offline {
         Ok(Offline {
             engine,
             store,
+            location: loc,
             rt,
             _lock: lock,
         })
+    }
+
+    /// The database, as messages name it.
+    pub fn shown(&self) -> String {
+        self.location.shown()
     }
 
     pub fn run<T>(&self, f: impl std::future::Future<Output = T>) -> T {

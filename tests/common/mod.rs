@@ -122,9 +122,14 @@ impl TestServer {
 
     /// Another server on the same database with the same key: a replica (PostgreSQL).
     pub async fn replica(&self) -> TestServer {
+        self.replica_on(self.db.clone()).await
+    }
+
+    /// A server with this one's key and options on another database.
+    pub async fn replica_on(&self, db: PathBuf) -> TestServer {
         let mut s = TestServer {
             dir: tempfile::tempdir().expect("tempdir"),
-            db: self.db.clone(),
+            db,
             master: self.master.clone(),
             opts: self.opts.clone(),
             url: String::new(),
