@@ -11,13 +11,15 @@ use pbackend::engine::Engine;
 use pbackend::engine::clock::SystemClock;
 use pbackend::engine::crypto::MasterKey;
 use pbackend::store::backup::Record;
-use pbackend::store::sqlite::SqliteStore;
+use pbackend::store::open::{Location, open};
 use serde_json::json;
 
 async fn records(db: &std::path::Path) -> Vec<Record> {
-    let store = SqliteStore::open(db).unwrap();
+    let store = open(&Location::parse(db), Default::default(), Default::default())
+        .await
+        .unwrap();
     let engine = Engine::open_offline(
-        Arc::new(store.clone()),
+        store.store.clone(),
         Some(MasterKey::from_hex(MASTER_KEY).unwrap()),
         Default::default(),
         Arc::new(SystemClock),

@@ -1,5 +1,6 @@
 //! Flags shared by several subcommands, and resolving them into what the engine needs.
 
+use crate::cli::error::{CliError, CliResult};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -112,40 +113,47 @@ impl DbArgs {
     /// Resolves the master key. With `may_generate`, a missing key is generated and saved
     /// to the default key file (only ever for a SQLite database that has no key yet; servers
     /// sharing a PostgreSQL database must all be given the same key).
-    pub fn master_key(&self, may_generate: bool) -> Result<(MasterKey, KeySource), String> {
+    pub fn master_key(&self, may_generate: bool) -> CliResult<(MasterKey, KeySource)> {
         if let Some(hex) = &self.master_key {
-            return Ok((MasterKey::from_hex(&hex.0)?, KeySource::Given));
+            return Ok((
+                MasterKey::from_hex(&hex.0).map_err(CliError::Invalid)?,
+                KeySource::Given,
+            ));
         }
         if let Some(path) = &self.master_key_file {
             return Ok((read_key_file(path)?, KeySource::Given));
         }
         if matches!(self.location(), Location::Postgres(_)) {
-            return Err("a PostgreSQL database needs its master key given: pass \
-                        --master-key-file (or PULUMI_BACKEND_MASTER_KEY); every server sharing \
-                        the database must use the same key"
-                .into());
+            return Err(CliError::Invalid(
+                "a PostgreSQL database needs its master key given: pass --master-key-file (or \
+                 PULUMI_BACKEND_MASTER_KEY); every server sharing the database must use the \
+                 same key"
+                    .into(),
+            ));
         }
         let path = self.default_key_file();
         if path.exists() {
             return Ok((read_key_file(&path)?, KeySource::DefaultFile(path)));
         }
         if !may_generate {
-            return Err(format!(
+            return Err(CliError::Invalid(format!(
                 "no master key: pass --master-key (or PULUMI_BACKEND_MASTER_KEY), or \
                  --master-key-file; {} does not exist",
                 path.display()
-            ));
+            )));
         }
         let key = MasterKey::generate();
-        write_secret_file(&path, &format!("{}\n", key.to_hex()))
-            .map_err(|e| format!("cannot write the new master key to {}: {e}", path.display()))?;
+        write_secret_file(&path, &format!("{}\n", key.to_hex())).map_err(CliError::io(format!(
+            "cannot write the new master key to {}",
+            path.display()
+        )))?;
         Ok((key, KeySource::Generated(path)))
     }
 }
 
 impl DbArgs {
     /// The master key when one is given or the default key file exists; `None` otherwise.
-    pub fn master_key_if_available(&self) -> Result<Option<MasterKey>, String> {
+    pub fn master_key_if_available(&self) -> CliResult<Option<MasterKey>> {
         let pg = matches!(self.location(), Location::Postgres(_));
         if self.master_key.is_none()
             && self.master_key_file.is_none()
@@ -157,10 +165,13 @@ impl DbArgs {
     }
 }
 
-fn read_key_file(path: &Path) -> Result<MasterKey, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the master key file {}: {e}", path.display()))?;
-    MasterKey::from_hex(text.trim()).map_err(|e| format!("{}: {e}", path.display()))
+fn read_key_file(path: &Path) -> CliResult<MasterKey> {
+    let text = std::fs::read_to_string(path).map_err(CliError::io(format!(
+        "cannot read the master key file {}",
+        path.display()
+    )))?;
+    MasterKey::from_hex(text.trim())
+        .map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))
 }
 
 /// Writes a file readable by its owner only; refuses to overwrite.
@@ -179,7 +190,7 @@ fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 /// Parses a duration: plain seconds, or a number with `s`, `m`, `h` or `d`.
-pub fn parse_duration_secs(s: &str) -> Result<i64, String> {
+pub fn parse_duration_secs(s: &str) -> CliResult<i64> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {
         Some((i, 's')) => (&s[..i], 1),
@@ -189,10 +200,14 @@ pub fn parse_duration_secs(s: &str) -> Result<i64, String> {
         _ => (s, 1),
     };
     let n: i64 = num.trim().parse().map_err(|_| {
-        format!("invalid duration {s:?}: use seconds or a number with s, m, h or d")
+        CliError::Invalid(format!(
+            "invalid duration {s:?}: use seconds or a number with s, m, h or d"
+        ))
     })?;
     if n <= 0 {
-        return Err(format!("invalid duration {s:?}: must be positive"));
+        return Err(CliError::Invalid(format!(
+            "invalid duration {s:?}: must be positive"
+        )));
     }
     Ok(n * mult)
 }

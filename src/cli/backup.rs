@@ -1,5 +1,6 @@
 //! `pbackend export --all` and `pbackend import --all`: whole-instance disaster recovery.
 
+use crate::cli::error::{CliError, CliResult};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -43,12 +44,10 @@ pub struct ImportAllArgs {
     pub quiet: QuietArgs,
 }
 
-pub fn export_all(db: &DbArgs, a: ExportAllArgs) -> Result<(), String> {
+pub fn export_all(db: &DbArgs, a: ExportAllArgs) -> CliResult {
     let off = Offline::open(db, OpenOptions::default())?;
     let progress = Arc::new(Reporter::new(a.quiet.quiet));
-    let r = off
-        .run(off.engine.export_all(&a.file, progress))
-        .map_err(|e| e.to_string())?;
+    let r = off.run(off.engine.export_all(&a.file, progress))?;
     let size = std::fs::metadata(&a.file).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "Exported {} stacks ({} records, {}) to {}.",
@@ -60,9 +59,12 @@ pub fn export_all(db: &DbArgs, a: ExportAllArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub fn import_all(db: &DbArgs, a: ImportAllArgs) -> Result<(), String> {
+pub fn import_all(db: &DbArgs, a: ImportAllArgs) -> CliResult {
     if !a.file.exists() {
-        return Err(format!("no archive at {}", a.file.display()));
+        return Err(CliError::Invalid(format!(
+            "no archive at {}",
+            a.file.display()
+        )));
     }
     let off = Offline::open(
         db,
@@ -77,9 +79,7 @@ pub fn import_all(db: &DbArgs, a: ImportAllArgs) -> Result<(), String> {
         Some(MergeMode::SkipExisting) => Merge::SkipExisting,
     };
     let progress = Arc::new(Reporter::new(a.quiet.quiet));
-    let r = off
-        .run(off.engine.import_all(&a.file, merge, progress))
-        .map_err(|e| e.to_string())?;
+    let r = off.run(off.engine.import_all(&a.file, merge, progress))?;
     eprintln!(
         "Imported {} stacks ({} records) into {}.",
         r.stacks,

@@ -1,6 +1,7 @@
 //! Shell completions, generated from the command definitions. The checked-in copies in
 //! `completions/` are compared with a fresh generation by a test.
 
+use crate::cli::error::{CliError, CliResult};
 use clap::{CommandFactory, ValueEnum};
 use clap_complete::Shell;
 
@@ -49,9 +50,9 @@ pub fn generate(shell: CompletionShell) -> Vec<u8> {
     out
 }
 
-pub fn run(shell: CompletionShell) -> Result<(), String> {
+pub fn run(shell: CompletionShell) -> CliResult {
     use std::io::Write;
     std::io::stdout()
         .write_all(&generate(shell))
-        .map_err(|e| format!("cannot write to stdout: {e}"))
+        .map_err(CliError::io("cannot write to stdout"))
 }

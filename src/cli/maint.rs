@@ -1,5 +1,6 @@
 //! Maintenance: rotate-keys, prune-versions, verify, replay-journal.
 
+use crate::cli::error::{CliError, CliResult};
 use clap::Args;
 use serde_json::json;
 
@@ -9,9 +10,9 @@ use crate::cli::output::{Format, OutputArgs, QuietArgs, Reporter, bytes, print_j
 use crate::engine::crypto::MasterKey;
 use crate::store::StackKey;
 
-fn keys(list: &[String]) -> Result<Vec<StackKey>, String> {
+fn keys(list: &[String]) -> CliResult<Vec<StackKey>> {
     list.iter()
-        .map(|s| StackKey::parse(s).map_err(|e| e.to_string()))
+        .map(|s| StackKey::parse(s).map_err(|e| CliError::Invalid(e.to_string())))
         .collect()
 }
 
@@ -28,9 +29,9 @@ pub struct RotateKeysArgs {
     pub quiet: QuietArgs,
 }
 
-pub fn rotate_keys(db: &DbArgs, a: RotateKeysArgs) -> Result<(), String> {
-    let new =
-        MasterKey::from_hex(&a.new_master_key.0).map_err(|e| format!("--new-master-key: {e}"))?;
+pub fn rotate_keys(db: &DbArgs, a: RotateKeysArgs) -> CliResult {
+    let new = MasterKey::from_hex(&a.new_master_key.0)
+        .map_err(|e| CliError::Invalid(format!("--new-master-key: {e}")))?;
     let off = Offline::open(
         db,
         OpenOptions {
@@ -40,9 +41,7 @@ pub fn rotate_keys(db: &DbArgs, a: RotateKeysArgs) -> Result<(), String> {
         },
     )?;
     let progress = Reporter::new(a.quiet.quiet);
-    let n = off
-        .run(off.engine.rotate_keys(&new, a.dry_run, &progress))
-        .map_err(|e| e.to_string())?;
+    let n = off.run(off.engine.rotate_keys(&new, a.dry_run, &progress))?;
     if a.dry_run {
         eprintln!("Dry run: all {n} stack keys re-wrap under the new master key; nothing changed.");
     } else {
@@ -76,7 +75,7 @@ pub struct PruneArgs {
     pub quiet: QuietArgs,
 }
 
-pub fn prune(db: &DbArgs, a: PruneArgs) -> Result<(), String> {
+pub fn prune(db: &DbArgs, a: PruneArgs) -> CliResult {
     let off = Offline::open(
         db,
         OpenOptions {
@@ -85,14 +84,13 @@ pub fn prune(db: &DbArgs, a: PruneArgs) -> Result<(), String> {
         },
     )?;
     let progress = Reporter::new(a.quiet.quiet);
-    let report = off
-        .run(
+    let report =
+        off.run(
             off.engine
                 .prune_versions(&keys(&a.stacks)?, a.keep, a.dry_run, &progress),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
     if a.vacuum && !a.dry_run {
-        off.run(off.engine.vacuum()).map_err(|e| e.to_string())?;
+        off.run(off.engine.vacuum())?;
     }
     let total_v: i64 = report.iter().map(|(_, r)| r.versions).sum();
     let total_b: i64 = report.iter().map(|(_, r)| r.bytes).sum();
@@ -139,12 +137,10 @@ pub struct VerifyArgs {
 }
 
 /// Exit status 1 when anything is wrong.
-pub fn verify(db: &DbArgs, a: VerifyArgs) -> Result<(), String> {
+pub fn verify(db: &DbArgs, a: VerifyArgs) -> CliResult {
     let off = Offline::open(db, OpenOptions::default())?;
     let progress = Reporter::new(a.quiet.quiet);
-    let findings = off
-        .run(off.engine.verify(&keys(&a.stacks)?, &progress))
-        .map_err(|e| e.to_string())?;
+    let findings = off.run(off.engine.verify(&keys(&a.stacks)?, &progress))?;
     match a.out.output {
         Format::Json => print_json(&findings)?,
         Format::Table => {
@@ -173,7 +169,10 @@ pub fn verify(db: &DbArgs, a: VerifyArgs) -> Result<(), String> {
         }
         Ok(())
     } else {
-        Err(format!("verify found {} problem(s)", findings.len()))
+        Err(CliError::Failed(format!(
+            "verify found {} problem(s)",
+            findings.len()
+        )))
     }
 }
 
@@ -193,18 +192,16 @@ pub struct ReplayArgs {
     pub quiet: QuietArgs,
 }
 
-pub fn replay_journal(db: &DbArgs, a: ReplayArgs) -> Result<(), String> {
+pub fn replay_journal(db: &DbArgs, a: ReplayArgs) -> CliResult {
     let off = Offline::open(db, OpenOptions::default())?;
-    let key = StackKey::parse(&a.stack).map_err(|e| e.to_string())?;
+    let key = StackKey::parse(&a.stack).map_err(|e| CliError::Invalid(e.to_string()))?;
     let progress = Reporter::new(a.quiet.quiet);
     use crate::engine::operator::Progress;
     progress.start(0, "replaying");
-    let r = off
-        .run(
-            off.engine
-                .replay_journal(&key, a.update.as_deref(), a.dry_run),
-        )
-        .map_err(|e| e.to_string());
+    let r = off.run(
+        off.engine
+            .replay_journal(&key, a.update.as_deref(), a.dry_run),
+    );
     progress.finish();
     let r = r?;
     match a.out.output {

@@ -1,6 +1,7 @@
 //! `pbackend migrate-store`: moves a whole instance from one database to another (SQLite to
 //! PostgreSQL, or back), verified.
 
+use crate::cli::error::CliResult;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -24,7 +25,7 @@ pub struct MigrateStoreArgs {
     pub quiet: QuietArgs,
 }
 
-pub fn run(db: &DbArgs, a: MigrateStoreArgs) -> Result<(), String> {
+pub fn run(db: &DbArgs, a: MigrateStoreArgs) -> CliResult {
     let with = |path: &PathBuf| DbArgs {
         db: path.clone(),
         ..db.clone()
@@ -45,9 +46,7 @@ pub fn run(db: &DbArgs, a: MigrateStoreArgs) -> Result<(), String> {
         },
     )?;
     let progress = Arc::new(Reporter::new(a.quiet.quiet));
-    let report = source
-        .run(source.engine.copy_instance_to(&target.engine, progress))
-        .map_err(|e| e.to_string())?;
+    let report = source.run(source.engine.copy_instance_to(&target.engine, progress))?;
     eprintln!(
         "Copied {} stacks ({} records) from {} to {}; verified: both dump to sha256 {}.",
         report.stacks,

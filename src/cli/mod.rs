@@ -6,6 +6,7 @@
 pub mod args;
 pub mod backup;
 pub mod completions;
+pub mod error;
 pub mod jsonfmt;
 pub mod maint;
 pub mod migrate;

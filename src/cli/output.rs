@@ -1,6 +1,7 @@
 //! How subcommands show things: tables (comfy-table) or JSON (`--output json`) on stdout,
 //! progress on stderr — a bar on a terminal, plain lines otherwise, nothing with `--quiet`.
 
+use crate::cli::error::{CliError, CliResult};
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
@@ -34,8 +35,9 @@ pub struct QuietArgs {
     pub quiet: bool,
 }
 
-pub fn print_json<T: Serialize + ?Sized>(v: &T) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+pub fn print_json<T: Serialize + ?Sized>(v: &T) -> CliResult {
+    let text = serde_json::to_string_pretty(v)
+        .map_err(|e| CliError::Failed(format!("cannot encode JSON: {e}")))?;
     println!("{text}");
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! `pbackend serve`.
 
+use crate::cli::error::{CliError, CliResult};
+use crate::store::lock::LockMode;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use crate::cli::args::{DbArgs, KeySource, Secret, parse_duration_secs};
 use crate::engine::clock::SystemClock;
 use crate::engine::{Engine, EngineConfig};
 use crate::server::ServerConfig;
-use crate::store::open::{Location, open};
+use crate::store::open::open;
 use crate::store::postgres::PgOptions;
 use crate::store::sqlite::{Durability, SqliteOptions};
 
@@ -203,8 +205,8 @@ pub fn login_url(addr: SocketAddr) -> String {
     format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
-pub fn run(args: ServeArgs) -> Result<(), String> {
-    crate::engine::names::check_org(&args.org).map_err(|e| e.to_string())?;
+pub fn run(args: ServeArgs) -> CliResult {
+    crate::engine::names::check_org(&args.org)?;
     crate::engine::memory::limit_arenas();
     // Blocking work (SQLite reads, gzip, parsing) needs a few threads, not tokio's default
     // of 512: each thread can bring its own allocator arena and stack.
@@ -212,25 +214,24 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .max_blocking_threads(16)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .map_err(CliError::io("cannot start the async runtime"))?;
     let location = args.db.location();
-    // Held for the server's lifetime: maintenance commands that need a SQLite database to
-    // themselves (and a second server) see it and refuse. Servers sharing a PostgreSQL
-    // database are replicas of one service.
-    let _lock = match &location {
-        Location::Sqlite(path) => Some(crate::cli::offline::ServerLock::acquire(
-            path,
-            "only one server may serve a SQLite database (use PostgreSQL for replicas)",
-        )?),
-        Location::Postgres(_) => None,
-    };
+    // Held for the server's lifetime: maintenance commands that need the database to
+    // themselves see it and refuse; so does a second server on a SQLite file. Servers
+    // sharing a PostgreSQL database hold it shared: they are replicas of one service.
+    let _lock = crate::cli::offline::instance_lock(
+        &location,
+        LockMode::Serve,
+        "only one server may serve a SQLite database (use PostgreSQL for replicas)",
+    )?;
     rt.block_on(async move {
         let store = open(&location, args.store_options(), args.pg_options())
             .await
-            .map_err(|e| format!("cannot open the database {}: {e}", location.shown()))?;
-        let has_key = crate::engine::bootstrap_has_master_key(store.store.as_ref())
-            .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| CliError::Open {
+                db: location.shown(),
+                source,
+            })?;
+        let has_key = crate::engine::bootstrap_has_master_key(store.store.as_ref()).await?;
         let (master, key_source) = args.db.master_key(!has_key)?;
         let (engine, boot) = Engine::open(
             store.store.clone(),
@@ -239,14 +240,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             args.engine_config(),
             Arc::new(SystemClock),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let listener = TcpListener::bind(&args.addr)
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+            .map_err(CliError::io(format!("cannot listen on {}", args.addr)))?;
         let local = listener
             .local_addr()
-            .map_err(|e| format!("cannot read the listening address: {e}"))?;
+            .map_err(CliError::io("cannot read the listening address"))?;
         let url = login_url(local);
         if let KeySource::Generated(path) = &key_source {
             println!(
@@ -276,6 +276,6 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         )
         .await;
         store.close();
-        result.map_err(|e| format!("the server stopped: {e}"))
+        result.map_err(CliError::io("the server stopped"))
     })
 }

@@ -1,5 +1,6 @@
 //! `pbackend stack …`: stacks on the database directly.
 
+use crate::cli::error::{CliError, CliResult};
 use std::path::PathBuf;
 
 use clap::Subcommand;
@@ -81,8 +82,8 @@ pub enum StackCommand {
     },
 }
 
-fn key(s: &str) -> Result<StackKey, String> {
-    StackKey::parse(s).map_err(|e| e.to_string())
+fn key(s: &str) -> CliResult<StackKey> {
+    StackKey::parse(s).map_err(|e| CliError::Invalid(e.to_string()))
 }
 
 fn lock_json(lock: &Option<UpdateView>, now: i64) -> Value {
@@ -128,7 +129,7 @@ fn overview_json(o: &StackOverview, now: i64) -> Value {
     })
 }
 
-pub fn run(db: &DbArgs, cmd: StackCommand) -> Result<(), String> {
+pub fn run(db: &DbArgs, cmd: StackCommand) -> CliResult {
     match cmd {
         StackCommand::Ls {
             org,
@@ -144,15 +145,13 @@ pub fn run(db: &DbArgs, cmd: StackCommand) -> Result<(), String> {
                 },
                 None => (None, None),
             };
-            let list = off
-                .run(off.engine.operator_stacks(StackListQuery {
-                    org,
-                    project,
-                    tag_name,
-                    tag_value,
-                    continuation: None,
-                }))
-                .map_err(|e| e.to_string())?;
+            let list = off.run(off.engine.operator_stacks(StackListQuery {
+                org,
+                project,
+                tag_name,
+                tag_value,
+                continuation: None,
+            }))?;
             let now = off.engine.now();
             match out.output {
                 Format::Json => print_json(
@@ -194,9 +193,7 @@ pub fn run(db: &DbArgs, cmd: StackCommand) -> Result<(), String> {
         StackCommand::Show { stack, out } => {
             let off = Offline::open(db, OpenOptions::default())?;
             let k = key(&stack)?;
-            let d = off
-                .run(off.engine.stack_details(&k))
-                .map_err(|e| e.to_string())?;
+            let d = off.run(off.engine.stack_details(&k))?;
             let now = off.engine.now();
             let key_status = match &d.key {
                 Ok(true) => "ok".to_owned(),
@@ -283,11 +280,11 @@ pub fn run(db: &DbArgs, cmd: StackCommand) -> Result<(), String> {
             let k = key(&stack)?;
             off.run(off.engine.operator_delete_stack(&k, force))
                 .map_err(|e| match e {
-                    crate::engine::EngineError::StackHasResources => format!(
+                    crate::engine::EngineError::StackHasResources => CliError::Failed(format!(
                         "'{k}' still has resources: run `pulumi destroy` first, or pass --force \
                          to delete it with them"
-                    ),
-                    other => other.to_string(),
+                    )),
+                    other => other.into(),
                 })?;
             eprintln!("Deleted stack {k}.");
             Ok(())
@@ -295,10 +292,7 @@ pub fn run(db: &DbArgs, cmd: StackCommand) -> Result<(), String> {
         StackCommand::Unlock { stack } => {
             let off = Offline::open(db, OpenOptions::default())?;
             let k = key(&stack)?;
-            match off
-                .run(off.engine.force_unlock(&k))
-                .map_err(|e| e.to_string())?
-            {
+            match off.run(off.engine.force_unlock(&k))? {
                 Some(u) => eprintln!(
                     "Cancelled {} {} (started by {}); the state it reached is kept.",
                     u.kind, u.id, u.author
@@ -321,18 +315,16 @@ pub fn run(db: &DbArgs, cmd: StackCommand) -> Result<(), String> {
                 },
             )?;
             let k = key(&stack)?;
-            let json = off
-                .run(off.engine.operator_export(&k, version, show_secrets))
-                .map_err(|e| e.to_string())?;
+            let json = off.run(off.engine.operator_export(&k, version, show_secrets))?;
             let text = pulumi_export_layout(&json)?;
             match file {
                 Some(path) => std::fs::write(&path, text)
-                    .map_err(|e| format!("cannot write {}: {e}", path.display())),
+                    .map_err(CliError::io(format!("cannot write {}", path.display()))),
                 None => {
                     use std::io::Write;
                     std::io::stdout()
                         .write_all(&text)
-                        .map_err(|e| format!("cannot write to stdout: {e}"))
+                        .map_err(CliError::io("cannot write to stdout"))
                 }
             }
         }
@@ -349,11 +341,9 @@ pub fn run(db: &DbArgs, cmd: StackCommand) -> Result<(), String> {
                 },
             )?;
             let k = key(&stack)?;
-            let json =
-                std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            let r = off
-                .run(off.engine.operator_import(&k, json, create))
-                .map_err(|e| e.to_string())?;
+            let json = std::fs::read(&file)
+                .map_err(CliError::io(format!("cannot read {}", file.display())))?;
+            let r = off.run(off.engine.operator_import(&k, json, create))?;
             eprintln!(
                 "Imported into {k}{} (update {}; {} secrets encrypted, {} re-encrypted).",
                 if r.created { " (created)" } else { "" },
@@ -376,13 +366,16 @@ struct Untyped<'a> {
 }
 
 /// The CLI prints `{version, features?, deployment}` in that order, indented by four spaces.
-pub fn pulumi_export_layout(json: &[u8]) -> Result<Vec<u8>, String> {
-    let u: Untyped<'_> =
-        serde_json::from_slice(json).map_err(|e| format!("the stored deployment: {e}"))?;
+pub fn pulumi_export_layout(json: &[u8]) -> CliResult<Vec<u8>> {
+    let u: Untyped<'_> = serde_json::from_slice(json)
+        .map_err(|e| CliError::Failed(format!("the stored deployment: {e}")))?;
     let mut compact = format!("{{\"version\":{}", u.version).into_bytes();
     if let Some(f) = u.features.filter(|f| !f.is_empty()) {
         compact.extend_from_slice(b",\"features\":");
-        compact.extend_from_slice(&serde_json::to_vec(&f).map_err(|e| e.to_string())?);
+        compact.extend_from_slice(
+            &serde_json::to_vec(&f)
+                .map_err(|e| CliError::Failed(format!("cannot encode JSON: {e}")))?,
+        );
     }
     if let Some(d) = u.deployment {
         compact.extend_from_slice(b",\"deployment\":");

@@ -1,5 +1,6 @@
 //! `pbackend tokens …`: access tokens for users of the API.
 
+use crate::cli::error::{CliError, CliResult};
 use clap::Subcommand;
 use serde_json::json;
 
@@ -55,7 +56,7 @@ fn status(t: &TokenView, now: i64) -> &'static str {
     }
 }
 
-pub fn run(db: &DbArgs, cmd: TokensCommand) -> Result<(), String> {
+pub fn run(db: &DbArgs, cmd: TokensCommand) -> CliResult {
     let off = Offline::open(db, OpenOptions::default())?;
     let now = off.engine.now();
     match cmd {
@@ -65,9 +66,7 @@ pub fn run(db: &DbArgs, cmd: TokensCommand) -> Result<(), String> {
             expires,
             out,
         } => {
-            let (row, token) = off
-                .run(off.engine.create_token(&user, &description, expires))
-                .map_err(|e| e.to_string())?;
+            let (row, token) = off.run(off.engine.create_token(&user, &description, expires))?;
             match out.output {
                 Format::Json => print_json(&json!({
                     "id": row.id, "user": row.user, "description": row.description,
@@ -86,9 +85,7 @@ pub fn run(db: &DbArgs, cmd: TokensCommand) -> Result<(), String> {
             }
         }
         TokensCommand::Ls { user, out } => {
-            let rows = off
-                .run(off.engine.list_tokens(user))
-                .map_err(|e| e.to_string())?;
+            let rows = off.run(off.engine.list_tokens(user))?;
             match out.output {
                 Format::Json => print_json(
                     &rows
@@ -136,17 +133,17 @@ pub fn run(db: &DbArgs, cmd: TokensCommand) -> Result<(), String> {
                 (Some(t), None) if t.starts_with("tok-") => TokenSelector::Id(t),
                 (Some(t), None) => TokenSelector::User(t),
                 (None, None) => {
-                    return Err("name a token id or a user: `pbackend tokens revoke alice`".into());
+                    return Err(CliError::Invalid(
+                        "name a token id or a user: `pbackend tokens revoke alice`".into(),
+                    ));
                 }
             };
-            let ids = off
-                .run(off.engine.revoke_tokens(which.clone()))
-                .map_err(|e| e.to_string())?;
+            let ids = off.run(off.engine.revoke_tokens(which.clone()))?;
             if ids.is_empty() {
-                return Err(match which {
+                return Err(CliError::Failed(match which {
                     TokenSelector::Id(id) => format!("no active token with id {id}"),
                     TokenSelector::User(u) => format!("{u} has no active tokens"),
-                });
+                }));
             }
             eprintln!("Revoked {} token(s): {}", ids.len(), ids.join(", "));
             Ok(())

@@ -46,6 +46,9 @@ pub enum StoreError {
     /// (another replica wrote since): nothing was written; rebuild the view and try again.
     #[error("stale cache: {0}")]
     Stale(&'static str),
+    /// Another process holds the database's instance lock in a mode that excludes ours.
+    #[error("the database is in use")]
+    InUse,
 }
 
 impl StoreError {

@@ -14,6 +14,7 @@ pub mod backup;
 #[doc(hidden)]
 pub mod conformance;
 pub mod error;
+pub mod lock;
 pub mod open;
 pub mod postgres;
 pub mod sql;

@@ -150,8 +150,13 @@ pub fn run(client: &mut Client) -> StoreResult<()> {
     let mut tx = client.transaction().map_err(map_pg)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(map_pg)?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-        .map_err(map_pg)?;
+    // "already exists, skipping" notices would reach the operator's terminal through the
+    // client's log; they say nothing worth reading.
+    tx.batch_execute(
+        "SET LOCAL client_min_messages = warning; \
+         CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
+    )
+    .map_err(map_pg)?;
     let current: i64 = tx
         .query_opt("SELECT version FROM schema_version", &[])
         .map_err(map_pg)?
