@@ -10,7 +10,11 @@
 #    real-CLI suite on the primary CLI.
 # 3. The whole real-CLI suite again on the newest CLI, then on each older CLI (all but its
 #    slowest scenario).
-# 4. Each fuzz target for a few seconds from its checked-in corpus (scripts/fuzz.sh), when
+# 4. When PostgreSQL's server binaries are installed (scripts/test-deps.sh installs them and
+#    HAProxy), the HTTP API, operator and real-CLI suites again with PostgreSQL as the store.
+#    (The store conformance suite, the replica tests and two replicas behind HAProxy run on
+#    PostgreSQL in step 2 already.)
+# 5. Each fuzz target for a few seconds from its checked-in corpus (scripts/fuzz.sh), when
 #    a nightly toolchain or cargo-fuzz can be had; PBACKEND_FUZZ_SECONDS (default 8, 0 skips).
 #
 # PBACKEND_MATRIX overrides the older versions ("" for none).
@@ -23,6 +27,10 @@ MATRIX=${PBACKEND_MATRIX-$MATRIX}
 CACHE=${PBACKEND_TOOLCHAIN_DIR:-$HOME/.cache/pbackend-toolchain}
 CLI_TESTS=(--test cli_stacks --test cli_updates --test cli_state --test cli_concurrency --test cli_modes
   --test cli_ops --test cli_newest --test cli_crash --test cli_probe)
+API_TESTS=(--test api_bad_input --test api_conflicts --test api_hostile --test api_lifecycle
+  --test api_newest_cli --test api_races --test api_restart_retention --test api_secrets)
+OPS_TESTS=(--test ops_backup --test ops_cli_basics --test ops_maint --test ops_migrate --test ops_stack
+  --test ops_tokens)
 
 if command -v go >/dev/null 2>&1; then
   # shellcheck disable=SC2086
@@ -36,7 +44,14 @@ cargo test --locked
 
 if [ -x "$CACHE/pulumi-$NEWEST_CLI/pulumi" ]; then
   echo "== the whole real-CLI suite on the newest CLI, pulumi $NEWEST_CLI"
-  PBACKEND_PULUMI_VERSION=$NEWEST_CLI cargo test --locked "${CLI_TESTS[@]}"
+  PBACKEND_PULUMI_VERSION=$NEWEST_CLI cargo test --locked "${CLI_TESTS[@]}" --test cli_replicas
+fi
+
+if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  echo "== API, operator and real-CLI suites on PostgreSQL"
+  PBACKEND_TEST_DB=postgres cargo test --locked "${API_TESTS[@]}" "${OPS_TESTS[@]}" "${CLI_TESTS[@]}"
+else
+  echo "== no PostgreSQL server binaries (scripts/test-deps.sh installs them): PostgreSQL suites skipped" >&2
 fi
 
 for v in $MATRIX; do

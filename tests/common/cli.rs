@@ -74,7 +74,7 @@ pub fn version_at_least(version: &str, major: u64, minor: u64) -> bool {
     (ma, mi) >= (major, minor)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -98,6 +98,16 @@ impl ServerProcess {
     pub async fn start(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = super::test_database(dir.path());
+        Self::launch_on(dir, db, extra).await
+    }
+
+    /// Another `pbackend serve` on the database `db` (a replica when it is PostgreSQL).
+    pub async fn start_on(db: PathBuf, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::launch_on(dir, db, extra).await
+    }
+
+    async fn launch_on(dir: TempDir, db: PathBuf, extra: &[&str]) -> Self {
         let mut s = ServerProcess {
             dir,
             db,
@@ -271,16 +281,21 @@ pub struct Project {
 
 impl Project {
     pub async fn new(tc: &Toolchain, server: &ServerProcess, name: &str) -> Self {
+        Self::at(tc, &server.url, name).await
+    }
+
+    /// A project logged in to the service at `url` (a server, or a proxy in front of several).
+    pub async fn at(tc: &Toolchain, url: &str, name: &str) -> Self {
         let p = Project {
             tc: tc.clone(),
             dir: tempfile::tempdir().expect("tempdir"),
             home: tempfile::tempdir().expect("tempdir"),
             name: name.to_owned(),
-            url: server.url.clone(),
+            url: url.to_owned(),
             env: vec![],
         };
         p.write_program(&items(1, "v", 0), "");
-        p.ok(&["login", &server.url]).await;
+        p.ok(&["login", url]).await;
         if !p.asks_server_for_default_org() {
             // Older CLIs put unqualified stacks under the user's own name unless a default
             // organization is configured locally, as their users had to do.

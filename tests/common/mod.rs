@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod ops;
 pub mod pg;
+pub mod proxy;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;

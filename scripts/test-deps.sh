@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the real parts the tests start themselves, from the distribution's packages:
+# PostgreSQL's server binaries (the tests run initdb + pg_ctl in a temp directory, as the
+# `postgres` user, on a random port) and HAProxy (two replicas behind a real proxy).
+# Needs root (or sudo) and apt; elsewhere it says what is missing and the tests that need
+# those parts skip, saying so.
+set -euo pipefail
+
+need=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+SUDO=()
+[ "$(id -u)" -eq 0 ] || SUDO=(sudo -n)
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "test-deps.sh: no apt-get; install ${need[*]} yourself or those tests skip" >&2
+  exit 0
+fi
+echo "test-deps.sh: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# The package would create and start a cluster of its own; the tests make theirs.
+"${SUDO[@]}" mkdir -p /etc/postgresql-common/createcluster.d
+echo "create_main_cluster = false" | "${SUDO[@]}" tee /etc/postgresql-common/createcluster.d/pbackend-tests.conf >/dev/null
+"${SUDO[@]}" apt-get update -qq >&2 || true
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
