@@ -7,6 +7,8 @@
 //!   (on v3.277: journal v2 and begin-update);
 //! * `pbackend-j1` — the same with journal v1 offered and begin-update off in the CLI
 //!   (`--max-journal-version 1`, `PULUMI_DISABLE_BEGIN_UPDATE=true`): v3.259's protocol;
+//! * `pbackend-pg` — `pbackend` on PostgreSQL (the distribution's, started in a temp
+//!   directory); its server CPU includes PostgreSQL's;
 //! * `pbackend-ckpt` — checkpoints only (`PULUMI_DISABLE_JOURNALING=true`, begin-update off);
 //! * `null` — a do-nothing service in this process that answers every call at once with the
 //!   least valid reply and stores nothing: the physical limit of the protocol;
@@ -17,12 +19,17 @@
 //! wall seconds, CLI CPU seconds and server CPU seconds, plus the server's peak RSS.
 //!
 //!     cargo bench --bench e2e -- [--sizes 10,200,600] [--repeats 3] [--cli v3.259.0]
-//!         [--backends pbackend,pbackend-j1,pbackend-ckpt,null,file,skip] [--file-max-size 600]
+//!         [--backends pbackend,pbackend-pg,pbackend-j1,pbackend-ckpt,null,file,skip] [--file-max-size 600]
 
 #[path = "common.rs"]
 mod common;
+#[allow(dead_code)]
+#[path = "../tests/common/pg.rs"]
+mod pg;
 
 use std::collections::BTreeMap;
+
+use common::{postgres_cpu_secs, proc_cpu_secs};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -172,19 +179,6 @@ fn tv(t: libc::timeval) -> f64 {
     t.tv_sec as f64 + t.tv_usec as f64 / 1e6
 }
 
-fn proc_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
-        / 100.0
-}
-
 fn proc_hwm_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -269,6 +263,7 @@ fn program(tc: &Toolchain, n: usize) -> String {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Backend {
     Pbackend,
+    PbackendPg,
     PbackendJ1,
     PbackendCkpt,
     Null,
@@ -280,6 +275,7 @@ impl Backend {
     fn name(self) -> &'static str {
         match self {
             Backend::Pbackend => "pbackend",
+            Backend::PbackendPg => "pbackend, PostgreSQL",
             Backend::PbackendJ1 => "pbackend, journal v1",
             Backend::PbackendCkpt => "pbackend, checkpoints",
             Backend::Null => "do-nothing",
@@ -290,7 +286,11 @@ impl Backend {
 
     fn ops(self) -> &'static [&'static str] {
         match self {
-            Backend::Pbackend | Backend::PbackendJ1 | Backend::PbackendCkpt | Backend::File => &[
+            Backend::Pbackend
+            | Backend::PbackendPg
+            | Backend::PbackendJ1
+            | Backend::PbackendCkpt
+            | Backend::File => &[
                 "create",
                 "no-op (cold)",
                 "no-op (warm)",
@@ -343,7 +343,14 @@ fn run_sequence(
     std::fs::write(proj.join("Pulumi.yaml"), program(tc, n)).unwrap();
     let mut server: Option<std::process::Child> = None;
     let url = match backend {
-        Backend::Pbackend | Backend::PbackendJ1 | Backend::PbackendCkpt => {
+        Backend::Pbackend | Backend::PbackendPg | Backend::PbackendJ1 | Backend::PbackendCkpt => {
+            let db = if backend == Backend::PbackendPg {
+                pg::server()
+                    .expect("PostgreSQL server binaries (scripts/test-deps.sh)")
+                    .fresh_database()
+            } else {
+                work.path().join("pb.db").display().to_string()
+            };
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
@@ -360,7 +367,7 @@ fn run_sequence(
                     "warn",
                 ])
                 .arg("--db")
-                .arg(work.path().join("pb.db"))
+                .arg(&db)
                 .arg("--master-key")
                 .arg("00".repeat(32))
                 .args(if backend == Backend::PbackendJ1 {
@@ -415,10 +422,11 @@ fn run_sequence(
     };
     run_timed(pulumi(&["login", &url]).stdin(Stdio::null()));
     run_timed(&mut pulumi(&["stack", "init", "dev"]));
+    let on_pg = backend == Backend::PbackendPg;
     let server_cpu = || {
         server
             .as_ref()
-            .map(|s| proc_cpu(s.id()))
+            .map(|s| proc_cpu_secs(s.id()) + if on_pg { postgres_cpu_secs() } else { 0.0 })
             .unwrap_or_else(self_cpu)
     };
     let mut out = Vec::new();
@@ -472,6 +480,7 @@ fn main() {
         .split(',')
         .map(|b| match b {
             "pbackend" => Backend::Pbackend,
+            "pbackend-pg" => Backend::PbackendPg,
             "pbackend-j1" => Backend::PbackendJ1,
             "pbackend-ckpt" => Backend::PbackendCkpt,
             "null" => Backend::Null,
@@ -515,7 +524,9 @@ fn main() {
             for &b in &backends {
                 if let Some(s) = results.get(&(n, op, b)) {
                     let (scpu, rss) = match b {
-                        Backend::Pbackend => (med_range(&s.server_cpu, 2), med_range(&s.rss, 0)),
+                        Backend::Pbackend | Backend::PbackendPg => {
+                            (med_range(&s.server_cpu, 2), med_range(&s.rss, 0))
+                        }
                         Backend::Null => (med_range(&s.server_cpu, 2), "-".into()),
                         _ => ("-".into(), "-".into()),
                     };
@@ -550,6 +561,12 @@ fn main() {
             "| {n} | create: pbackend / do-nothing | {:.3} | ≤ 1.02 |",
             pb_create / get("create", Backend::Null)
         );
+        if results.contains_key(&(n, "create", Backend::PbackendPg)) {
+            println!(
+                "| {n} | create: pbackend on PostgreSQL / do-nothing | {:.3} | ≤ 1.05 |",
+                get("create", Backend::PbackendPg) / get("create", Backend::Null)
+            );
+        }
         println!(
             "| {n} | create: pbackend / file:// | {:.3} | ≤ 0.07 (at 600) |",
             pb_create / get("create", Backend::File)

@@ -3,12 +3,20 @@
 //! per batch, gzip bodies — without the CLI. Prints entries/s, batch latency percentiles,
 //! server CPU, idle and peak RSS as a Markdown table.
 //!
-//!     cargo bench --bench load [-- UPDATES RESOURCES_PER_UPDATE PAD_BYTES]
+//!     cargo bench --bench load [-- UPDATES RESOURCES_PER_UPDATE PAD_BYTES] [--stores LIST]
 //!
 //! Defaults: 50 concurrent updates on 50 stacks, 1,000 resources each, 400-byte padding.
+//! `--stores` (default `sqlite`) runs the same load on each of: `sqlite` (one server, a
+//! SQLite file), `pg` (one server on PostgreSQL), `pg2` (two replicas on one PostgreSQL
+//! database, each update's requests to one replica, as hashing on the stack path does) and
+//! `pg2rr` (two replicas, alternating request by request: every write finds the other
+//! replica's cache stale). PostgreSQL is the distribution's, started in a temp directory.
 
 #[path = "common.rs"]
 mod common;
+#[allow(dead_code)]
+#[path = "../tests/common/pg.rs"]
+mod pg;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -27,16 +35,6 @@ fn proc_field(pid: u32, field: &str) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
-}
-
-/// User + system CPU seconds of a process.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
 }
 
 fn gz(v: &Value) -> Vec<u8> {
@@ -79,54 +77,130 @@ struct Outcome {
     lat: Stats,
     completes: Stats,
     cpu: f64,
+    /// PostgreSQL's own CPU (0 on SQLite, where the database runs inside the server).
+    db_cpu: f64,
     idle_rss_kb: u64,
     peak_rss_kb: u64,
     in_flight_mb: f64,
 }
 
-/// One run on a fresh server. `rate`: total journal entries per second to aim for (each
-/// update sends a batch, then waits its turn), or as fast as possible.
-async fn run(updates: usize, per_update: usize, pad: usize, rate: Option<f64>) -> Outcome {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pbackend"))
-        .args([
-            "serve",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--single-tenant-token",
-            TOKEN,
-            "--log-level",
-            "warn",
-        ])
-        .arg("--db")
-        .arg(dir.path().join("load.db"))
-        .arg("--master-key")
-        .arg("00".repeat(32))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("pbackend starts");
-    let pid = child.id();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if http
-            .get(format!("{base}/api/capabilities"))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Setup {
+    Sqlite,
+    Postgres { replicas: usize, round_robin: bool },
+}
+
+impl Setup {
+    fn parse(s: &str) -> Setup {
+        match s {
+            "sqlite" => Setup::Sqlite,
+            "pg" => Setup::Postgres {
+                replicas: 1,
+                round_robin: false,
+            },
+            "pg2" => Setup::Postgres {
+                replicas: 2,
+                round_robin: false,
+            },
+            "pg2rr" => Setup::Postgres {
+                replicas: 2,
+                round_robin: true,
+            },
+            other => panic!("unknown store setup {other:?}: sqlite, pg, pg2 or pg2rr"),
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Setup::Sqlite => "SQLite, 1 server",
+            Setup::Postgres {
+                replicas: 1,
+                round_robin: _,
+            } => "PostgreSQL, 1 server",
+            Setup::Postgres {
+                round_robin: false, ..
+            } => "PostgreSQL, 2 replicas, update-affine",
+            Setup::Postgres {
+                round_robin: true, ..
+            } => "PostgreSQL, 2 replicas, round-robin",
+        }
+    }
+}
+
+/// One run on fresh servers. `rate`: total journal entries per second to aim for (each
+/// update sends a batch, then waits its turn), or as fast as possible.
+async fn run(
+    setup: Setup,
+    updates: usize,
+    per_update: usize,
+    pad: usize,
+    rate: Option<f64>,
+) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, replicas) = match setup {
+        Setup::Sqlite => (dir.path().join("load.db").display().to_string(), 1),
+        Setup::Postgres { replicas, .. } => (
+            pg::server()
+                .expect("PostgreSQL server binaries (scripts/test-deps.sh)")
+                .fresh_database(),
+            replicas,
+        ),
+    };
+    let http = reqwest::Client::new();
+    let mut children = Vec::new();
+    let mut bases = Vec::new();
+    for _ in 0..replicas {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_pbackend"))
+            .args([
+                "serve",
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+                "--log-level",
+                "warn",
+            ])
+            .arg("--db")
+            .arg(&db)
+            .env("PULUMI_BACKEND_SINGLE_TENANT_TOKEN", TOKEN)
+            .env("PULUMI_BACKEND_MASTER_KEY", "00".repeat(32))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("pbackend starts");
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..400 {
+            if http
+                .get(format!("{base}/api/capabilities"))
+                .send()
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        children.push(child);
+        bases.push(base);
+    }
+    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+    let round_robin = matches!(
+        setup,
+        Setup::Postgres {
+            round_robin: true,
+            ..
+        }
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let idle_rss_kb = proc_field(pid, "VmRSS:");
+    let idle_rss_kb = pids
+        .iter()
+        .map(|p| proc_field(*p, "VmRSS:"))
+        .max()
+        .unwrap_or(0);
     let auth = format!("token {TOKEN}");
+    let base = bases[0].clone();
 
     // Payload: the same journal for every update (URNs are per stack anyway).
     let mut seq = 1;
@@ -164,12 +238,19 @@ async fn run(updates: usize, per_update: usize, pad: usize, rate: Option<f64>) -
         .await;
     }
 
-    let cpu0 = cpu_secs(pid);
+    let cpu0: f64 = pids.iter().map(|p| proc_cpu_secs(*p)).sum();
+    let db_cpu0 = postgres_cpu_secs();
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..updates {
         let http = http.clone();
-        let base = base.clone();
+        // Update-affine: update i on replica i mod n. Round-robin: request k of update i on
+        // replica (i + k) mod n.
+        let bases = bases.clone();
+        let pick = move |k: usize| {
+            let r = if round_robin { i + k } else { i };
+            bases[r % bases.len()].clone()
+        };
         let auth = auth.clone();
         let batches = batches.clone();
         let events = events.clone();
@@ -179,11 +260,15 @@ async fn run(updates: usize, per_update: usize, pad: usize, rate: Option<f64>) -
             if let Some(iv) = interval {
                 tokio::time::sleep(iv.mul_f64(i as f64 / updates as f64)).await;
             }
-            let stack = format!("{base}/api/stacks/organization/proj/s{i}");
+            let mut k = 0;
+            let mut stack = move || {
+                k += 1;
+                format!("{}/api/stacks/organization/proj/s{i}", pick(k))
+            };
             let id = call(
                 &http,
                 reqwest::Method::POST,
-                format!("{stack}/update"),
+                format!("{}/update", stack()),
                 &auth,
                 Some((
                     json!({"options": {"dryRun": false}})
@@ -199,7 +284,7 @@ async fn run(updates: usize, per_update: usize, pad: usize, rate: Option<f64>) -
             let token = call(
                 &http,
                 reqwest::Method::POST,
-                format!("{stack}/update/{id}"),
+                format!("{}/update/{id}", stack()),
                 &auth,
                 Some((json!({"journalVersion": 1}).to_string().into_bytes(), false)),
             )
@@ -219,7 +304,7 @@ async fn run(updates: usize, per_update: usize, pad: usize, rate: Option<f64>) -
                 call(
                     &http,
                     reqwest::Method::PATCH,
-                    format!("{stack}/update/{id}/journalentries"),
+                    format!("{}/update/{id}/journalentries", stack()),
                     &lease,
                     Some((b.clone(), true)),
                 )
@@ -229,7 +314,7 @@ async fn run(updates: usize, per_update: usize, pad: usize, rate: Option<f64>) -
                     call(
                         &http,
                         reqwest::Method::POST,
-                        format!("{stack}/update/{id}/events/batch"),
+                        format!("{}/update/{id}/events/batch", stack()),
                         &lease,
                         Some((events.clone(), true)),
                     )
@@ -240,7 +325,7 @@ async fn run(updates: usize, per_update: usize, pad: usize, rate: Option<f64>) -
             call(
                 &http,
                 reqwest::Method::POST,
-                format!("{stack}/update/{id}/complete"),
+                format!("{}/update/{id}/complete", stack()),
                 &lease,
                 Some((br#"{"status":"succeeded"}"#.to_vec(), false)),
             )
@@ -256,16 +341,24 @@ async fn run(updates: usize, per_update: usize, pad: usize, rate: Option<f64>) -
         completes.push(c);
     }
     let wall = t0.elapsed();
-    let cpu = cpu_secs(pid) - cpu0;
-    let peak_rss_kb = proc_field(pid, "VmHWM:");
-    let _ = child.kill();
-    let _ = child.wait();
+    let cpu = pids.iter().map(|p| proc_cpu_secs(*p)).sum::<f64>() - cpu0;
+    let db_cpu = postgres_cpu_secs() - db_cpu0;
+    let peak_rss_kb = pids
+        .iter()
+        .map(|p| proc_field(*p, "VmHWM:"))
+        .max()
+        .unwrap_or(0);
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
     Outcome {
         wall,
         entries: (entries.len() * updates) as f64,
         lat: Stats::new(lat),
         completes: Stats::new(completes),
         cpu,
+        db_cpu,
         idle_rss_kb,
         peak_rss_kb,
         in_flight_mb: state_bytes as f64 * updates as f64 / 1e6,
@@ -274,17 +367,39 @@ async fn run(updates: usize, per_update: usize, pad: usize, rate: Option<f64>) -
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let updates = *args.first().unwrap_or(&50);
-    let per_update = *args.get(1).unwrap_or(&1000);
-    let pad = *args.get(2).unwrap_or(&400);
-    let paced = run(updates, per_update, pad, Some(6000.0)).await;
-    let flat_out = run(updates, per_update, pad, None).await;
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let mut stores = vec![Setup::Sqlite];
+    let mut nums = Vec::new();
+    let mut it = raw.iter();
+    while let Some(a) = it.next() {
+        if a == "--stores" {
+            let list = it.next().expect("--stores LIST");
+            stores = list.split(',').map(Setup::parse).collect();
+        } else if let Ok(n) = a.parse::<usize>() {
+            nums.push(n);
+        }
+    }
+    let updates = *nums.first().unwrap_or(&50);
+    let per_update = *nums.get(1).unwrap_or(&1000);
+    let pad = *nums.get(2).unwrap_or(&400);
+    for setup in stores {
+        let paced = run(setup, updates, per_update, pad, Some(6000.0)).await;
+        let flat_out = run(setup, updates, per_update, pad, None).await;
+        report(setup, updates, per_update, pad, &paced, &flat_out);
+    }
+}
 
+fn report(
+    setup: Setup,
+    updates: usize,
+    per_update: usize,
+    pad: usize,
+    paced: &Outcome,
+    flat_out: &Outcome,
+) {
     let mb = |kb: u64| format!("{:.1}", kb as f64 / 1024.0);
+    println!("### {}", setup.label());
+    println!();
     println!(
         "{updates} concurrent journaled updates on {updates} stacks, {per_update} resources each \
         (~{pad} B padding, {:.1} MB of state each), batches of 100 entries, one at a time per update.",
@@ -321,22 +436,32 @@ async fn main() {
         Stats::ms(flat_out.completes.pct(0.99))
     );
     println!(
-        "| server CPU s (µs per entry) | {:.2} ({:.0}) | {:.2} ({:.0}) | |",
+        "| server CPU s, all replicas (µs per entry) | {:.2} ({:.0}) | {:.2} ({:.0}) | |",
         paced.cpu,
         paced.cpu * 1e6 / paced.entries,
         flat_out.cpu,
         flat_out.cpu * 1e6 / flat_out.entries
     );
+    if !matches!(setup, Setup::Sqlite) {
+        println!(
+            "| PostgreSQL CPU s (µs per entry) | {:.2} ({:.0}) | {:.2} ({:.0}) | |",
+            paced.db_cpu,
+            paced.db_cpu * 1e6 / paced.entries,
+            flat_out.db_cpu,
+            flat_out.db_cpu * 1e6 / flat_out.entries
+        );
+    }
     println!(
-        "| server RSS idle MB | {} | {} | ≤ 15 |",
+        "| server RSS idle MB (largest replica) | {} | {} | ≤ 15 |",
         mb(paced.idle_rss_kb),
         mb(flat_out.idle_rss_kb)
     );
     println!(
-        "| server RSS peak MB | {} | {} | ≤ 2 × {:.1} + 32 = {:.1} |",
+        "| server RSS peak MB (largest replica) | {} | {} | ≤ 2 × {:.1} + 32 = {:.1} |",
         mb(paced.peak_rss_kb),
         mb(flat_out.peak_rss_kb),
         paced.in_flight_mb,
         2.0 * paced.in_flight_mb + 32.0
     );
+    println!();
 }
