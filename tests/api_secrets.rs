@@ -36,6 +36,15 @@ async fn batch_round_trip_and_stack_isolation() {
     for (i, ct) in cts.iter().enumerate() {
         assert_eq!(r["plaintexts"][ct], json!(plains[i]));
     }
+    // Empty batches as Go encodes them (a nil slice is `null`; CLI v3.150 sends that).
+    let r = api
+        .post_gz(&format!("{a}/batch-decrypt"), json!({"ciphertexts": null}))
+        .await;
+    assert_eq!(r.json(), json!({"plaintexts": {}}));
+    let r = api
+        .post_gz(&format!("{a}/batch-encrypt"), json!({"plaintexts": null}))
+        .await;
+    assert_eq!(r.json(), json!({"ciphertexts": []}));
     // Single calls.
     let ct = api
         .post(

@@ -21,7 +21,7 @@ async fn kill_9_during_pulumi_up_then_the_stack_is_usable() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
-    let mut srv = ServerProcess::start(&["--lease-duration", "20s"]).await;
+    let mut srv = ServerProcess::start(&[]).await;
     let stack = stack_path("proj", "dev");
     let p = Project::new(&tc, &srv, "proj").await;
     p.ok(&["stack", "init", "dev"]).await;

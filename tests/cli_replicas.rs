@@ -17,7 +17,7 @@ use common::proxy::{Haproxy, Routing};
 use common::*;
 
 /// Both replicas use deltas for anything over 1 KiB so the non-journaling CLIs send them.
-const REPLICA_FLAGS: &[&str] = &["--delta-cutoff-bytes", "1024", "--lease-duration", "30s"];
+const REPLICA_FLAGS: &[&str] = &["--delta-cutoff-bytes", "1024"];
 
 struct Service {
     db: PathBuf,

@@ -207,6 +207,13 @@ pub fn login_url(addr: SocketAddr) -> String {
 
 pub fn run(args: ServeArgs) -> CliResult {
     crate::engine::names::check_org(&args.org)?;
+    if args.lease_duration < 300 {
+        tracing::warn!(
+            lease_seconds = args.lease_duration,
+            "--lease-duration is under 5 minutes: CLIs assume 5 and first renew after 2.5, so \
+             updates running longer than the lease will be refused"
+        );
+    }
     crate::engine::memory::limit_arenas();
     // Blocking work (SQLite reads, gzip, parsing) needs a few threads, not tokio's default
     // of 512: each thread can bring its own allocator arena and stack.

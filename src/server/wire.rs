@@ -444,8 +444,15 @@ pub struct DecryptValueResponse {
     pub plaintext: String,
 }
 
+/// Go encodes an empty (nil) slice as `null`, and older CLIs send exactly that for a batch
+/// with nothing in it.
+fn null_is_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
 #[derive(Deserialize)]
 pub struct BatchEncryptRequest {
+    #[serde(deserialize_with = "null_is_empty")]
     pub plaintexts: Vec<String>,
 }
 
@@ -456,6 +463,7 @@ pub struct BatchEncryptResponse {
 
 #[derive(Deserialize)]
 pub struct BatchDecryptRequest {
+    #[serde(deserialize_with = "null_is_empty")]
     pub ciphertexts: Vec<String>,
 }
 
