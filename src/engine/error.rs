@@ -72,3 +72,32 @@ pub fn lease_error(denied: &LeaseDenied) -> EngineError {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Storage failures carry SQL and paths; the engine keeps them as internal details
+    /// (logged, never sent) or turns them into a retryable answer.
+    #[test]
+    fn store_failures_become_internal_or_retryable() {
+        let detail = "UNIQUE constraint failed: stacks.name (/var/lib/pbackend.db)";
+        for e in [
+            StoreError::Conflict(detail.into()),
+            StoreError::Corrupt(detail.into()),
+            StoreError::Backend(detail.to_string().into()),
+        ] {
+            assert!(matches!(EngineError::from(e), EngineError::Internal(_)));
+        }
+        for e in [
+            StoreError::Busy,
+            StoreError::Transient(detail.into()),
+            StoreError::Stale("journal"),
+        ] {
+            match EngineError::from(e) {
+                EngineError::Unavailable(m) => assert!(!m.contains("UNIQUE"), "{m}"),
+                other => panic!("expected Unavailable, got {other:?}"),
+            }
+        }
+    }
+}

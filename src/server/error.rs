@@ -123,3 +123,25 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_details_never_reach_the_client() {
+        let detail = "UNIQUE constraint failed: stacks.org, stacks.name (/var/lib/pbackend.db)";
+        let err = ApiError::from(EngineError::Internal(detail.into()));
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        for leak in ["UNIQUE", "constraint", "stacks.", "/var/lib"] {
+            assert!(!err.message().contains(leak), "{}", err.message());
+        }
+    }
+
+    #[test]
+    fn busy_answers_carry_retry_after() {
+        let resp = ApiError::from(EngineError::Unavailable("busy".into())).into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(resp.headers().contains_key(header::RETRY_AFTER));
+    }
+}

@@ -492,6 +492,37 @@ mod tests {
         assert_eq!(n, 42);
     }
 
+    /// A full writer queue answers `Busy` after `QUEUE_WAIT` instead of growing.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_writer_queue_answers_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with(
+            &dir.path().join("t.db"),
+            SqliteOptions {
+                writer_queue: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let backend = store.backend.clone();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        // Job 1 holds the writer thread; job 2 fills the queue of one.
+        let first = tokio::spawn(backend.write_tx(move |_| {
+            let _ = started_tx.send(());
+            let _ = held.recv();
+            Ok(1)
+        }));
+        started.await.unwrap();
+        let second = tokio::spawn(backend.write_tx(|_| Ok(2)));
+        tokio::task::yield_now().await;
+        let third: StoreResult<i32> = backend.write_tx(|_| Ok(3)).await;
+        assert!(matches!(third, Err(StoreError::Busy)), "{third:?}");
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        assert_eq!(second.await.unwrap().unwrap(), 2);
+    }
+
     #[tokio::test]
     async fn a_new_database_is_readable_by_its_owner_only() {
         use std::os::unix::fs::PermissionsExt;
