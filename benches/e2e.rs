@@ -7,6 +7,7 @@
 //!   (on v3.277: journal v2 and begin-update);
 //! * `pbackend-j1` — the same with journal v1 offered and begin-update off in the CLI
 //!   (`--max-journal-version 1`, `PULUMI_DISABLE_BEGIN_UPDATE=true`): v3.259's protocol;
+//! * `pbackend-full` — `pbackend` with `--durability full` (an fsync per commit);
 //! * `pbackend-pg` — `pbackend` on PostgreSQL (the distribution's, started in a temp
 //!   directory); its server CPU includes PostgreSQL's;
 //! * `pbackend-ckpt` — checkpoints only (`PULUMI_DISABLE_JOURNALING=true`, begin-update off);
@@ -19,7 +20,7 @@
 //! wall seconds, CLI CPU seconds and server CPU seconds, plus the server's peak RSS.
 //!
 //!     cargo bench --bench e2e -- [--sizes 10,200,600] [--repeats 3] [--cli v3.259.0]
-//!         [--backends pbackend,pbackend-pg,pbackend-j1,pbackend-ckpt,null,file,skip] [--file-max-size 600]
+//!         [--backends pbackend,pbackend-full,pbackend-pg,pbackend-j1,pbackend-ckpt,null,file,skip] [--file-max-size 600]
 
 #[path = "common.rs"]
 mod common;
@@ -263,6 +264,7 @@ fn program(tc: &Toolchain, n: usize) -> String {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Backend {
     Pbackend,
+    PbackendFull,
     PbackendPg,
     PbackendJ1,
     PbackendCkpt,
@@ -275,6 +277,7 @@ impl Backend {
     fn name(self) -> &'static str {
         match self {
             Backend::Pbackend => "pbackend",
+            Backend::PbackendFull => "pbackend, durability full",
             Backend::PbackendPg => "pbackend, PostgreSQL",
             Backend::PbackendJ1 => "pbackend, journal v1",
             Backend::PbackendCkpt => "pbackend, checkpoints",
@@ -287,6 +290,7 @@ impl Backend {
     fn ops(self) -> &'static [&'static str] {
         match self {
             Backend::Pbackend
+            | Backend::PbackendFull
             | Backend::PbackendPg
             | Backend::PbackendJ1
             | Backend::PbackendCkpt
@@ -343,7 +347,11 @@ fn run_sequence(
     std::fs::write(proj.join("Pulumi.yaml"), program(tc, n)).unwrap();
     let mut server: Option<std::process::Child> = None;
     let url = match backend {
-        Backend::Pbackend | Backend::PbackendPg | Backend::PbackendJ1 | Backend::PbackendCkpt => {
+        Backend::Pbackend
+        | Backend::PbackendFull
+        | Backend::PbackendPg
+        | Backend::PbackendJ1
+        | Backend::PbackendCkpt => {
             let db = if backend == Backend::PbackendPg {
                 pg::server()
                     .expect("PostgreSQL server binaries (scripts/test-deps.sh)")
@@ -370,10 +378,10 @@ fn run_sequence(
                 .arg(&db)
                 .arg("--master-key")
                 .arg("00".repeat(32))
-                .args(if backend == Backend::PbackendJ1 {
-                    &["--max-journal-version", "1"][..]
-                } else {
-                    &[][..]
+                .args(match backend {
+                    Backend::PbackendJ1 => &["--max-journal-version", "1"][..],
+                    Backend::PbackendFull => &["--durability", "full"][..],
+                    _ => &[][..],
                 })
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -481,6 +489,7 @@ fn main() {
         .map(|b| match b {
             "pbackend" => Backend::Pbackend,
             "pbackend-pg" => Backend::PbackendPg,
+            "pbackend-full" => Backend::PbackendFull,
             "pbackend-j1" => Backend::PbackendJ1,
             "pbackend-ckpt" => Backend::PbackendCkpt,
             "null" => Backend::Null,
@@ -524,7 +533,7 @@ fn main() {
             for &b in &backends {
                 if let Some(s) = results.get(&(n, op, b)) {
                     let (scpu, rss) = match b {
-                        Backend::Pbackend | Backend::PbackendPg => {
+                        Backend::Pbackend | Backend::PbackendFull | Backend::PbackendPg => {
                             (med_range(&s.server_cpu, 2), med_range(&s.rss, 0))
                         }
                         Backend::Null => (med_range(&s.server_cpu, 2), "-".into()),
@@ -561,6 +570,12 @@ fn main() {
             "| {n} | create: pbackend / do-nothing | {:.3} | ≤ 1.02 |",
             pb_create / get("create", Backend::Null)
         );
+        if results.contains_key(&(n, "create", Backend::PbackendFull)) {
+            println!(
+                "| {n} | create: durability full / normal | {:.3} | |",
+                get("create", Backend::PbackendFull) / pb_create
+            );
+        }
         if results.contains_key(&(n, "create", Backend::PbackendPg)) {
             println!(
                 "| {n} | create: pbackend on PostgreSQL / do-nothing | {:.3} | ≤ 1.05 |",

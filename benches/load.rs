@@ -7,7 +7,7 @@
 //!
 //! Defaults: 50 concurrent updates on 50 stacks, 1,000 resources each, 400-byte padding.
 //! `--stores` (default `sqlite`) runs the same load on each of: `sqlite` (one server, a
-//! SQLite file), `pg` (one server on PostgreSQL), `pg2` (two replicas on one PostgreSQL
+//! SQLite file), `sqlite-full` (the same with `--durability full`), `pg` (one server on PostgreSQL), `pg2` (two replicas on one PostgreSQL
 //! database, each update's requests to one replica, as hashing on the stack path does) and
 //! `pg2rr` (two replicas, alternating request by request: every write finds the other
 //! replica's cache stale). PostgreSQL is the distribution's, started in a temp directory.
@@ -87,13 +87,19 @@ struct Outcome {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Setup {
     Sqlite,
-    Postgres { replicas: usize, round_robin: bool },
+    /// SQLite with `--durability full` (an fsync per commit).
+    SqliteFull,
+    Postgres {
+        replicas: usize,
+        round_robin: bool,
+    },
 }
 
 impl Setup {
     fn parse(s: &str) -> Setup {
         match s {
             "sqlite" => Setup::Sqlite,
+            "sqlite-full" => Setup::SqliteFull,
             "pg" => Setup::Postgres {
                 replicas: 1,
                 round_robin: false,
@@ -106,13 +112,14 @@ impl Setup {
                 replicas: 2,
                 round_robin: true,
             },
-            other => panic!("unknown store setup {other:?}: sqlite, pg, pg2 or pg2rr"),
+            other => panic!("unknown store setup {other:?}: sqlite, sqlite-full, pg, pg2 or pg2rr"),
         }
     }
 
     fn label(&self) -> &'static str {
         match self {
             Setup::Sqlite => "SQLite, 1 server",
+            Setup::SqliteFull => "SQLite with --durability full, 1 server",
             Setup::Postgres {
                 replicas: 1,
                 round_robin: _,
@@ -138,7 +145,7 @@ async fn run(
 ) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let (db, replicas) = match setup {
-        Setup::Sqlite => (dir.path().join("load.db").display().to_string(), 1),
+        Setup::Sqlite | Setup::SqliteFull => (dir.path().join("load.db").display().to_string(), 1),
         Setup::Postgres { replicas, .. } => (
             pg::server()
                 .expect("PostgreSQL server binaries (scripts/test-deps.sh)")
@@ -167,6 +174,14 @@ async fn run(
             .arg(&db)
             .env("PULUMI_BACKEND_SINGLE_TENANT_TOKEN", TOKEN)
             .env("PULUMI_BACKEND_MASTER_KEY", "00".repeat(32))
+            .env(
+                "PULUMI_BACKEND_DURABILITY",
+                if setup == Setup::SqliteFull {
+                    "full"
+                } else {
+                    "normal"
+                },
+            )
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("pbackend starts");
@@ -442,7 +457,7 @@ fn report(
         flat_out.cpu,
         flat_out.cpu * 1e6 / flat_out.entries
     );
-    if !matches!(setup, Setup::Sqlite) {
+    if !matches!(setup, Setup::Sqlite | Setup::SqliteFull) {
         println!(
             "| PostgreSQL CPU s (µs per entry) | {:.2} ({:.0}) | {:.2} ({:.0}) | |",
             paced.db_cpu,
