@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use pbackend::engine::clock::SystemClock;
 use pbackend::engine::crypto::{MasterKey, sha256_hex};
-use pbackend::engine::journal::{Base, Replayer, parse_entries};
+use pbackend::engine::state::journal::{Base, Replayer, parse_entries};
 use pbackend::engine::{
-    Caller, CreateStack, CreateUpdate, Engine, EngineConfig, Lease, LeaseToken, LeaseUse,
+    CreateStack, CreateUpdate, Engine, EngineConfig, Identity, Lease, LeaseToken, LeaseUse,
     StartUpdateOptions, UpdateKind,
 };
 use pbackend::store::StackKey;
@@ -30,7 +30,7 @@ fn key(stack: &str) -> StackKey {
 }
 
 async fn start(engine: &Engine, stack: &str, journal: bool) -> (String, Lease) {
-    let caller = Caller::user("admin");
+    let caller = Identity::instance_admin("admin");
     engine
         .create_stack(
             &caller,
@@ -39,6 +39,7 @@ async fn start(engine: &Engine, stack: &str, journal: bool) -> (String, Lease) {
             CreateStack {
                 name: stack.into(),
                 tags: Default::default(),
+                teams: vec![],
                 initial_state: None,
             },
         )

@@ -46,6 +46,27 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
             [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
             [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--auth-mode', '--auth-mode', [CompletionResultType]::ParameterName, 'How users log in. API tokens always work')
+            [CompletionResult]::new('--public-url', '--public-url', [CompletionResultType]::ParameterName, 'The URL users and the identity provider reach this server at (default: the listening address); the provider redirects to <URL>/api/auth/callback')
+            [CompletionResult]::new('--oidc-issuer', '--oidc-issuer', [CompletionResultType]::ParameterName, 'The OpenID provider''s issuer URL (its discovery document is at <issuer>/.well-known/openid-configuration)')
+            [CompletionResult]::new('--oidc-client-id', '--oidc-client-id', [CompletionResultType]::ParameterName, 'This server''s client id at the provider')
+            [CompletionResult]::new('--oidc-client-secret', '--oidc-client-secret', [CompletionResultType]::ParameterName, 'The client secret (prefer the environment variable or --oidc-client-secret-file)')
+            [CompletionResult]::new('--oidc-client-secret-file', '--oidc-client-secret-file', [CompletionResultType]::ParameterName, 'A file holding the client secret')
+            [CompletionResult]::new('--oidc-scopes', '--oidc-scopes', [CompletionResultType]::ParameterName, 'Scopes to ask for besides `openid` (space-separated)')
+            [CompletionResult]::new('--oidc-login-claim', '--oidc-login-claim', [CompletionResultType]::ParameterName, 'The ID-token claim whose value becomes the user''s login')
+            [CompletionResult]::new('--oidc-groups-claim', '--oidc-groups-claim', [CompletionResultType]::ParameterName, 'The claim listing the user''s groups (for --group-map)')
+            [CompletionResult]::new('--google-hosted-domain', '--google-hosted-domain', [CompletionResultType]::ParameterName, 'Google: only accounts of this Workspace domain (the `hd` claim)')
+            [CompletionResult]::new('--group-map', '--group-map', [CompletionResultType]::ParameterName, 'Where members of an identity-provider group go: GROUP=org:ORG:ROLE (member, admin, billing-manager) or GROUP=team:ORG/TEAM. Repeat for more; mapped places follow the groups at every login and refresh')
+            [CompletionResult]::new('--jwt-hmac-secret', '--jwt-hmac-secret', [CompletionResultType]::ParameterName, 'JWT mode: an HMAC secret (prefer the environment variable or the file flag)')
+            [CompletionResult]::new('--jwt-hmac-secret-file', '--jwt-hmac-secret-file', [CompletionResultType]::ParameterName, 'JWT mode: a file holding the HMAC secret')
+            [CompletionResult]::new('--jwt-public-key-file', '--jwt-public-key-file', [CompletionResultType]::ParameterName, 'JWT mode: an RSA or EC public key (PEM file)')
+            [CompletionResult]::new('--jwt-jwks-url', '--jwt-jwks-url', [CompletionResultType]::ParameterName, 'JWT mode: a JWKS URL (keys fetched again when an unknown key id appears)')
+            [CompletionResult]::new('--jwt-issuer', '--jwt-issuer', [CompletionResultType]::ParameterName, 'JWT mode: the required `iss`')
+            [CompletionResult]::new('--jwt-audience', '--jwt-audience', [CompletionResultType]::ParameterName, 'JWT mode: the required `aud`')
+            [CompletionResult]::new('--jwt-login-claim', '--jwt-login-claim', [CompletionResultType]::ParameterName, 'JWT mode: the claim that names the user')
+            [CompletionResult]::new('--jwt-groups-claim', '--jwt-groups-claim', [CompletionResultType]::ParameterName, 'JWT mode: the claim listing the user''s groups')
+            [CompletionResult]::new('--login-token-ttl', '--login-token-ttl', [CompletionResultType]::ParameterName, 'Lifetime of the access token a browser login or a refresh issues')
+            [CompletionResult]::new('--refresh-token-ttl', '--refresh-token-ttl', [CompletionResultType]::ParameterName, 'Lifetime of refresh tokens')
             [CompletionResult]::new('--single-tenant-token', '--single-tenant-token', [CompletionResultType]::ParameterName, 'The API token that grants access (as `--user`). When not given, the token from the previous start is kept; on a new database one is generated and printed once')
             [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'The organization stacks live in (the CLI''s default organization)')
             [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The user name the API token acts as')
@@ -66,8 +87,8 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('--durability', '--durability', [CompletionResultType]::ParameterName, 'What an acknowledged write survives: `normal` survives the process being killed; `full` also survives an OS crash or power loss, at the cost of an fsync per write (see reference/reliability.md for the measured cost)')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'pbackend;stack' {
@@ -220,14 +241,18 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a token for a user; it is printed once and only its hash is stored')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a token; it is printed once and only its hash is stored. With --user: a personal token (the user is created, and made a member of --org, when new). Without --user: an organization token (--org and --name) or a team token (--team and --name)')
             [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List tokens (never their secrets)')
             [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a token by id, or every token of a user: `pbackend tokens revoke alice`. A running server refuses a revoked token from its next request')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'pbackend;tokens;create' {
-            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The user the token acts as (shown by `pulumi whoami`)')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The user a personal token acts as (shown by `pulumi whoami`)')
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'The organization: where a new user becomes a member, or whose token this is')
+            [CompletionResult]::new('--role', '--role', [CompletionResultType]::ParameterName, 'A new user''s role in --org')
+            [CompletionResult]::new('--team', '--team', [CompletionResultType]::ParameterName, 'A team token for ORG/TEAM')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'An organization or team token''s name (unique in its organization)')
             [CompletionResult]::new('--description', '--description', [CompletionResultType]::ParameterName, 'What the token is for')
             [CompletionResult]::new('--expires', '--expires', [CompletionResultType]::ParameterName, 'Lifetime, e.g. 90d or 12h; without it the token does not expire')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
@@ -235,12 +260,16 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('--admin', '--admin', [CompletionResultType]::ParameterName, 'An organization token with admin rights')
+            [CompletionResult]::new('--refresh', '--refresh', [CompletionResultType]::ParameterName, 'Also print a refresh token, exchangeable at /api/oauth/token for new access tokens (personal tokens; the access token then lives --expires, default 1h)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'pbackend;tokens;ls' {
             [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'Only this user''s tokens')
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'Only this organization''s tokens')
+            [CompletionResult]::new('--team', '--team', [CompletionResultType]::ParameterName, 'Only this team''s tokens (ORG/TEAM)')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
             [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
@@ -252,6 +281,7 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
         }
         'pbackend;tokens;revoke' {
             [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'Revoke every token of this user')
+            [CompletionResult]::new('--team', '--team', [CompletionResultType]::ParameterName, 'Revoke every token of this team (ORG/TEAM)')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
             [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
@@ -261,7 +291,7 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             break
         }
         'pbackend;tokens;help' {
-            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a token for a user; it is printed once and only its hash is stored')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a token; it is printed once and only its hash is stored. With --user: a personal token (the user is created, and made a member of --org, when new). Without --user: an organization token (--org and --name) or a team token (--team and --name)')
             [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List tokens (never their secrets)')
             [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a token by id, or every token of a user: `pbackend tokens revoke alice`. A running server refuses a revoked token from its next request')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -412,7 +442,7 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             break
         }
         'pbackend;help;tokens' {
-            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a token for a user; it is printed once and only its hash is stored')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a token; it is printed once and only its hash is stored. With --user: a personal token (the user is created, and made a member of --org, when new). Without --user: an organization token (--org and --name) or a team token (--team and --name)')
             [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List tokens (never their secrets)')
             [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a token by id, or every token of a user: `pbackend tokens revoke alice`. A running server refuses a revoked token from its next request')
             break

@@ -788,7 +788,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__serve)
-            opts="-h --addr --db --master-key --master-key-file --single-tenant-token --org --user --lease-duration --max-state-versions --delta-cutoff-bytes --max-state-bytes --max-journal-version --db-pool-size --max-connections --max-concurrent-requests --request-queue-timeout --max-inflight-body-bytes --header-read-timeout --body-idle-timeout --body-deadline --writer-queue --durability --log-format --log-level --help"
+            opts="-h --addr --db --master-key --master-key-file --auth-mode --public-url --oidc-issuer --oidc-client-id --oidc-client-secret --oidc-client-secret-file --oidc-scopes --oidc-login-claim --oidc-groups-claim --google-hosted-domain --group-map --jwt-hmac-secret --jwt-hmac-secret-file --jwt-public-key-file --jwt-jwks-url --jwt-issuer --jwt-audience --jwt-login-claim --jwt-groups-claim --login-token-ttl --refresh-token-ttl --single-tenant-token --org --user --lease-duration --max-state-versions --delta-cutoff-bytes --max-state-bytes --max-journal-version --db-pool-size --max-connections --max-concurrent-requests --request-queue-timeout --max-inflight-body-bytes --header-read-timeout --body-idle-timeout --body-deadline --writer-queue --durability --log-format --log-level --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -807,6 +807,90 @@ _pbackend() {
                     return 0
                     ;;
                 --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-mode)
+                    COMPREPLY=($(compgen -W "tokens oidc google jwt" -- "${cur}"))
+                    return 0
+                    ;;
+                --public-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --oidc-issuer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --oidc-client-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --oidc-client-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --oidc-client-secret-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --oidc-scopes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --oidc-login-claim)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --oidc-groups-claim)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --google-hosted-domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --group-map)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jwt-hmac-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jwt-hmac-secret-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jwt-public-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jwt-jwks-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jwt-issuer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jwt-audience)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jwt-login-claim)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jwt-groups-claim)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --login-token-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --refresh-token-ttl)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1290,13 +1374,29 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__tokens__subcmd__create)
-            opts="-h --user --description --expires --output --db --master-key --log-format --log-level --help"
+            opts="-h --user --org --role --team --name --admin --description --expires --refresh --output --db --master-key --log-format --log-level --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --org)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --role)
+                    COMPREPLY=($(compgen -W "member admin billing-manager" -- "${cur}"))
+                    return 0
+                    ;;
+                --team)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1406,13 +1506,21 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__tokens__subcmd__ls)
-            opts="-h --user --output --db --master-key --log-format --log-level --help"
+            opts="-h --user --org --team --output --db --master-key --log-format --log-level --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --org)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --team)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1444,13 +1552,17 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__tokens__subcmd__revoke)
-            opts="-h --user --db --master-key --log-format --log-level --help"
+            opts="-h --user --team --db --master-key --log-format --log-level --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --team)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -45,6 +45,30 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l addr -d 'Add
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l auth-mode -d 'How users log in. API tokens always work' -r -f -a "tokens\t'API tokens only (personal, organization and team tokens, the single-tenant token)'
+oidc\t'Also browser login through an OpenID Connect provider (`pulumi login` opens it)'
+google\t'The same with Google\'s issuer preset (restrict with --google-hosted-domain)'
+jwt\t'Also JWTs presented as the access token, verified with the --jwt-* key'"
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l public-url -d 'The URL users and the identity provider reach this server at (default: the listening address); the provider redirects to <URL>/api/auth/callback' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l oidc-issuer -d 'The OpenID provider\'s issuer URL (its discovery document is at <issuer>/.well-known/openid-configuration)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l oidc-client-id -d 'This server\'s client id at the provider' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l oidc-client-secret -d 'The client secret (prefer the environment variable or --oidc-client-secret-file)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l oidc-client-secret-file -d 'A file holding the client secret' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l oidc-scopes -d 'Scopes to ask for besides `openid` (space-separated)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l oidc-login-claim -d 'The ID-token claim whose value becomes the user\'s login' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l oidc-groups-claim -d 'The claim listing the user\'s groups (for --group-map)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l google-hosted-domain -d 'Google: only accounts of this Workspace domain (the `hd` claim)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l group-map -d 'Where members of an identity-provider group go: GROUP=org:ORG:ROLE (member, admin, billing-manager) or GROUP=team:ORG/TEAM. Repeat for more; mapped places follow the groups at every login and refresh' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l jwt-hmac-secret -d 'JWT mode: an HMAC secret (prefer the environment variable or the file flag)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l jwt-hmac-secret-file -d 'JWT mode: a file holding the HMAC secret' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l jwt-public-key-file -d 'JWT mode: an RSA or EC public key (PEM file)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l jwt-jwks-url -d 'JWT mode: a JWKS URL (keys fetched again when an unknown key id appears)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l jwt-issuer -d 'JWT mode: the required `iss`' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l jwt-audience -d 'JWT mode: the required `aud`' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l jwt-login-claim -d 'JWT mode: the claim that names the user' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l jwt-groups-claim -d 'JWT mode: the claim listing the user\'s groups' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l login-token-ttl -d 'Lifetime of the access token a browser login or a refresh issues' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l refresh-token-ttl -d 'Lifetime of refresh tokens' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l single-tenant-token -d 'The API token that grants access (as `--user`). When not given, the token from the previous start is kept; on a new database one is generated and printed once' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l org -d 'The organization stacks live in (the CLI\'s default organization)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l user -d 'The user name the API token acts as' -r
@@ -67,7 +91,7 @@ full\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
-complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
@@ -164,11 +188,17 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -s h -l help -d 'Print help'
-complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -f -a "create" -d 'Create a token for a user; it is printed once and only its hash is stored'
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -f -a "create" -d 'Create a token; it is printed once and only its hash is stored. With --user: a personal token (the user is created, and made a member of --org, when new). Without --user: an organization token (--org and --name) or a team token (--team and --name)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -f -a "ls" -d 'List tokens (never their secrets)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -f -a "revoke" -d 'Revoke a token by id, or every token of a user: `pbackend tokens revoke alice`. A running server refuses a revoked token from its next request'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l user -d 'The user the token acts as (shown by `pulumi whoami`)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l user -d 'The user a personal token acts as (shown by `pulumi whoami`)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l org -d 'The organization: where a new user becomes a member, or whose token this is' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l role -d 'A new user\'s role in --org' -r -f -a "member\t''
+admin\t''
+billing-manager\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l team -d 'A team token for ORG/TEAM' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l name -d 'An organization or team token\'s name (unique in its organization)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l description -d 'What the token is for' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l expires -d 'Lifetime, e.g. 90d or 12h; without it the token does not expire' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
@@ -178,8 +208,12 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_see
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l admin -d 'An organization token with admin rights'
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l refresh -d 'Also print a refresh token, exchangeable at /api/oauth/token for new access tokens (personal tokens; the access token then lives --expires, default 1h)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l user -d 'Only this user\'s tokens' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l org -d 'Only this organization\'s tokens' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l team -d 'Only this team\'s tokens (ORG/TEAM)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -189,13 +223,14 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l user -d 'Revoke every token of this user' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l team -d 'Revoke every token of this team (ORG/TEAM)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
-complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a token for a user; it is printed once and only its hash is stored'
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a token; it is printed once and only its hash is stored. With --user: a personal token (the user is created, and made a member of --org, when new). Without --user: an organization token (--org and --name) or a team token (--team and --name)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List tokens (never their secrets)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a token by id, or every token of a user: `pbackend tokens revoke alice`. A running server refuses a revoked token from its next request'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -278,6 +313,6 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from stack" -f -a "unlock" -d 'Cancel the update holding a stack (a crashed CLI, a stuck lease), keeping the state it reached. The CLI\'s `pulumi cancel`, for when the CLI cannot'
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from stack" -f -a "export" -d 'Write a stack\'s deployment exactly as `pulumi stack export` does, for `pulumi stack import` anywhere'
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from stack" -f -a "import" -d 'Store a deployment file as a new version of a stack. Plaintext secrets (from --show-secrets exports) are encrypted with the stack\'s key; secrets of another stack of this database are re-encrypted; secrets that would not decrypt are refused'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from tokens" -f -a "create" -d 'Create a token for a user; it is printed once and only its hash is stored'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from tokens" -f -a "create" -d 'Create a token; it is printed once and only its hash is stored. With --user: a personal token (the user is created, and made a member of --org, when new). Without --user: an organization token (--org and --name) or a team token (--team and --name)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from tokens" -f -a "ls" -d 'List tokens (never their secrets)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from tokens" -f -a "revoke" -d 'Revoke a token by id, or every token of a user: `pbackend tokens revoke alice`. A running server refuses a revoked token from its next request'

@@ -58,3 +58,127 @@ impl UpdateStatus {
         )
     }
 }
+
+/// What an identity may do with a stack, each level including the ones below it. The wire
+/// codes are the service's (`StackPermission`: 0, 101, 102, 103; 104 "creator" reads as
+/// admin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StackPermission {
+    None,
+    /// See the stack, its history, state and outputs; decrypt its secrets.
+    Read,
+    /// Run updates, import, cancel, change tags and config.
+    Write,
+    /// Delete, rename, grant access.
+    Admin,
+}
+
+impl StackPermission {
+    pub fn code(self) -> i64 {
+        match self {
+            StackPermission::None => 0,
+            StackPermission::Read => 101,
+            StackPermission::Write => 102,
+            StackPermission::Admin => 103,
+        }
+    }
+
+    pub fn from_code(code: i64) -> Option<Self> {
+        Some(match code {
+            0 => StackPermission::None,
+            101 => StackPermission::Read,
+            102 => StackPermission::Write,
+            103 | 104 => StackPermission::Admin,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StackPermission::None => "none",
+            StackPermission::Read => "read",
+            StackPermission::Write => "write",
+            StackPermission::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "none" => StackPermission::None,
+            "read" => StackPermission::Read,
+            "write" | "edit" => StackPermission::Write,
+            "admin" => StackPermission::Admin,
+            _ => return None,
+        })
+    }
+}
+
+/// A member's built-in role in an organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrgRole {
+    Member,
+    Admin,
+    /// Sees billing only: no stack access beyond what is granted.
+    BillingManager,
+}
+
+impl OrgRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrgRole::Member => "member",
+            OrgRole::Admin => "admin",
+            OrgRole::BillingManager => "billing-manager",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "member" => OrgRole::Member,
+            "admin" => OrgRole::Admin,
+            "billing-manager" => OrgRole::BillingManager,
+            _ => return None,
+        })
+    }
+}
+
+/// What an access token stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenKind {
+    /// A user's own token: the user's permissions.
+    Personal,
+    /// An organization's machine token: org member (or admin) permissions.
+    Organization,
+    /// A team's machine token: the team's permissions.
+    Team,
+    /// Exchangeable at `/api/oauth/token` for a new access token; never a bearer credential.
+    Refresh,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Personal => "personal",
+            TokenKind::Organization => "organization",
+            TokenKind::Team => "team",
+            TokenKind::Refresh => "refresh",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "personal" => TokenKind::Personal,
+            "organization" => TokenKind::Organization,
+            "team" => TokenKind::Team,
+            "refresh" => TokenKind::Refresh,
+            _ => return None,
+        })
+    }
+}
+
+/// Who a stack grant is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Grantee {
+    User(String),
+    /// A team of the stack's organization.
+    Team(String),
+}

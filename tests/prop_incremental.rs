@@ -12,7 +12,7 @@ use std::sync::Arc;
 use pbackend::engine::clock::SystemClock;
 use pbackend::engine::crypto::{MasterKey, sha256_hex};
 use pbackend::engine::{
-    Caller, CreateStack, CreateUpdate, Engine, EngineConfig, Lease, LeaseToken, LeaseUse,
+    CreateStack, CreateUpdate, Engine, EngineConfig, Identity, Lease, LeaseToken, LeaseUse,
     StartUpdateOptions, UpdateKind,
 };
 use pbackend::store::StackKey;
@@ -21,8 +21,8 @@ use pbackend::testkit::journal_model::{Step, base_deployment, simulate};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-fn caller() -> Caller {
-    Caller::user("admin")
+fn caller() -> Identity {
+    Identity::instance_admin("admin")
 }
 
 fn key() -> StackKey {
@@ -50,7 +50,7 @@ async fn open(dir: &std::path::Path, master: &MasterKey) -> (Engine, SqliteStore
 async fn export(engine: &Engine) -> Value {
     let e = engine.export(&caller(), &key(), None).await.unwrap();
     let bytes = match (e.gz, e.plain) {
-        (Some(gz), _) => pbackend::engine::deployment::gunzip_stored(&gz).unwrap(),
+        (Some(gz), _) => pbackend::engine::state::deployment::gunzip_stored(&gz).unwrap(),
         (None, Some(p)) => p.to_vec(),
         _ => panic!("empty export"),
     };
@@ -67,6 +67,7 @@ async fn begin(engine: &Engine, base: Option<Value>, journal: bool) -> (String, 
             CreateStack {
                 name: "dev".into(),
                 tags: Default::default(),
+                teams: vec![],
                 initial_state: None,
             },
         )

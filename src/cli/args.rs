@@ -36,6 +36,14 @@ const SECRET_FLAGS: &[(&str, &str)] = &[
         "--single-tenant-token",
         "PULUMI_BACKEND_SINGLE_TENANT_TOKEN",
     ),
+    (
+        "--oidc-client-secret",
+        "--oidc-client-secret-file or PULUMI_BACKEND_OIDC_CLIENT_SECRET",
+    ),
+    (
+        "--jwt-hmac-secret",
+        "--jwt-hmac-secret-file or PULUMI_BACKEND_JWT_HMAC_SECRET",
+    ),
 ];
 
 /// Warns about secrets given on the command line, where other users of the machine can read

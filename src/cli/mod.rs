@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 the operation failed, 2 usage error (clap's own).
 
 pub mod args;
+pub mod auth;
 pub mod backup;
 pub mod completions;
 pub mod error;
@@ -60,7 +61,7 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the HTTP server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Inspect and maintain stacks on the database directly.
     #[command(alias = "stacks")]
     Stack {
@@ -158,7 +159,7 @@ pub fn main() -> ExitCode {
         eprintln!("{w}");
     }
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Stack { db, cmd } => stack::run(&db, cmd),
         Command::Export { db, args } => backup::export_all(&db, args),
         Command::Import { db, args } => backup::import_all(&db, args),

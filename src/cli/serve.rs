@@ -26,6 +26,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbArgs,
 
+    #[command(flatten)]
+    pub auth: crate::cli::auth::AuthArgs,
+
     /// The API token that grants access (as `--user`). When not given, the token from the
     /// previous start is kept; on a new database one is generated and printed once.
     #[arg(
@@ -161,8 +164,8 @@ impl ServeArgs {
         }
     }
 
-    pub fn engine_config(&self) -> EngineConfig {
-        EngineConfig {
+    pub fn engine_config(&self, public_url: &str) -> CliResult<EngineConfig> {
+        Ok(EngineConfig {
             org: self.org.clone(),
             user: self.user.clone(),
             lease_duration: self.lease_duration,
@@ -170,7 +173,8 @@ impl ServeArgs {
             delta_cutoff_bytes: self.delta_cutoff_bytes,
             max_state_bytes: self.max_state_bytes,
             max_journal_version: self.max_journal_version,
-        }
+            login: self.auth.login_config(public_url)?,
+        })
     }
 }
 
@@ -238,16 +242,6 @@ pub fn run(args: ServeArgs) -> CliResult {
                 db: location.shown(),
                 source,
             })?;
-        let has_key = crate::engine::bootstrap_has_master_key(store.store.as_ref()).await?;
-        let (master, key_source) = args.db.master_key(!has_key)?;
-        let (engine, boot) = Engine::open(
-            store.store.clone(),
-            master,
-            args.single_tenant_token.as_ref().map(|t| t.0.clone()),
-            args.engine_config(),
-            Arc::new(SystemClock),
-        )
-        .await?;
         let listener = TcpListener::bind(&args.addr)
             .await
             .map_err(CliError::io(format!("cannot listen on {}", args.addr)))?;
@@ -255,6 +249,16 @@ pub fn run(args: ServeArgs) -> CliResult {
             .local_addr()
             .map_err(CliError::io("cannot read the listening address"))?;
         let url = login_url(local);
+        let has_key = crate::engine::bootstrap_has_master_key(store.store.as_ref()).await?;
+        let (master, key_source) = args.db.master_key(!has_key)?;
+        let (engine, boot) = Engine::open(
+            store.store.clone(),
+            master,
+            args.single_tenant_token.as_ref().map(|t| t.0.clone()),
+            args.engine_config(&url)?,
+            Arc::new(SystemClock),
+        )
+        .await?;
         if let KeySource::Generated(path) = &key_source {
             println!(
                 "Generated a master key and saved it to {} (owner-only). Keep a copy somewhere \

@@ -65,11 +65,8 @@ impl Engine {
         progress.start(0, "exporting");
         let p = progress.clone();
         let sink = Box::new(move |rec: Record| -> Result<(), StoreError> {
-            if let Record::Stack {
-                org, project, name, ..
-            } = &rec
-            {
-                p.step(&format!("{org}/{project}/{name}"));
+            if let Some(name) = rec.stack_name() {
+                p.step(&name);
             }
             let mut guard = sink_w.lock().map_err(|_| StoreError::Closed)?;
             let w = guard.as_mut().ok_or(StoreError::Closed)?;
@@ -141,22 +138,20 @@ impl Engine {
             let rec: Record = serde_json::from_str(&line).map_err(|e| {
                 StoreError::Corrupt(format!("archive line {line_no} is not a valid record: {e}"))
             })?;
-            match &rec {
-                Record::Meta { key, value }
-                    if key == "master_key_canary" && !master.opens_canary(value) =>
-                {
-                    return Err(StoreError::Corrupt(
-                        "the archive was made with a different master key; pass the key of \
-                         the database it was exported from"
-                            .into(),
-                    ));
-                }
-                Record::Stack {
-                    org, project, name, ..
-                } => {
-                    p.step(&format!("{org}/{project}/{name}"));
-                }
-                _ => {}
+            if rec.table == "meta"
+                && rec.text("key") == Some("master_key_canary")
+                && !rec
+                    .bytes("value")
+                    .is_some_and(|value| master.opens_canary(&value))
+            {
+                return Err(StoreError::Corrupt(
+                    "the archive was made with a different master key; pass the key of the \
+                     database it was exported from"
+                        .into(),
+                ));
+            }
+            if let Some(name) = rec.stack_name() {
+                p.step(&name);
             }
             Ok(rec)
         }));
@@ -221,11 +216,8 @@ impl Engine {
         progress.start(0, "copying");
         let p = progress.clone();
         let sink = Box::new(move |rec: Record| -> Result<(), StoreError> {
-            if let Record::Stack {
-                org, project, name, ..
-            } = &rec
-            {
-                p.step(&format!("{org}/{project}/{name}"));
+            if let Some(name) = rec.stack_name() {
+                p.step(&name);
             }
             tx.send(rec).map_err(|_| StoreError::Closed)
         });

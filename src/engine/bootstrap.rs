@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::engine::access::login::LoginRuntime;
 use crate::engine::clock::Clock;
 use crate::engine::crypto::{self, MasterKey};
 use crate::engine::error::{EngineError, EngineResult};
@@ -67,7 +68,9 @@ impl Engine {
             clock,
             admin_token_hash,
             live: Default::default(),
+            login: Arc::new(LoginRuntime::new()?),
         };
+        engine.ensure_instance_org().await?;
         Ok((engine, boot))
     }
 
@@ -99,6 +102,7 @@ impl Engine {
             clock,
             admin_token_hash: None,
             live: Default::default(),
+            login: Arc::new(LoginRuntime::new()?),
         })
     }
 }

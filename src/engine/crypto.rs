@@ -19,6 +19,7 @@ const NONCE_LEN: usize = 12;
 const WRAP_AAD: &[u8] = b"pbackend/stack-key/v1";
 const SECRET_AAD: &[u8] = b"pbackend/secret/v1";
 const CANARY_AAD: &[u8] = b"pbackend/canary/v1";
+const KEPT_SECRET_AAD: &[u8] = b"pbackend/kept-secret/v1";
 const CANARY_TEXT: &[u8] = b"pbackend master key canary";
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {
@@ -119,6 +120,15 @@ impl MasterKey {
 
     pub fn wrap(&self, key: &StackSecretKey) -> Vec<u8> {
         seal(&self.0, &key.0, WRAP_AAD)
+    }
+
+    /// Seals a secret pbackend keeps for itself (an identity provider's refresh token).
+    pub fn seal_secret(&self, plaintext: &[u8]) -> Vec<u8> {
+        seal(&self.0, plaintext, KEPT_SECRET_AAD)
+    }
+
+    pub fn open_secret(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        open(&self.0, sealed, KEPT_SECRET_AAD)
     }
 
     pub fn unwrap_key(&self, wrapped: &[u8]) -> EngineResult<StackSecretKey> {

@@ -115,7 +115,7 @@ pub fn inflate_sync(gz: &[u8], limit: usize) -> EngineResult<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::deployment::gzip;
+    use crate::engine::state::deployment::gzip;
 
     #[test]
     fn round_trips_and_stops_at_the_limit() {

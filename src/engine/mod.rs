@@ -1,44 +1,32 @@
 //! The rules of the service, shared by the HTTP server and the operator CLI: one async method
 //! per use case. The engine decides; the store persists; neither knows HTTP.
 
+pub mod access;
+pub mod backup;
 pub mod blocking;
+mod bootstrap;
 pub mod clock;
 pub mod crypto;
-pub mod delta;
-pub mod deployment;
 pub mod error;
 pub mod inflate;
-pub mod journal;
-pub mod names;
-pub mod rawjson;
-pub mod rekey;
-pub mod reveal;
-
-pub mod backup;
-mod bootstrap;
-mod checkpoint;
-pub(crate) mod events;
-mod history;
-pub mod lease;
-mod live;
 pub mod memory;
+pub mod names;
 pub mod operator;
-mod outputs;
-mod secrets;
-mod stacks;
-mod updates;
+pub mod state;
 mod views;
 
 use std::sync::Arc;
 
+pub use access::authorize::{Permission, Target};
+pub use access::identity::Identity;
 pub use bootstrap::{Bootstrap, has_master_key as bootstrap_has_master_key};
 pub use error::{EngineError, EngineResult};
-pub use events::{EventBody, EventsPage};
-pub use history::Export;
-pub use lease::{Lease, LeaseUse};
-pub use outputs::StackOutputs;
-pub use stacks::{CreateStack, StackList, StackListQuery};
-pub use updates::{
+pub use state::events::{EventBody, EventsPage};
+pub use state::history::Export;
+pub use state::lease::{Lease, LeaseUse};
+pub use state::outputs::StackOutputs;
+pub use state::stacks::{CreateStack, StackList, StackListQuery};
+pub use state::updates::{
     Begun, CreateUpdate, RecordedOutputs, StartUpdateOptions, Started, UpdateKind, UpdateStatusView,
 };
 pub use views::{PruneSummary, StackView, TokenView, UpdateView, VersionView};
@@ -64,6 +52,8 @@ pub struct EngineConfig {
     pub max_state_bytes: usize,
     /// Highest journal protocol offered to CLIs that ask (0: always checkpoints).
     pub max_journal_version: i64,
+    /// Ways to log in besides API tokens.
+    pub login: access::login::LoginConfig,
 }
 
 impl Default for EngineConfig {
@@ -75,37 +65,12 @@ impl Default for EngineConfig {
             max_state_versions: 50,
             delta_cutoff_bytes: 1024 * 1024,
             max_state_bytes: 512 * 1024 * 1024,
-            max_journal_version: journal::LATEST_JOURNAL_VERSION,
-        }
-    }
-}
-
-/// Who is calling: the one identity type every permission check is made against, whatever
-/// way the caller authenticated.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub user: String,
-    /// The access token used, when it is one of the managed tokens.
-    pub token_id: Option<String>,
-    /// The operator at the database (pbackend subcommands): every organization.
-    pub operator: bool,
-}
-
-impl Caller {
-    pub fn user(name: &str) -> Self {
-        Caller {
-            user: name.to_owned(),
-            token_id: None,
-            operator: false,
-        }
-    }
-
-    /// The identity of offline maintenance commands.
-    pub fn operator() -> Self {
-        Caller {
-            user: "operator".into(),
-            token_id: None,
-            operator: true,
+            max_journal_version: state::journal::LATEST_JOURNAL_VERSION,
+            login: access::login::LoginConfig {
+                login_token_ttl: access::login::DEFAULT_LOGIN_TOKEN_TTL,
+                refresh_token_ttl: access::login::DEFAULT_REFRESH_TOKEN_TTL,
+                ..Default::default()
+            },
         }
     }
 }
@@ -128,7 +93,9 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     /// SHA-256 of the single-tenant API token (only `serve` has one).
     admin_token_hash: Option<[u8; 32]>,
-    live: live::LiveCache,
+    live: state::live::LiveCache,
+    /// HTTP client and key caches for logins through identity providers.
+    login: Arc<access::login::LoginRuntime>,
 }
 
 impl Engine {
@@ -150,58 +117,36 @@ impl Engine {
         })
     }
 
-    /// Checks an API token; the result is the caller's identity. The single-tenant token acts
-    /// as `--user`; managed tokens (`pbackend tokens`) as their user, until revoked or expired.
-    pub async fn authenticate(&self, token: &str) -> EngineResult<Caller> {
-        use subtle::ConstantTimeEq;
-        let hash = crypto::sha256(token.as_bytes());
-        if let Some(admin) = &self.admin_token_hash
-            && bool::from(hash.ct_eq(admin))
-        {
-            return Ok(Caller::user(&self.cfg.user));
-        }
-        if let Some(t) = self.store.find_token(hash.to_vec()).await? {
-            let now = self.now();
-            let live = t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now);
-            if live {
-                // Record use at most once a minute: this is on every API request.
-                if t.last_used_at.is_none_or(|u| u + 60 <= now) {
-                    self.store.touch_token(&t.id, now).await?;
-                }
-                return Ok(Caller {
-                    user: t.user,
-                    token_id: Some(t.id),
-                    operator: false,
-                });
-            }
-        }
-        Err(EngineError::Unauthenticated(
-            "No credentials provided or are invalid.".into(),
-        ))
-    }
-
     /// Organizations the caller belongs to.
-    pub fn organizations(&self, _caller: &Caller) -> Vec<String> {
-        vec![self.cfg.org.clone()]
+    pub fn organizations(&self, caller: &Identity) -> Vec<String> {
+        caller.organizations()
     }
 
     /// Namespaces the caller may keep stacks in: its organizations and, as in Pulumi Cloud,
-    /// its own user name (older CLIs default to it instead of asking for a default org).
-    pub fn namespaces(&self, caller: &Caller) -> Vec<String> {
+    /// a user's own name (older CLIs default to it instead of asking for a default org).
+    pub fn namespaces(&self, caller: &Identity) -> Vec<String> {
         let mut ns = self.organizations(caller);
-        if !ns.contains(&caller.user) {
+        if caller.is_user() && !ns.contains(&caller.user) {
             ns.push(caller.user.clone());
         }
         ns
     }
 
-    pub fn default_org(&self, _caller: &Caller) -> String {
-        self.cfg.org.clone()
+    /// The organization the CLI puts unqualified stacks in: the instance's own when the
+    /// caller belongs to it, else the first it belongs to, else the user's own namespace.
+    pub fn default_org(&self, caller: &Identity) -> String {
+        let orgs = caller.organizations();
+        if orgs.contains(&self.cfg.org) || caller.is_instance_admin() {
+            return self.cfg.org.clone();
+        }
+        orgs.into_iter()
+            .next()
+            .unwrap_or_else(|| caller.user.clone())
     }
 
-    fn check_org_access(&self, caller: &Caller, org: &str) -> EngineResult<()> {
+    fn check_org_access(&self, caller: &Identity, org: &str) -> EngineResult<()> {
         names::check_org(org)?;
-        if caller.operator || self.namespaces(caller).iter().any(|o| o == org) {
+        if caller.is_instance_admin() || self.namespaces(caller).iter().any(|o| o == org) {
             Ok(())
         } else {
             Err(EngineError::NotFound(format!(
@@ -211,7 +156,7 @@ impl Engine {
     }
 
     /// Resolves a stack the caller may use.
-    async fn stack(&self, caller: &Caller, key: &StackKey) -> EngineResult<StackRow> {
+    async fn stack(&self, caller: &Identity, key: &StackKey) -> EngineResult<StackRow> {
         names::check_key(key)?;
         self.check_org_access(caller, &key.org)?;
         self.store

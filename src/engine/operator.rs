@@ -8,16 +8,17 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::engine::blocking::run_blocking;
-use crate::engine::checkpoint::{engine_version, now_rfc3339};
-use crate::engine::crypto::{self, MasterKey, sha256_hex};
-use crate::engine::deployment::{
+use crate::engine::crypto::{MasterKey, sha256_hex};
+use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::state::checkpoint::{engine_version, now_rfc3339};
+use crate::engine::state::deployment::{
     EMPTY_DEPLOYMENT, blob_of, check_untyped, count_resources, gunzip_stored,
 };
-use crate::engine::error::{EngineError, EngineResult};
-use crate::engine::history::SecretsOwner;
-use crate::engine::views::{PruneSummary, StackView, TokenView, UpdateView, VersionView};
-use crate::engine::{Caller, CreateStack, Engine, StackListQuery, names, rekey, reveal};
-use crate::store::{StackKey, TokenRow, TokenSelector, UpdateRow, UpdateStatus};
+use crate::engine::state::history::SecretsOwner;
+use crate::engine::state::{rekey, reveal};
+use crate::engine::views::{PruneSummary, StackView, UpdateView, VersionView};
+use crate::engine::{CreateStack, Engine, Identity, StackListQuery, names};
+use crate::store::{StackKey, UpdateRow, UpdateStatus};
 
 /// Reports progress of long operations to whoever shows it.
 pub trait Progress: Send + Sync {
@@ -167,7 +168,7 @@ fn diff_deployments(rebuilt: &Value, stored: &Value) -> Vec<String> {
 impl Engine {
     /// Every stack matching the filters, with the update that holds it.
     pub async fn operator_stacks(&self, q: StackListQuery) -> EngineResult<Vec<StackOverview>> {
-        let caller = Caller::operator();
+        let caller = Identity::operator();
         let mut out = Vec::new();
         let mut q = q;
         loop {
@@ -187,7 +188,7 @@ impl Engine {
     }
 
     pub async fn stack_details(&self, key: &StackKey) -> EngineResult<StackDetails> {
-        let stack = self.stack(&Caller::operator(), key).await?;
+        let stack = self.stack(&Identity::operator(), key).await?;
         let lock = self.store.running_update(stack.id).await?;
         let versions = self.store.list_versions(stack.id).await?;
         let history = self.store.list_updates(stack.id, 0, 10).await?;
@@ -209,13 +210,13 @@ impl Engine {
     }
 
     pub async fn operator_delete_stack(&self, key: &StackKey, force: bool) -> EngineResult<()> {
-        self.delete_stack(&Caller::operator(), key, force).await
+        self.delete_stack(&Identity::operator(), key, force).await
     }
 
     /// Cancels the update holding a stack (a crashed CLI, an abandoned lease), keeping the
     /// state it reached. Returns its id, or `None` when nothing held the stack.
     pub async fn force_unlock(&self, key: &StackKey) -> EngineResult<Option<UpdateView>> {
-        let caller = Caller::operator();
+        let caller = Identity::operator();
         let stack = self.stack(&caller, key).await?;
         let Some(running) = self.store.running_update(stack.id).await? else {
             return Ok(None);
@@ -234,7 +235,7 @@ impl Engine {
         version: Option<i64>,
         show_secrets: bool,
     ) -> EngineResult<Vec<u8>> {
-        let export = self.export(&Caller::operator(), key, version).await?;
+        let export = self.export(&Identity::operator(), key, version).await?;
         let json = match (export.gz, export.plain) {
             (Some(gz), _) => run_blocking(move || gunzip_stored(&gz)).await?,
             (None, plain) => plain.unwrap_or(EMPTY_DEPLOYMENT).to_vec(),
@@ -248,7 +249,7 @@ impl Engine {
         };
         let owner = match owner {
             Some(s) => s,
-            None => self.stack(&Caller::operator(), key).await?,
+            None => self.stack(&Identity::operator(), key).await?,
         };
         let k = self.stack_secret_key(owner.id).await?;
         let (json, _) = run_blocking(move || reveal::reveal(&json, &k)).await?;
@@ -264,7 +265,7 @@ impl Engine {
         json: Vec<u8>,
         create: bool,
     ) -> EngineResult<ImportReport> {
-        let caller = Caller::operator();
+        let caller = Identity::operator();
         let mut created = false;
         let stack = match self.store.get_stack(key).await? {
             Some(s) => s,
@@ -277,6 +278,7 @@ impl Engine {
                     CreateStack {
                         name: key.stack.clone(),
                         tags: [("pulumi:project".to_owned(), key.project.clone())].into(),
+                        teams: vec![],
                         initial_state: None,
                     },
                 )
@@ -295,7 +297,7 @@ impl Engine {
         let json = match self.secrets_owner(stack.id, key, &json).await? {
             SecretsOwner::This => json,
             SecretsOwner::Other(from) => {
-                let (json, n) = self.rekey_from(from, stack.id, key, json).await?;
+                let (json, n) = self.rekey_from(from.id, stack.id, key, json).await?;
                 reencrypted = n;
                 json
             }
@@ -325,61 +327,6 @@ impl Engine {
             encrypted,
             reencrypted,
         })
-    }
-
-    // ------------------------------------------------------------------ tokens
-
-    /// Creates an access token for `user`; the token itself is returned once.
-    pub async fn create_token(
-        &self,
-        user: &str,
-        description: &str,
-        expires_in: Option<i64>,
-    ) -> EngineResult<(TokenView, String)> {
-        names::check_org(user).map_err(|_| {
-            EngineError::Invalid(format!(
-                "invalid user name {user:?}: use letters, digits, '-', '_' and '.'"
-            ))
-        })?;
-        let token = crypto::new_token("pul-");
-        let id = format!("tok-{}", hex::encode(crypto::random_bytes::<6>()));
-        let now = self.now();
-        let expires_at = expires_in.map(|s| now + s);
-        self.store
-            .create_token(crate::store::NewToken {
-                id: id.clone(),
-                user: user.to_owned(),
-                description: description.to_owned(),
-                hash: crypto::sha256(token.as_bytes()).to_vec(),
-                created_at: now,
-                expires_at,
-            })
-            .await?;
-        let row = TokenRow {
-            id,
-            user: user.to_owned(),
-            description: description.to_owned(),
-            created_at: now,
-            expires_at,
-            last_used_at: None,
-            revoked_at: None,
-        };
-        Ok((row.into(), token))
-    }
-
-    pub async fn list_tokens(&self, user: Option<String>) -> EngineResult<Vec<TokenView>> {
-        Ok(self
-            .store
-            .list_tokens(user)
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect())
-    }
-
-    /// Revokes tokens; a running server refuses them from its next request on.
-    pub async fn revoke_tokens(&self, which: TokenSelector) -> EngineResult<Vec<String>> {
-        Ok(self.store.revoke_tokens(which, self.now()).await?)
     }
 
     // ------------------------------------------------------------------ retention
@@ -419,7 +366,7 @@ impl Engine {
         }
         let mut out = Vec::new();
         for k in keys {
-            out.push(self.stack(&Caller::operator(), k).await?.into());
+            out.push(self.stack(&Identity::operator(), k).await?.into());
         }
         Ok(out)
     }
@@ -610,7 +557,7 @@ impl Engine {
         update_id: Option<&str>,
         dry_run: bool,
     ) -> EngineResult<ReplayReport> {
-        let stack = self.stack(&Caller::operator(), key).await?;
+        let stack = self.stack(&Identity::operator(), key).await?;
         let update = match update_id {
             Some(id) => self.update_of(stack.id, id).await?,
             None => self

@@ -24,6 +24,8 @@ pub struct StackView {
     pub last_update_at: Option<i64>,
     /// Uncompressed size of the current state.
     pub state_size: i64,
+    /// The user who created it.
+    pub created_by: Option<String>,
 }
 
 impl From<StackRow> for StackView {
@@ -39,6 +41,7 @@ impl From<StackRow> for StackView {
             resource_count: r.resource_count,
             last_update_at: r.last_update_at,
             state_size: r.state_size,
+            created_by: r.created_by,
         }
     }
 }
@@ -97,12 +100,20 @@ impl From<UpdateRow> for UpdateView {
     }
 }
 
-/// A managed access token (never its secret).
+/// An access token of any kind (never its secret).
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenView {
     pub id: String,
+    /// `personal`, `organization` or `team`.
+    pub kind: &'static str,
+    /// The user it acts as (the organization's name for an organization token).
     pub user: String,
+    pub org: Option<String>,
+    pub team: Option<String>,
+    pub name: String,
     pub description: String,
+    pub admin: bool,
+    pub created_by: String,
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub last_used_at: Option<i64>,
@@ -113,8 +124,14 @@ impl From<TokenRow> for TokenView {
     fn from(t: TokenRow) -> Self {
         TokenView {
             id: t.id,
+            kind: t.kind.as_str(),
             user: t.user,
+            org: t.org,
+            team: t.team,
+            name: t.name,
             description: t.description,
+            admin: t.admin,
+            created_by: t.created_by,
             created_at: t.created_at,
             expires_at: t.expires_at,
             last_used_at: t.last_used_at,

@@ -3,22 +3,23 @@
 //! before the handler runs and so before any body is read. A request that fails is answered
 //! here, having cost one lookup; nothing is read, inflated, stored or cached for it.
 //!
-//! API calls carry `token <t>` and yield the engine's [`Caller`]; update-scoped calls carry
+//! API calls carry `token <t>` and yield the engine's [`Identity`]; update-scoped calls carry
 //! `update-token <lease>` and yield a [`Lease`] for that very update. Handlers take either
 //! from the request through the extractors below. Credentials are never logged.
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, RawPathParams, Request, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::engine::{Caller, Lease, LeaseToken, LeaseUse};
+use crate::engine::{Identity, Lease, LeaseToken, LeaseUse, Target};
 use crate::server::error::ApiError;
 use crate::server::extract::P;
 use crate::server::handlers::UpdatePath;
 use crate::server::routes::Access;
 use crate::server::state::AppState;
+use crate::types::StackKey;
 
 fn credential<'a>(parts: &'a Parts, scheme: &str) -> Option<&'a str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -38,9 +39,19 @@ pub async fn require(
     let (mut parts, body) = req.into_parts();
     let outcome = match access {
         Access::Public => Ok(()),
-        Access::Token => authenticate(&parts, &state).await.map(|caller| {
-            parts.extensions.insert(caller);
-        }),
+        Access::Token(permission) => match authenticate(&parts, &state).await {
+            Ok(identity) => {
+                let target = target(&mut parts, &state).await;
+                match state.engine.authorize(&identity, permission, &target).await {
+                    Ok(()) => {
+                        parts.extensions.insert(identity);
+                        Ok(())
+                    }
+                    Err(e) => Err(ApiError::from(e)),
+                }
+            }
+            Err(e) => Err(e),
+        },
         Access::Lease | Access::LeaseOrFinished => {
             let accept = if access == Access::Lease {
                 LeaseUse::Live
@@ -58,7 +69,29 @@ pub async fn require(
     }
 }
 
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+/// What the path names: a stack (`{org}/{project}/{stack}`), an organization, or nothing.
+async fn target(parts: &mut Parts, state: &AppState) -> Target {
+    let Ok(params) = RawPathParams::from_request_parts(parts, state).await else {
+        return Target::None;
+    };
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned())
+    };
+    match (get("org"), get("project"), get("stack")) {
+        (Some(org), Some(project), Some(stack)) => Target::Stack(StackKey {
+            org,
+            project,
+            stack,
+        }),
+        (Some(org), _, _) => Target::Org(org),
+        _ => Target::None,
+    }
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Identity, ApiError> {
     let token = credential(parts, "token").ok_or_else(ApiError::unauthorized)?;
     state
         .engine
@@ -81,18 +114,18 @@ async fn lease(parts: &mut Parts, state: &AppState, accept: LeaseUse) -> Result<
 }
 
 /// The authenticated caller of an API call (routes declared [`Access::Token`]).
-pub struct ApiCaller(pub Caller);
+pub struct ApiIdentity(pub Identity);
 
-impl FromRequestParts<AppState> for ApiCaller {
+impl FromRequestParts<AppState> for ApiIdentity {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
         parts
             .extensions
-            .get::<Caller>()
+            .get::<Identity>()
             .cloned()
-            .map(ApiCaller)
-            .ok_or_else(|| ApiError::internal("route declared without Access::Token"))
+            .map(ApiIdentity)
+            .ok_or_else(|| ApiError::internal("route declared without Access::Token(_)"))
     }
 }
 

@@ -360,3 +360,42 @@ impl FromRequest<AppState> for JournalBody {
             .map(JournalBody)
     }
 }
+
+/// A small body that is either a form (`application/x-www-form-urlencoded`, as the CLI
+/// sends to `/api/oauth/token`) or JSON, parsed as `T`.
+pub struct FormBody<T>(pub T);
+
+impl<T> FromRequest<AppState> for FormBody<T>
+where
+    T: DeserializeOwned + Send + 'static,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(mut req: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
+        let mime = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        let form = mime == "application/x-www-form-urlencoded";
+        if form {
+            // The body reader accepts JSON media types only; this one is checked here.
+            req.headers_mut().remove(header::CONTENT_TYPE);
+        }
+        let body = JsonBody::read(req, state, Limit::Small).await?;
+        if form {
+            serde_urlencoded::from_bytes(&body.json)
+                .map(FormBody)
+                .map_err(|e| ApiError::bad_request(format!("the form is not valid: {e}")))
+        } else {
+            body.parse().await.map(FormBody)
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! JSON shapes of the Pulumi service API, as the CLI sends and reads them (field names from
 //! upstream `sdk/go/common/apitype`). Plain data: no rules live here.
 
+pub mod access;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -77,6 +79,9 @@ pub struct CreateStackRequest {
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub state: Option<Box<RawValue>>,
+    /// Teams given access to the new stack (`pulumi stack init --teams`).
+    #[serde(default)]
+    pub teams: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]

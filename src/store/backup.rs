@@ -9,166 +9,43 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::StoreResult;
 
-mod b64 {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(v))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        STANDARD.decode(text).map_err(serde::de::Error::custom)
-    }
-
-    pub mod opt {
-        use super::*;
-
-        pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-            match v {
-                Some(b) => super::serialize(b, s),
-                None => s.serialize_none(),
-            }
-        }
-
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-            let text = Option::<String>::deserialize(d)?;
-            text.map(|t| STANDARD.decode(t).map_err(serde::de::Error::custom))
-                .transpose()
-        }
-    }
-}
-
+/// One row: the table it comes from (its backup tag, e.g. `stack`) and its columns by name.
+/// Numbers are JSON numbers, flags booleans, bytes standard base64, NULL `null`. Which
+/// columns a table has, and of what kind, is the SQL layer's table list
+/// (`store/sql/backup.rs`), checked on load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "table", rename_all = "snake_case")]
-pub enum Record {
-    Meta {
-        key: String,
-        #[serde(with = "b64")]
-        value: Vec<u8>,
-    },
-    Token {
-        id: String,
-        user_name: String,
-        description: String,
-        #[serde(with = "b64")]
-        hash: Vec<u8>,
-        created_at: i64,
-        expires_at: Option<i64>,
-        last_used_at: Option<i64>,
-        revoked_at: Option<i64>,
-    },
-    Stack {
-        id: i64,
-        org: String,
-        project: String,
-        name: String,
-        tags: String,
-        created_at: i64,
-        last_version: i64,
-        current_version: Option<i64>,
-        active_update: Option<String>,
-        resource_count: i64,
-        state_size: i64,
-        last_update_at: Option<i64>,
-        #[serde(with = "b64")]
-        wrapped_key: Vec<u8>,
-    },
-    FormerName {
-        org: String,
-        project: String,
-        name: String,
-        stack_id: i64,
-        renamed_at: i64,
-    },
-    Version {
-        stack_id: i64,
-        version: i64,
-        #[serde(with = "b64")]
-        state: Vec<u8>,
-        sha256: String,
-        size: i64,
-        resource_count: i64,
-        created_at: i64,
-    },
-    Update {
-        id: String,
-        stack_id: i64,
-        kind: String,
-        dry_run: bool,
-        status: String,
-        version: i64,
-        base_version: Option<i64>,
-        created_at: i64,
-        started_at: Option<i64>,
-        ended_at: Option<i64>,
-        #[serde(with = "b64::opt")]
-        lease_hash: Option<Vec<u8>>,
-        lease_expires: Option<i64>,
-        journal_version: i64,
-        author: String,
-        message: String,
-        environment: String,
-        config: String,
-        resource_changes: Option<String>,
-        resource_count: Option<i64>,
-    },
-    UpdateWindow {
-        update_id: String,
-        window_id: String,
-        seq: i64,
-        outputs: Option<String>,
-        secrets_providers: Option<String>,
-    },
-    UpdateState {
-        update_id: String,
-        #[serde(with = "b64")]
-        state: Vec<u8>,
-        sha256: String,
-        size: i64,
-        resource_count: Option<i64>,
-        sequence: i64,
-        updated_at: i64,
-    },
-    Delta {
-        update_id: String,
-        ordinal: i64,
-        sequence: i64,
-        hash: String,
-        #[serde(with = "b64")]
-        edits: Vec<u8>,
-    },
-    Events {
-        update_id: String,
-        first_seq: i64,
-        last_seq: i64,
-        count: i64,
-        #[serde(with = "b64")]
-        events: Vec<u8>,
-    },
-    Journal {
-        update_id: String,
-        ordinal: i64,
-        first_seq: i64,
-        last_seq: i64,
-        count: i64,
-        #[serde(with = "b64")]
-        entries: Vec<u8>,
-    },
+pub struct Record {
+    pub table: String,
+    #[serde(flatten)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Record {
-    /// The stack a record belongs to, for records that belong to one directly.
-    pub fn stack_id(&self) -> Option<i64> {
-        match self {
-            Record::Stack { id, .. } => Some(*id),
-            Record::FormerName { stack_id, .. }
-            | Record::Version { stack_id, .. }
-            | Record::Update { stack_id, .. } => Some(*stack_id),
-            _ => None,
-        }
+    pub fn text(&self, column: &str) -> Option<&str> {
+        self.fields.get(column).and_then(serde_json::Value::as_str)
+    }
+
+    pub fn int(&self, column: &str) -> Option<i64> {
+        self.fields.get(column).and_then(serde_json::Value::as_i64)
+    }
+
+    /// A binary column, decoded.
+    pub fn bytes(&self, column: &str) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        self.text(column)
+            .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())
+    }
+
+    /// `org/project/name` of a `stack` record.
+    pub fn stack_name(&self) -> Option<String> {
+        (self.table == "stack").then(|| {
+            format!(
+                "{}/{}/{}",
+                self.text("org").unwrap_or(""),
+                self.text("project").unwrap_or(""),
+                self.text("name").unwrap_or("")
+            )
+        })
     }
 }
 

@@ -10,6 +10,7 @@
 //! second backend (PostgreSQL, for stateless replicas) slots in without touching callers. No
 //! backend type (rusqlite or otherwise) appears in this file.
 
+pub mod access;
 pub mod backup;
 #[doc(hidden)]
 pub mod conformance;
@@ -23,7 +24,8 @@ pub mod sqlite;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use crate::types::{StackKey, Tags, UpdateStatus};
+pub use crate::types::{OrgRole, StackKey, StackPermission, Tags, TokenKind, UpdateStatus};
+pub use access::{AccessStore, Grantee, Principal, TokenFilter};
 pub use error::{LeaseDenied, StoreError, StoreResult};
 
 /// A boxed, sendable future: what every store method returns.
@@ -46,6 +48,8 @@ pub struct StackRow {
     pub last_update_at: Option<i64>,
     /// Size in bytes (uncompressed) of the current state.
     pub state_size: i64,
+    /// The login of the user who created it (stack creators administer their stacks).
+    pub created_by: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +57,9 @@ pub struct NewStack {
     pub key: StackKey,
     pub tags: Tags,
     pub created_at: i64,
+    pub created_by: Option<String>,
+    /// Teams given write access at creation (`pulumi stack init --teams`).
+    pub teams: Vec<String>,
     /// The stack's secrets key, already wrapped by the master key.
     pub wrapped_key: Vec<u8>,
     /// A deployment to start from (stacks with a client-side secrets provider send one).
@@ -322,35 +329,75 @@ pub struct StackQuery {
     /// Only stacks whose id is greater (continuation).
     pub after_id: Option<i64>,
     pub limit: i64,
+    /// Only stacks this subject may read; `None`: every stack.
+    pub visible_to: Option<Visibility>,
 }
 
-/// A managed access token (`pbackend tokens`); the secret itself is never stored.
-#[derive(Debug, Clone, serde::Serialize)]
+/// The stacks a subject may read: every stack of `orgs`, the stacks it created, and the
+/// stacks granted at least read to the user or to one of the teams.
+#[derive(Debug, Clone, Default)]
+pub struct Visibility {
+    pub orgs: Vec<String>,
+    pub login: Option<String>,
+    /// `org/team`.
+    pub teams: Vec<String>,
+}
+
+/// An access token of any kind; the secret itself is never stored, only its SHA-256.
+#[derive(Debug, Clone)]
 pub struct TokenRow {
     pub id: String,
+    pub kind: TokenKind,
+    /// The user a personal or refresh token belongs to; the organization of an organization
+    /// token; `team-account:<org>/<team>` for a team token.
     pub user: String,
+    pub org: Option<String>,
+    pub team: Option<String>,
+    pub name: String,
     pub description: String,
+    /// An organization token with admin rights in its organization.
+    pub admin: bool,
+    /// A custom role that bounds an organization token's permissions.
+    pub role_id: Option<String>,
+    pub created_by: String,
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// For refresh tokens from a browser login: the identity provider's own refresh token,
+    /// sealed with the master key (so the user can be re-validated at each refresh).
+    pub upstream: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
 pub struct NewToken {
     pub id: String,
+    pub kind: TokenKind,
     pub user: String,
+    pub org: Option<String>,
+    pub team: Option<String>,
+    pub name: String,
     pub description: String,
+    pub admin: bool,
+    pub role_id: Option<String>,
+    pub created_by: String,
     /// SHA-256 of the token.
     pub hash: Vec<u8>,
     pub created_at: i64,
     pub expires_at: Option<i64>,
+    pub upstream: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
 pub enum TokenSelector {
     Id(String),
+    /// Every token of a user (personal and refresh).
     User(String),
+    /// Every token of a team.
+    Team {
+        org: String,
+        team: String,
+    },
 }
 
 /// A kept version of a stack's state, without its content.
@@ -383,7 +430,7 @@ pub struct WrappedKey {
 }
 
 /// The persistence contract. See the module comment.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AccessStore + Send + Sync + 'static {
     // --- instance metadata (master-key canary, generated token hash, ...)
     fn meta_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>>;
     fn meta_put<'a>(&'a self, key: &'a str, value: Vec<u8>) -> StoreFuture<'a, ()>;

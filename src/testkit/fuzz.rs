@@ -5,13 +5,13 @@
 
 use std::io::Read;
 
-use crate::engine::delta;
-use crate::engine::deployment::{
+use crate::engine::inflate::inflate_sync;
+use crate::engine::state::delta;
+use crate::engine::state::deployment::{
     check_untyped, count_resources, gzip, untyped_from_full_checkpoint, untyped_from_verbatim,
 };
-use crate::engine::events::{EventBody, batch_of};
-use crate::engine::inflate::inflate_sync;
-use crate::engine::journal::{Base, Replayer, parse_entries};
+use crate::engine::state::events::{EventBody, batch_of};
+use crate::engine::state::journal::{Base, Replayer, parse_entries};
 use crate::testkit::journal_model::{Step, base_deployment, simulate};
 
 /// Inflation with a limit, on arbitrary bytes and on real gzip with forged trailers: never

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 
 use crate::engine::Export;
 use crate::engine::blocking::run_sized;
-use crate::engine::deployment::gunzip_stored;
-use crate::server::auth::ApiCaller;
+use crate::engine::state::deployment::gunzip_stored;
+use crate::server::auth::ApiIdentity;
 use crate::server::error::ApiResult;
 use crate::server::extract::{P, Q, StateBody};
 use crate::server::handlers::{StackPath, VersionPath};
@@ -17,7 +17,7 @@ use crate::server::wire::*;
 
 pub async fn history(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
     Q(q): Q<HistoryQuery>,
 ) -> ApiResult<AxumJson<GetHistoryResponse>> {
@@ -37,7 +37,7 @@ pub async fn history(
 
 pub async fn latest_update(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
 ) -> ApiResult<AxumJson<UpdateDetail>> {
     let row = state.engine.latest_update(&caller, &p.key()).await?;
@@ -50,7 +50,7 @@ pub async fn latest_update(
 
 pub async fn update_by_version(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<VersionPath>,
 ) -> ApiResult<AxumJson<UpdateDetail>> {
     let (key, version) = p.split()?;
@@ -114,7 +114,7 @@ pub async fn deployment_bytes(export: Export) -> ApiResult<Vec<u8>> {
 
 pub async fn export(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -124,7 +124,7 @@ pub async fn export(
 
 pub async fn export_version(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<VersionPath>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -135,7 +135,7 @@ pub async fn export_version(
 
 pub async fn import(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
     StateBody(body): StateBody,
 ) -> ApiResult<AxumJson<ImportStackResponse>> {

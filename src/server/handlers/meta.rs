@@ -4,8 +4,8 @@ use axum::Json as AxumJson;
 use axum::extract::State;
 use axum::http::{Method, Uri};
 
-use crate::engine::deployment::MAX_SCHEMA_VERSION;
-use crate::server::auth::ApiCaller;
+use crate::engine::state::deployment::MAX_SCHEMA_VERSION;
+use crate::server::auth::ApiIdentity;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 use crate::server::version::{DEFAULT_API_VERSION, MAX_API_VERSION, MIN_API_VERSION};
@@ -63,7 +63,7 @@ pub async fn capabilities(State(state): State<AppState>) -> AxumJson<Capabilitie
 
 pub async fn current_user(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
 ) -> AxumJson<ServiceUser> {
     let orgs = state.engine.organizations(&caller);
     AxumJson(ServiceUser {
@@ -88,7 +88,7 @@ pub async fn current_user(
 
 pub async fn default_org(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
 ) -> AxumJson<DefaultOrgResponse> {
     AxumJson(DefaultOrgResponse {
         github_login: state.engine.default_org(&caller),

@@ -1,6 +1,8 @@
 //! Handlers: each parses its request, calls one engine method, shapes the answer.
 
+pub mod access;
 pub mod history;
+pub mod login;
 pub mod meta;
 pub mod secrets;
 pub mod stacks;

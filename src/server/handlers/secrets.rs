@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::server::auth::ApiCaller;
+use crate::server::auth::ApiIdentity;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::{Json, OptionalJson, P, SmallBody};
 use crate::server::handlers::StackPath;
@@ -22,7 +22,7 @@ fn decode(s: &str, what: &str) -> ApiResult<Vec<u8>> {
 
 pub async fn encrypt(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
     Json(req): Json<EncryptValueRequest>,
 ) -> ApiResult<AxumJson<EncryptValueResponse>> {
@@ -35,7 +35,7 @@ pub async fn encrypt(
 
 pub async fn decrypt(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
     Json(req): Json<DecryptValueRequest>,
 ) -> ApiResult<AxumJson<DecryptValueResponse>> {
@@ -48,7 +48,7 @@ pub async fn decrypt(
 
 pub async fn batch_encrypt(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
     SmallBody(body): SmallBody,
 ) -> ApiResult<AxumJson<BatchEncryptResponse>> {
@@ -67,7 +67,7 @@ pub async fn batch_encrypt(
 /// The answer maps each requested ciphertext, exactly as the CLI sent it, to its plaintext.
 pub async fn batch_decrypt(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
     SmallBody(body): SmallBody,
 ) -> ApiResult<AxumJson<BatchDecryptResponse>> {
@@ -89,7 +89,7 @@ pub async fn batch_decrypt(
 /// `decrypt/log-decryption` and `decrypt/log-batch-decryption`: the CLI reports that it showed
 /// secrets in clear; we record it in the log.
 pub async fn log_decryption(
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
     OptionalJson(body): OptionalJson<serde_json::Value>,
 ) -> StatusCode {

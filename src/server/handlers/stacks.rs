@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use crate::engine::{CreateStack, StackListQuery};
 use axum::extract::Extension;
 
-use crate::server::auth::ApiCaller;
+use crate::server::auth::ApiIdentity;
 use crate::server::error::ApiResult;
 use crate::server::extract::{Json, P, Q, StateBody};
 use crate::server::handlers::StackPath;
@@ -24,7 +24,7 @@ pub struct ProjectPath {
 /// `HEAD /api/stacks/{org}/{project}`: 200 when the project has stacks, 404 otherwise.
 pub async fn project_exists(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<ProjectPath>,
 ) -> ApiResult<StatusCode> {
     let exists = state
@@ -40,7 +40,7 @@ pub async fn project_exists(
 
 pub async fn create_stack(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<ProjectPath>,
     StateBody(body): StateBody,
 ) -> ApiResult<AxumJson<CreateStackResponse>> {
@@ -54,6 +54,7 @@ pub async fn create_stack(
             CreateStack {
                 name: req.stack_name,
                 tags: req.tags.unwrap_or_default(),
+                teams: req.teams.unwrap_or_default(),
                 initial_state: req.state.map(|s| s.get().as_bytes().to_vec()),
             },
         )
@@ -63,7 +64,7 @@ pub async fn create_stack(
 
 pub async fn get_stack(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
 ) -> ApiResult<AxumJson<Stack>> {
     let (stack, running) = state.engine.get_stack(&caller, &p.key()).await?;
@@ -72,7 +73,7 @@ pub async fn get_stack(
 
 pub async fn delete_stack(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
     Q(q): Q<DeleteStackQuery>,
 ) -> ApiResult<StatusCode> {
@@ -83,7 +84,7 @@ pub async fn delete_stack(
 
 pub async fn list_stacks(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     Extension(ApiVersion(version)): Extension<ApiVersion>,
     Q(q): Q<ListStacksQuery>,
 ) -> ApiResult<AxumJson<ListStacksResponse>> {
@@ -108,7 +109,7 @@ pub async fn list_stacks(
 
 pub async fn update_tags(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
     Json(tags): Json<std::collections::BTreeMap<String, String>>,
 ) -> ApiResult<StatusCode> {
@@ -118,7 +119,7 @@ pub async fn update_tags(
 
 pub async fn rename_stack(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
     Json(req): Json<StackRenameRequest>,
 ) -> ApiResult<StatusCode> {

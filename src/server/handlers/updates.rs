@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 
 use crate::engine::blocking::run_sized;
 use crate::engine::{CreateUpdate, EventBody, RecordedOutputs, StartUpdateOptions, UpdateKind};
-use crate::server::auth::{ApiCaller, LeaseHeader, UpdateLease};
+use crate::server::auth::{ApiIdentity, LeaseHeader, UpdateLease};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::{
     EventsBody, JournalBody, Json, OptionalJson, P, Q, RawBody, StateBody,
@@ -32,7 +32,7 @@ pub struct CreatePath {
 /// `POST /api/stacks/{o}/{p}/{s}/{update|preview|refresh|destroy}`.
 pub async fn create_update(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<CreatePath>,
     Json(req): Json<UpdateProgramRequest>,
 ) -> ApiResult<AxumJson<UpdateProgramResponse>> {
@@ -77,7 +77,7 @@ fn create_request(kind: UpdateKind, req: UpdateProgramRequest) -> ApiResult<Crea
 /// the answer without being parsed again.
 pub async fn begin_update(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
     Json(req): Json<BeginUpdateRequest>,
 ) -> ApiResult<Response> {
@@ -142,7 +142,7 @@ pub async fn begin_update(
 /// the deployment; with `readingUpdateID`, as seen from that update's coherence window.
 pub async fn stack_outputs(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
     Q(q): Q<OutputsQuery>,
 ) -> ApiResult<AxumJson<StackOutputsResponse>> {
@@ -165,7 +165,7 @@ pub async fn stack_outputs(
 
 pub async fn start_update(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<UpdatePath>,
     OptionalJson(req): OptionalJson<StartUpdateRequest>,
 ) -> ApiResult<AxumJson<StartUpdateResponse>> {
@@ -192,7 +192,7 @@ pub async fn start_update(
 
 pub async fn update_status(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<UpdatePath>,
 ) -> ApiResult<AxumJson<UpdateResults>> {
     let (key, id) = p.split()?;
@@ -238,7 +238,7 @@ pub async fn complete_update(
 
 pub async fn cancel_update(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<UpdatePath>,
 ) -> ApiResult<StatusCode> {
     let (key, id) = p.split()?;
@@ -316,7 +316,7 @@ pub async fn event_single(
 
 pub async fn get_events(
     State(state): State<AppState>,
-    ApiCaller(caller): ApiCaller,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<UpdatePath>,
     Q(q): Q<EventsQuery>,
 ) -> ApiResult<AxumJson<GetUpdateEventsResponse>> {

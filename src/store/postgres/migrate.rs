@@ -6,6 +6,8 @@
 use postgres::Client;
 
 use super::map_pg;
+use crate::store::sql::Dialect;
+use crate::store::sql::schema::{SHARED_STEPS, render};
 use crate::store::{StoreError, StoreResult};
 
 const STEPS: &[&str] = &[
@@ -141,7 +143,20 @@ const STEPS: &[&str] = &[
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = STEPS.len() as i64;
+pub const SCHEMA_VERSION: i64 = (STEPS.len() + SHARED_STEPS.len()) as i64;
+
+/// Every step in order, the shared ones rendered for PostgreSQL.
+fn steps() -> Vec<std::borrow::Cow<'static, str>> {
+    STEPS
+        .iter()
+        .map(|s| std::borrow::Cow::Borrowed(*s))
+        .chain(
+            SHARED_STEPS
+                .iter()
+                .map(|s| std::borrow::Cow::Owned(render(s, Dialect::Postgres))),
+        )
+        .collect()
+}
 
 /// An arbitrary key for `pg_advisory_xact_lock`: "pbackend" in ASCII.
 const MIGRATION_LOCK: i64 = 0x7062_6163_6b65_6e64;
@@ -168,7 +183,7 @@ pub fn run(client: &mut Client) -> StoreResult<()> {
              (version {SCHEMA_VERSION}); upgrade pbackend"
         )));
     }
-    for (i, sql) in STEPS.iter().enumerate().skip(current as usize) {
+    for (i, sql) in steps().iter().enumerate().skip(current as usize) {
         tx.batch_execute(sql).map_err(map_pg)?;
         tracing::info!(version = i + 1, "migrated the PostgreSQL schema");
     }

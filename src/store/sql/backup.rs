@@ -1,6 +1,6 @@
 //! The logical dump and load of the whole database, table by table, driven by one list of
-//! what each table holds ([`TABLES`]): a backup record is a row as a `Record`, its fields named
-//! as the columns. Adding a table means adding its `Record` variant and one line here.
+//! what each table holds ([`TABLES`]): a backup record is a row, its fields named as the
+//! columns. Adding a table or a column means one line here.
 
 use std::collections::{HashMap, HashSet};
 
@@ -40,6 +40,101 @@ const TABLES: &[Table] = &[
         order: "key",
     },
     Table {
+        tag: "user",
+        name: "users",
+        cols: &[
+            ("login", Text),
+            ("name", Text),
+            ("email", Text),
+            ("created_at", Int),
+            ("disabled_at", Int),
+            ("issuer", Text),
+            ("subject", Text),
+            ("last_login_at", Int),
+        ],
+        order: "login",
+    },
+    Table {
+        tag: "org",
+        name: "orgs",
+        cols: &[
+            ("name", Text),
+            ("created_at", Int),
+            ("default_permission", Int),
+        ],
+        order: "name",
+    },
+    Table {
+        tag: "role",
+        name: "roles",
+        cols: &[
+            ("id", Text),
+            ("org", Text),
+            ("name", Text),
+            ("description", Text),
+            ("ux_purpose", Text),
+            ("details", Text),
+            ("version", Int),
+            ("is_default", Bool),
+            ("created_at", Int),
+            ("modified_at", Int),
+        ],
+        order: "id",
+    },
+    Table {
+        tag: "member",
+        name: "org_members",
+        cols: &[
+            ("org", Text),
+            ("login", Text),
+            ("role", Text),
+            ("role_id", Text),
+            ("created_at", Int),
+        ],
+        order: "org, login",
+    },
+    Table {
+        tag: "team",
+        name: "teams",
+        cols: &[
+            ("org", Text),
+            ("name", Text),
+            ("display_name", Text),
+            ("description", Text),
+            ("role_id", Text),
+            ("created_at", Int),
+        ],
+        order: "org, name",
+    },
+    Table {
+        tag: "team_member",
+        name: "team_members",
+        cols: &[
+            ("org", Text),
+            ("team", Text),
+            ("login", Text),
+            ("role", Text),
+        ],
+        order: "org, team, login",
+    },
+    Table {
+        tag: "trust_policy",
+        name: "trust_policies",
+        cols: &[
+            ("id", Text),
+            ("org", Text),
+            ("issuer", Text),
+            ("audience", Text),
+            ("rules", Text),
+            ("token_kind", Text),
+            ("team", Text),
+            ("login", Text),
+            ("max_expiration", Int),
+            ("created_at", Int),
+        ],
+        order: "id",
+    },
+    Table {
         tag: "token",
         name: "tokens",
         cols: &[
@@ -51,6 +146,14 @@ const TABLES: &[Table] = &[
             ("expires_at", Int),
             ("last_used_at", Int),
             ("revoked_at", Int),
+            ("kind", Text),
+            ("org", Text),
+            ("team", Text),
+            ("name", Text),
+            ("admin", Bool),
+            ("role_id", Text),
+            ("created_by", Text),
+            ("upstream", Blob),
         ],
         order: "id",
     },
@@ -71,8 +174,20 @@ const TABLES: &[Table] = &[
             ("state_size", Int),
             ("last_update_at", Int),
             ("wrapped_key", Blob),
+            ("created_by", Text),
         ],
         order: "id",
+    },
+    Table {
+        tag: "grant",
+        name: "stack_grants",
+        cols: &[
+            ("stack_id", Int),
+            ("kind", Text),
+            ("grantee", Text),
+            ("permission", Int),
+        ],
+        order: "stack_id, kind, grantee",
     },
     Table {
         tag: "former_name",
@@ -221,13 +336,14 @@ pub fn dump(tx: &mut dyn Tx, sink: &mut Sink) -> StoreResult<DumpReport> {
             t.order
         );
         for row in tx.query(&sql, &[])? {
-            let mut map = Map::new();
-            map.insert("table".into(), Json::from(t.tag));
+            let mut fields = Map::new();
             for ((name, kind), v) in t.cols.iter().zip(row.0) {
-                map.insert((*name).into(), to_json(*kind, v)?);
+                fields.insert((*name).into(), to_json(*kind, v)?);
             }
-            let rec: Record = serde_json::from_value(Json::Object(map))
-                .map_err(|e| StoreError::Corrupt(format!("a {} row: {e}", t.name)))?;
+            let rec = Record {
+                table: t.tag.to_owned(),
+                fields,
+            };
             report.records += 1;
             if t.tag == "stack" {
                 report.stacks += 1;
@@ -301,17 +417,11 @@ pub fn load(tx: &mut dyn Tx, records: Source, merge: Merge) -> StoreResult<LoadR
     let mut stacks: HashMap<i64, Option<i64>> = HashMap::new();
     let mut skipped_updates: HashSet<String> = HashSet::new();
     for rec in records {
-        let rec = rec?;
+        let Record {
+            table: tag,
+            fields: mut map,
+        } = rec?;
         report.records += 1;
-        let Json::Object(mut map) = serde_json::to_value(&rec).map_err(StoreError::backend)? else {
-            return Err(StoreError::Corrupt(
-                "a backup record is not an object".into(),
-            ));
-        };
-        let tag = map
-            .remove("table")
-            .and_then(|t| t.as_str().map(str::to_owned))
-            .unwrap_or_default();
         let t = TABLES
             .iter()
             .find(|t| t.tag == tag)
@@ -390,7 +500,11 @@ pub fn load(tx: &mut dyn Tx, records: Source, merge: Merge) -> StoreResult<LoadR
                     ("meta", Merge::Refuse) => {
                         " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
                     }
-                    ("meta" | "token" | "former_name", _) => " ON CONFLICT DO NOTHING",
+                    (
+                        "meta" | "token" | "former_name" | "user" | "org" | "role" | "member"
+                        | "team" | "team_member" | "trust_policy" | "grant",
+                        _,
+                    ) => " ON CONFLICT DO NOTHING",
                     _ => "",
                 };
                 let params: Vec<Param<'_>> = values.iter().map(Owned::param).collect();

@@ -5,7 +5,7 @@ use crate::store::*;
 
 pub const STACK_COLS: &str = "s.id, s.org, s.project, s.name, s.tags, s.created_at, \
      s.last_version, s.current_version, s.active_update, s.resource_count, s.last_update_at, \
-     s.state_size";
+     s.state_size, s.created_by";
 
 pub fn stack(r: &Row) -> StoreResult<StackRow> {
     let tags = r.text(4)?;
@@ -25,6 +25,7 @@ pub fn stack(r: &Row) -> StoreResult<StackRow> {
         resource_count: r.i64(9)?,
         last_update_at: r.opt_i64(10)?,
         state_size: r.i64(11)?,
+        created_by: r.opt_text(12)?,
     })
 }
 

@@ -27,15 +27,16 @@ pub fn create(tx: &mut dyn Tx, s: &NewStack) -> StoreResult<StackRow> {
     let tags = tags_json(&s.tags)?;
     let id = tx
         .one(
-            "INSERT INTO stacks (org, project, name, tags, created_at, wrapped_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+            "INSERT INTO stacks (org, project, name, tags, created_at, wrapped_key, created_by) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
             p![
                 &s.key.org,
                 &s.key.project,
                 &s.key.stack,
                 &tags,
                 s.created_at,
-                &s.wrapped_key
+                &s.wrapped_key,
+                &s.created_by
             ],
         )?
         .ok_or_else(|| StoreError::Corrupt("insert returned no id".into()))?
@@ -45,6 +46,9 @@ pub fn create(tx: &mut dyn Tx, s: &NewStack) -> StoreResult<StackRow> {
         "DELETE FROM stack_former_names WHERE org = ?1 AND project = ?2 AND name = ?3",
         p![&s.key.org, &s.key.project, &s.key.stack],
     )?;
+    for team in &s.teams {
+        super::identity::grant(tx, id, &Grantee::Team(team.clone()), StackPermission::Write)?;
+    }
     if let Some(state) = &s.initial_state {
         super::state::insert_version(tx, id, 0, state, s.created_at)?;
         super::state::set_current(tx, id, 0, i64::MAX)?;
@@ -71,17 +75,36 @@ pub fn by_key_or_former(tx: &mut dyn Tx, key: &StackKey) -> StoreResult<Option<S
 pub fn list(tx: &mut dyn Tx, q: &StackQuery) -> StoreResult<Vec<StackRow>> {
     // Organizations travel as one JSON array, tags are stored as a JSON object: the two
     // databases spell their JSON functions differently.
-    let (orgs_in, tag_match) = match tx.dialect() {
-        Dialect::Sqlite => (
-            "s.org IN (SELECT value FROM json_each(?1))",
+    let in_list = |expr: &str, n: usize| match tx.dialect() {
+        Dialect::Sqlite => format!("{expr} IN (SELECT value FROM json_each(?{n}))"),
+        Dialect::Postgres => {
+            format!("{expr} IN (SELECT jsonb_array_elements_text(CAST(?{n} AS TEXT)::jsonb))")
+        }
+    };
+    let tag_match = match tx.dialect() {
+        Dialect::Sqlite => {
             "EXISTS (SELECT 1 FROM json_each(s.tags) WHERE key = ?4 \
-             AND (CAST(?5 AS TEXT) IS NULL OR value = ?5))",
-        ),
-        Dialect::Postgres => (
-            "s.org IN (SELECT jsonb_array_elements_text(CAST(?1 AS TEXT)::jsonb))",
+             AND (CAST(?5 AS TEXT) IS NULL OR value = ?5))"
+        }
+        Dialect::Postgres => {
             "EXISTS (SELECT 1 FROM jsonb_each_text(s.tags::jsonb) t WHERE t.key = ?4 \
-             AND (CAST(?5 AS TEXT) IS NULL OR t.value = ?5))",
-        ),
+             AND (CAST(?5 AS TEXT) IS NULL OR t.value = ?5))"
+        }
+    };
+    let orgs_in = in_list("s.org", 1);
+    // Visible: a whole organization, a stack the user created, or a grant of at least read
+    // to the user or one of their teams (teams named `org/team`).
+    let visible = format!(
+        "(CAST(?7 AS TEXT) IS NULL OR {} OR s.created_by = ?8 OR EXISTS (\
+           SELECT 1 FROM stack_grants g WHERE g.stack_id = s.id AND g.permission >= 101 \
+           AND ((g.kind = 'user' AND g.grantee = ?8) OR (g.kind = 'team' AND {}))))",
+        in_list("s.org", 7),
+        in_list("(s.org || '/' || g.grantee)", 9)
+    );
+    let json = |v: &Vec<String>| serde_json::to_string(v).map_err(StoreError::backend);
+    let (vis_orgs, vis_login, vis_teams) = match &q.visible_to {
+        Some(v) => (Some(json(&v.orgs)?), v.login.clone(), Some(json(&v.teams)?)),
+        None => (None, None, None),
     };
     let orgs = q
         .orgs
@@ -95,6 +118,7 @@ pub fn list(tx: &mut dyn Tx, q: &StackQuery) -> StoreResult<Vec<StackRow>> {
            AND (CAST(?2 AS TEXT) IS NULL OR s.project = ?2) \
            AND s.id > ?3 \
            AND (CAST(?4 AS TEXT) IS NULL OR {tag_match}) \
+           AND {visible} \
          ORDER BY s.id LIMIT ?6"
     );
     tx.query(
@@ -105,7 +129,10 @@ pub fn list(tx: &mut dyn Tx, q: &StackQuery) -> StoreResult<Vec<StackRow>> {
             q.after_id.unwrap_or(0),
             q.tag_name.as_deref(),
             q.tag_value.as_deref(),
-            q.limit
+            q.limit,
+            vis_orgs.as_deref(),
+            vis_login.as_deref(),
+            vis_teams.as_deref()
         ],
     )?
     .iter()

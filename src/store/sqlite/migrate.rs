@@ -4,6 +4,8 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use crate::store::sql::Dialect;
+use crate::store::sql::schema::{SHARED_STEPS, render};
 use crate::store::{StoreError, StoreResult};
 
 const STEPS: &[&str] = &[
@@ -153,7 +155,20 @@ const STEPS: &[&str] = &[
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = STEPS.len() as i64;
+pub const SCHEMA_VERSION: i64 = (STEPS.len() + SHARED_STEPS.len()) as i64;
+
+/// Every step in order, the shared ones rendered for SQLite.
+fn steps() -> Vec<std::borrow::Cow<'static, str>> {
+    STEPS
+        .iter()
+        .map(|s| std::borrow::Cow::Borrowed(*s))
+        .chain(
+            SHARED_STEPS
+                .iter()
+                .map(|s| std::borrow::Cow::Owned(render(s, Dialect::Sqlite))),
+        )
+        .collect()
+}
 
 pub fn run(conn: &mut Connection) -> StoreResult<()> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -163,7 +178,7 @@ pub fn run(conn: &mut Connection) -> StoreResult<()> {
              (version {SCHEMA_VERSION}); upgrade pbackend"
         )));
     }
-    for (i, sql) in STEPS.iter().enumerate().skip(current as usize) {
+    for (i, sql) in steps().iter().enumerate().skip(current as usize) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
         // Re-read inside the lock: another process may have migrated meanwhile.
         let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;

@@ -5,16 +5,17 @@
 
 use std::sync::Arc;
 
+use crate::engine::Engine;
 use crate::engine::blocking::{run_blocking, run_sized};
-use crate::engine::deployment::{
+use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::state::delta;
+use crate::engine::state::deployment::{
     EMPTY_DEPLOYMENT, blob_of, count_resources, gunzip_stored, gzip, untyped_from_full_checkpoint,
     untyped_from_verbatim,
 };
-use crate::engine::error::{EngineError, EngineResult};
-use crate::engine::journal::{Base, Entry, Replayer, encode_entries, parse_entries};
-use crate::engine::lease::Lease;
-use crate::engine::live::{Live, LiveText};
-use crate::engine::{Engine, delta};
+use crate::engine::state::journal::{Base, Entry, Replayer, encode_entries, parse_entries};
+use crate::engine::state::lease::Lease;
+use crate::engine::state::live::{Live, LiveText};
 use crate::store::{
     BuiltFrom, CheckpointWrite, DeltaWrite, FinalState, JournalBatch, StateBlob, StoreError,
     UpdateRow,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex as AsyncMutex;
 
-use crate::engine::journal::Replayer;
+use crate::engine::state::journal::Replayer;
 use crate::store::UpdateRow;
 
 /// The current checkpoint text of an update in delta mode.

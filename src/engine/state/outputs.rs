@@ -18,9 +18,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::engine::blocking::run_sized;
-use crate::engine::deployment::gunzip_stored;
 use crate::engine::error::{EngineError, EngineResult};
-use crate::engine::{Caller, Engine};
+use crate::engine::state::deployment::gunzip_stored;
+use crate::engine::{Engine, Identity};
 use crate::store::{StackKey, UpdateStatus};
 
 /// What `GET …/outputs` answers: JSON texts, absent for a stack without state.
@@ -92,7 +92,7 @@ pub fn outputs_of(json: &[u8]) -> EngineResult<StackOutputs> {
 impl Engine {
     pub async fn stack_outputs(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
         reading_update: Option<&str>,
     ) -> EngineResult<StackOutputs> {

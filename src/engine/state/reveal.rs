@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 
 use crate::engine::crypto::StackSecretKey;
 use crate::engine::error::{EngineError, EngineResult};
-use crate::engine::rawjson::RawObject;
+use crate::engine::state::rawjson::RawObject;
 
 const SIG_KEY: &str = "4dabf18193072939515e22adb298388d";
 const SECRET_SIG: &str = "\"1b47061264138c4ac30d75fd1eb44270\"";

@@ -2,12 +2,13 @@
 
 use crate::engine::blocking::run_blocking;
 use crate::engine::blocking::run_sized;
-use crate::engine::deployment::{EMPTY_DEPLOYMENT, blob_of, blob_with_gz, check_untyped};
 use crate::engine::error::{EngineError, EngineResult};
-use crate::engine::rekey;
+use crate::engine::state::deployment::{EMPTY_DEPLOYMENT, blob_of, blob_with_gz, check_untyped};
+use crate::engine::state::rekey;
 use crate::engine::views::UpdateView;
-use crate::engine::{Caller, Engine};
+use crate::engine::{Engine, Identity};
 use crate::store::{ImportOutcome, NewUpdate, StackKey};
+use crate::types::StackPermission;
 
 /// The most updates one page of history holds ...
 pub const MAX_HISTORY_PAGE: i64 = 1000;
@@ -26,8 +27,8 @@ pub struct Export {
 pub(crate) enum SecretsOwner {
     /// This stack (or no service-encrypted secrets at all).
     This,
-    /// Another stack of this instance, by id.
-    Other(i64),
+    /// Another stack of this instance.
+    Other(Box<crate::store::StackRow>),
     /// A stack this instance does not have.
     Absent(StackKey),
 }
@@ -49,7 +50,7 @@ impl Engine {
         }
         Ok(match self.store.get_stack_or_former(&source).await? {
             Some(from) if from.id == stack_id => SecretsOwner::This,
-            Some(from) => SecretsOwner::Other(from.id),
+            Some(from) => SecretsOwner::Other(Box::new(from)),
             None => SecretsOwner::Absent(source),
         })
     }
@@ -74,7 +75,7 @@ impl Engine {
     /// Non-preview updates, newest first. `page` counts from 1; `page_size` 0 means all.
     pub async fn history(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
         page: i64,
         page_size: i64,
@@ -95,7 +96,11 @@ impl Engine {
             .collect())
     }
 
-    pub async fn latest_update(&self, caller: &Caller, key: &StackKey) -> EngineResult<UpdateView> {
+    pub async fn latest_update(
+        &self,
+        caller: &Identity,
+        key: &StackKey,
+    ) -> EngineResult<UpdateView> {
         let stack = self.stack(caller, key).await?;
         self.store
             .list_updates(stack.id, 0, 1)
@@ -108,7 +113,7 @@ impl Engine {
 
     pub async fn update_by_version(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
         version: i64,
     ) -> EngineResult<UpdateView> {
@@ -123,7 +128,7 @@ impl Engine {
     /// The current deployment, or the one of `version`.
     pub async fn export(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
         version: Option<i64>,
     ) -> EngineResult<Export> {
@@ -170,7 +175,7 @@ impl Engine {
     /// when it came gzip-compressed. Returns the id of the update recorded for it.
     pub async fn import(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
         json: Vec<u8>,
         gz: Option<Vec<u8>>,
@@ -180,7 +185,11 @@ impl Engine {
         // re-encrypted for this one; anything else is stored as sent.
         let (json, gz) = match self.secrets_owner(stack.id, key, &json).await? {
             SecretsOwner::Other(from) => {
-                (self.rekey_from(from, stack.id, key, json).await?.0, None)
+                // Decrypting another stack's secrets needs what decrypting them directly
+                // needs: read access to that stack.
+                self.require_stack(caller, &from, StackPermission::Read)
+                    .await?;
+                (self.rekey_from(from.id, stack.id, key, json).await?.0, None)
             }
             SecretsOwner::This | SecretsOwner::Absent(_) => (json, gz),
         };
@@ -193,7 +202,7 @@ impl Engine {
         })
         .await?;
         for _ in 0..2 {
-            let id = crate::engine::updates::new_update_id();
+            let id = crate::engine::state::updates::new_update_id();
             let update = NewUpdate {
                 coherence_window: None,
                 id: id.clone(),

@@ -15,10 +15,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::engine::blocking::run_sized;
-use crate::engine::deployment::{gunzip_stored, gzip};
 use crate::engine::error::{EngineError, EngineResult};
-use crate::engine::lease::Lease;
-use crate::engine::{Caller, Engine};
+use crate::engine::state::deployment::{gunzip_stored, gzip};
+use crate::engine::state::lease::Lease;
+use crate::engine::{Engine, Identity};
 use crate::store::{EventBatch, StackKey};
 
 #[derive(Deserialize)]
@@ -309,7 +309,7 @@ impl Engine {
     /// next starts, and stays set while the update runs (pollers keep polling).
     pub async fn get_events(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
         update_id: &str,
         continuation: Option<&str>,

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::engine::crypto::StackSecretKey;
 use crate::engine::error::{EngineError, EngineResult};
-use crate::engine::rawjson::RawObject;
+use crate::engine::state::rawjson::RawObject;
 use crate::store::StackKey;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;

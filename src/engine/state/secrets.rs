@@ -7,14 +7,14 @@
 use crate::engine::blocking::run_sized;
 use crate::engine::crypto::StackSecretKey;
 use crate::engine::error::{EngineError, EngineResult};
-use crate::engine::{Caller, Engine, names};
+use crate::engine::{Engine, Identity, names};
 use crate::store::StackKey;
 
 /// Most values accepted in one batch call (the CLI sends at most 1000).
 pub const MAX_BATCH: usize = 10_000;
 
 impl Engine {
-    async fn secrets_key(&self, caller: &Caller, key: &StackKey) -> EngineResult<StackSecretKey> {
+    async fn secrets_key(&self, caller: &Identity, key: &StackKey) -> EngineResult<StackSecretKey> {
         names::check_key(key)?;
         self.check_org_access(caller, &key.org)?;
         let (_, wrapped) = self
@@ -36,7 +36,7 @@ impl Engine {
 
     pub async fn encrypt(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
         plaintexts: Vec<Vec<u8>>,
     ) -> EngineResult<Vec<Vec<u8>>> {
@@ -55,7 +55,7 @@ impl Engine {
 
     pub async fn decrypt(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
         ciphertexts: Vec<Vec<u8>>,
     ) -> EngineResult<Vec<Vec<u8>>> {

@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 
 use crate::engine::crypto::sha256_hex;
 use crate::engine::error::{EngineError, EngineResult};
-use crate::engine::rawjson::RawObject;
+use crate::engine::state::rawjson::RawObject;
 
 pub const KIND_BEGIN: i64 = 0;
 pub const KIND_SUCCESS: i64 = 1;

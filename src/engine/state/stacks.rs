@@ -1,18 +1,20 @@
 //! Stack rules: creation, lookup, listing, tags, rename, deletion.
 
 use crate::engine::crypto::StackSecretKey;
-use crate::engine::deployment::{blob_of, check_untyped};
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::names;
+use crate::engine::state::deployment::{blob_of, check_untyped};
 use crate::engine::views::{StackView, UpdateView};
-use crate::engine::{Caller, Engine, blocking};
+use crate::engine::{Engine, Identity, blocking};
 use crate::store::{
-    Guarded, NewStack, StackGuard, StackKey, StackQuery, StackRow, StoreError, Tags,
+    Guarded, NewStack, StackGuard, StackKey, StackQuery, StackRow, StoreError, Tags, Visibility,
 };
 
 pub struct CreateStack {
     pub name: String,
     pub tags: Tags,
+    /// Teams of the organization given write access (`pulumi stack init --teams`).
+    pub teams: Vec<String>,
     /// Initial deployment text (stacks that manage their own secrets provider send one).
     pub initial_state: Option<Vec<u8>>,
 }
@@ -40,7 +42,7 @@ const LIST_PAGE: i64 = 100;
 impl Engine {
     pub async fn create_stack(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         org: &str,
         project: &str,
         req: CreateStack,
@@ -63,11 +65,18 @@ impl Engine {
             ),
             None => None,
         };
+        for team in &req.teams {
+            if self.store.get_team(org, team).await?.is_none() {
+                return Err(EngineError::NotFound(format!("team '{team}' not found")));
+            }
+        }
         let wrapped_key = self.master()?.wrap(&StackSecretKey::generate());
         let new = NewStack {
             key: key.clone(),
             tags: req.tags,
             created_at: self.now(),
+            created_by: caller.is_user().then(|| caller.user.clone()),
+            teams: req.teams,
             wrapped_key,
             initial_state,
         };
@@ -83,7 +92,7 @@ impl Engine {
     /// The stack and, when one holds a live lease, its running update.
     pub async fn get_stack(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
     ) -> EngineResult<(StackView, Option<UpdateView>)> {
         let stack = self.stack(caller, key).await?;
@@ -102,7 +111,7 @@ impl Engine {
     /// not follow continuation tokens), up to [`MAX_UNPAGED_STACKS`].
     pub async fn list_all_stacks(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         mut q: StackListQuery,
     ) -> EngineResult<StackList> {
         let mut all = Vec::new();
@@ -121,7 +130,11 @@ impl Engine {
         })
     }
 
-    pub async fn list_stacks(&self, caller: &Caller, q: StackListQuery) -> EngineResult<StackList> {
+    pub async fn list_stacks(
+        &self,
+        caller: &Identity,
+        q: StackListQuery,
+    ) -> EngineResult<StackList> {
         if let Some(org) = &q.org {
             self.check_org_access(caller, org)?;
         }
@@ -135,14 +148,20 @@ impl Engine {
         let query = StackQuery {
             orgs: match &q.org {
                 Some(org) => Some(vec![org.clone()]),
-                None if caller.operator => None,
-                None => Some(self.namespaces(caller)),
+                None if caller.is_instance_admin() => None,
+                None => Some(self.visible_namespaces(caller).await?),
             },
             project: q.project.clone(),
             tag_name: q.tag_name.clone(),
             tag_value: q.tag_value.clone(),
             after_id,
             limit: LIST_PAGE,
+            // Only what the caller may read: whole organizations, their own stacks, grants.
+            visible_to: (!caller.is_instance_admin()).then(|| Visibility {
+                orgs: caller.readable_orgs(),
+                login: caller.is_user().then(|| caller.user.clone()),
+                teams: caller.team_keys(),
+            }),
         };
         let stacks = self.store.list_stacks(query).await?;
         let continuation = (stacks.len() as i64 == LIST_PAGE)
@@ -154,9 +173,15 @@ impl Engine {
         })
     }
 
+    /// The namespaces a listing without an organization spans: the caller's own and those
+    /// of the organizations it belongs to.
+    async fn visible_namespaces(&self, caller: &Identity) -> EngineResult<Vec<String>> {
+        Ok(self.namespaces(caller))
+    }
+
     pub async fn project_exists(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         org: &str,
         project: &str,
     ) -> EngineResult<bool> {
@@ -169,7 +194,7 @@ impl Engine {
     /// update holds, is kept.
     pub async fn delete_stack(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
         force: bool,
     ) -> EngineResult<()> {
@@ -189,7 +214,7 @@ impl Engine {
     /// Replaces the stack's tags.
     pub async fn set_stack_tags(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
         tags: Tags,
     ) -> EngineResult<()> {
@@ -203,7 +228,7 @@ impl Engine {
     /// versions and the secrets key stay with it.
     pub async fn rename_stack(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
         new_project: &str,
         new_name: &str,

@@ -8,9 +8,9 @@
 
 use crate::engine::crypto::{self, sha256};
 use crate::engine::error::{EngineError, EngineResult};
-use crate::engine::journal::LATEST_JOURNAL_VERSION;
-use crate::engine::lease::{Lease, check_update_id};
-use crate::engine::{Caller, Engine, names};
+use crate::engine::state::journal::LATEST_JOURNAL_VERSION;
+use crate::engine::state::lease::{Lease, check_update_id};
+use crate::engine::{Engine, Identity, names};
 use crate::store::{
     FinishGuard, FinishOutcome, FinishUpdate, LeaseDenied, NewUpdate, StackKey, StartOutcome,
     StartUpdate, StoreError, Tags, UpdateRow, UpdateStatus, WindowOutputs,
@@ -136,7 +136,7 @@ impl Engine {
 
     pub async fn create_update(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
         req: CreateUpdate,
     ) -> EngineResult<String> {
@@ -149,7 +149,7 @@ impl Engine {
 
     fn new_update_row(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         stack_id: i64,
         id: &str,
         req: CreateUpdate,
@@ -176,7 +176,7 @@ impl Engine {
     /// update starts from and the stack's tags. Nothing is created when the stack is busy.
     pub async fn begin_update(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
         create: CreateUpdate,
         opts: StartUpdateOptions,
@@ -199,7 +199,7 @@ impl Engine {
 
     pub async fn start_update(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
         update_id: &str,
         opts: StartUpdateOptions,
@@ -413,7 +413,7 @@ impl Engine {
     /// reached is kept.
     pub async fn cancel_update(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
         update_id: &str,
     ) -> EngineResult<()> {
@@ -444,7 +444,7 @@ impl Engine {
 
     pub async fn update_status(
         &self,
-        caller: &Caller,
+        caller: &Identity,
         key: &StackKey,
         update_id: &str,
     ) -> EngineResult<UpdateStatusView> {

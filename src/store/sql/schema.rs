@@ -1,0 +1,133 @@
+//! Schema steps written once for both databases (from step 5 on; steps 1–4 predate this and
+//! live in each backend's `migrate.rs`). `{int}` becomes INTEGER (SQLite) or BIGINT
+//! (PostgreSQL), `{blob}` BLOB or BYTEA. Steps are append-only: never edit a released one.
+
+use super::Dialect;
+
+/// Steps 5 and on.
+pub const SHARED_STEPS: &[&str] = &[
+    // 5: identity and access — users, organizations, members, teams, custom roles, per-stack
+    // grants, token kinds, OIDC trust policies and browser login sessions.
+    r#"
+    CREATE TABLE users (
+        login         TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        email         TEXT NOT NULL DEFAULT '',
+        created_at    {int} NOT NULL,
+        disabled_at   {int},
+        issuer        TEXT,
+        subject       TEXT,
+        last_login_at {int}
+    );
+    CREATE UNIQUE INDEX users_by_subject ON users (issuer, subject);
+
+    CREATE TABLE orgs (
+        name               TEXT PRIMARY KEY,
+        created_at         {int} NOT NULL,
+        default_permission {int} NOT NULL DEFAULT 102
+    );
+
+    CREATE TABLE org_members (
+        org        TEXT NOT NULL REFERENCES orgs (name) ON DELETE CASCADE,
+        login      TEXT NOT NULL REFERENCES users (login) ON DELETE CASCADE,
+        role       TEXT NOT NULL,
+        role_id    TEXT,
+        created_at {int} NOT NULL,
+        PRIMARY KEY (org, login)
+    );
+    CREATE INDEX org_members_by_login ON org_members (login);
+
+    CREATE TABLE teams (
+        org          TEXT NOT NULL REFERENCES orgs (name) ON DELETE CASCADE,
+        name         TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        description  TEXT NOT NULL,
+        role_id      TEXT,
+        created_at   {int} NOT NULL,
+        PRIMARY KEY (org, name)
+    );
+
+    CREATE TABLE team_members (
+        org   TEXT NOT NULL,
+        team  TEXT NOT NULL,
+        login TEXT NOT NULL REFERENCES users (login) ON DELETE CASCADE,
+        role  TEXT NOT NULL,
+        PRIMARY KEY (org, team, login),
+        FOREIGN KEY (org, team) REFERENCES teams (org, name) ON DELETE CASCADE
+    );
+    CREATE INDEX team_members_by_login ON team_members (login);
+
+    CREATE TABLE roles (
+        id          TEXT PRIMARY KEY,
+        org         TEXT NOT NULL REFERENCES orgs (name) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        description TEXT NOT NULL,
+        ux_purpose  TEXT NOT NULL,
+        details     TEXT NOT NULL,
+        version     {int} NOT NULL,
+        is_default  {int} NOT NULL DEFAULT 0,
+        created_at  {int} NOT NULL,
+        modified_at {int} NOT NULL,
+        UNIQUE (org, name)
+    );
+
+    -- kind: 'user' (grantee = login) or 'team' (grantee = a team of the stack's org).
+    CREATE TABLE stack_grants (
+        stack_id   {int} NOT NULL REFERENCES stacks (id) ON DELETE CASCADE,
+        kind       TEXT NOT NULL,
+        grantee    TEXT NOT NULL,
+        permission {int} NOT NULL,
+        PRIMARY KEY (stack_id, kind, grantee)
+    );
+    CREATE INDEX stack_grants_by_grantee ON stack_grants (kind, grantee);
+
+    ALTER TABLE stacks ADD COLUMN created_by TEXT;
+
+    ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'personal';
+    ALTER TABLE tokens ADD COLUMN org TEXT;
+    ALTER TABLE tokens ADD COLUMN team TEXT;
+    ALTER TABLE tokens ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN admin {int} NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN role_id TEXT;
+    ALTER TABLE tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN upstream {blob};
+    CREATE INDEX tokens_by_org ON tokens (org, team);
+
+    -- The users earlier versions knew only as the owners of tokens.
+    INSERT INTO users (login, name, created_at)
+        SELECT user_name, user_name, MIN(created_at) FROM tokens GROUP BY user_name;
+
+    CREATE TABLE trust_policies (
+        id             TEXT PRIMARY KEY,
+        org            TEXT NOT NULL,
+        issuer         TEXT NOT NULL,
+        audience       TEXT NOT NULL,
+        rules          TEXT NOT NULL,
+        token_kind     TEXT NOT NULL,
+        team           TEXT,
+        login          TEXT,
+        max_expiration {int} NOT NULL,
+        created_at     {int} NOT NULL
+    );
+
+    CREATE TABLE login_sessions (
+        id            TEXT PRIMARY KEY,
+        nonce         TEXT NOT NULL,
+        pkce_verifier TEXT NOT NULL,
+        cli_port      {int} NOT NULL,
+        cli_nonce     TEXT NOT NULL,
+        description   TEXT NOT NULL,
+        created_at    {int} NOT NULL,
+        expires_at    {int} NOT NULL
+    );
+    "#,
+];
+
+/// A shared step in the given dialect.
+pub fn render(step: &str, dialect: Dialect) -> String {
+    let (int, blob) = match dialect {
+        Dialect::Sqlite => ("INTEGER", "BLOB"),
+        Dialect::Postgres => ("BIGINT", "BYTEA"),
+    };
+    step.replace("{int}", int).replace("{blob}", blob)
+}
