@@ -32,6 +32,11 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Export the whole instance to an archive (`--all`), for disaster recovery')
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Restore a whole-instance archive (`--all`) into a database')
             [CompletionResult]::new('tokens', 'tokens', [CompletionResultType]::ParameterValue, 'Create, list and revoke API access tokens')
+            [CompletionResult]::new('users', 'users', [CompletionResultType]::ParameterValue, 'Users: list, create, disable (their tokens stop at the next request), enable')
+            [CompletionResult]::new('orgs', 'orgs', [CompletionResultType]::ParameterValue, 'Organizations, their members and default stack permission')
+            [CompletionResult]::new('teams', 'teams', [CompletionResultType]::ParameterValue, 'Teams: members and the stacks they may use')
+            [CompletionResult]::new('roles', 'roles', [CompletionResultType]::ParameterValue, 'Custom roles and their assignment to teams')
+            [CompletionResult]::new('oidc', 'oidc', [CompletionResultType]::ParameterValue, 'OIDC trust policies for `pulumi login --oidc-token`')
             [CompletionResult]::new('rotate-keys', 'rotate-keys', [CompletionResultType]::ParameterValue, 'Re-wrap every stack''s secrets key under a new master key, in one transaction')
             [CompletionResult]::new('prune-versions', 'prune-versions', [CompletionResultType]::ParameterValue, 'Delete old versions of stack states beyond --keep')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check every stored version, journal, key and the database itself; exit 1 on problems')
@@ -309,6 +314,455 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
         'pbackend;tokens;help;help' {
             break
         }
+        'pbackend;users' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List users')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Add a user (they log in with a token from `pbackend tokens create --user`)')
+            [CompletionResult]::new('disable', 'disable', [CompletionResultType]::ParameterValue, 'Disable a user: every token of theirs stops at the next request; logins refused')
+            [CompletionResult]::new('enable', 'enable', [CompletionResultType]::ParameterValue, 'Enable a disabled user again')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;users;ls' {
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;users;create' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;users;disable' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;users;enable' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;users;help' {
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List users')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Add a user (they log in with a token from `pbackend tokens create --user`)')
+            [CompletionResult]::new('disable', 'disable', [CompletionResultType]::ParameterValue, 'Disable a user: every token of theirs stops at the next request; logins refused')
+            [CompletionResult]::new('enable', 'enable', [CompletionResultType]::ParameterValue, 'Enable a disabled user again')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;users;help;ls' {
+            break
+        }
+        'pbackend;users;help;create' {
+            break
+        }
+        'pbackend;users;help;disable' {
+            break
+        }
+        'pbackend;users;help;enable' {
+            break
+        }
+        'pbackend;users;help;help' {
+            break
+        }
+        'pbackend;orgs' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List organizations')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create an organization')
+            [CompletionResult]::new('set-default-permission', 'set-default-permission', [CompletionResultType]::ParameterValue, 'Set what every member may do with every stack (grants add to it)')
+            [CompletionResult]::new('members', 'members', [CompletionResultType]::ParameterValue, 'List an organization''s members')
+            [CompletionResult]::new('set-member', 'set-member', [CompletionResultType]::ParameterValue, 'Add a member, or change a member''s role (the user is created when new)')
+            [CompletionResult]::new('remove-member', 'remove-member', [CompletionResultType]::ParameterValue, 'Remove a member (and their places in the organization''s teams)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;orgs;ls' {
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;orgs;create' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;orgs;set-default-permission' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;orgs;members' {
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;orgs;set-member' {
+            [CompletionResult]::new('--role', '--role', [CompletionResultType]::ParameterName, 'role')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;orgs;remove-member' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;orgs;help' {
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List organizations')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create an organization')
+            [CompletionResult]::new('set-default-permission', 'set-default-permission', [CompletionResultType]::ParameterValue, 'Set what every member may do with every stack (grants add to it)')
+            [CompletionResult]::new('members', 'members', [CompletionResultType]::ParameterValue, 'List an organization''s members')
+            [CompletionResult]::new('set-member', 'set-member', [CompletionResultType]::ParameterValue, 'Add a member, or change a member''s role (the user is created when new)')
+            [CompletionResult]::new('remove-member', 'remove-member', [CompletionResultType]::ParameterValue, 'Remove a member (and their places in the organization''s teams)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;orgs;help;ls' {
+            break
+        }
+        'pbackend;orgs;help;create' {
+            break
+        }
+        'pbackend;orgs;help;set-default-permission' {
+            break
+        }
+        'pbackend;orgs;help;members' {
+            break
+        }
+        'pbackend;orgs;help;set-member' {
+            break
+        }
+        'pbackend;orgs;help;remove-member' {
+            break
+        }
+        'pbackend;orgs;help;help' {
+            break
+        }
+        'pbackend;teams' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List an organization''s teams')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a team')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete a team (its tokens are revoked, its stack grants removed)')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show a team: members and stacks')
+            [CompletionResult]::new('add-member', 'add-member', [CompletionResultType]::ParameterValue, 'Add an organization member to a team')
+            [CompletionResult]::new('remove-member', 'remove-member', [CompletionResultType]::ParameterValue, 'Remove a member from a team')
+            [CompletionResult]::new('grant', 'grant', [CompletionResultType]::ParameterValue, 'Give the team a permission on a stack of its organization (none removes it)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;teams;ls' {
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;teams;create' {
+            [CompletionResult]::new('--description', '--description', [CompletionResultType]::ParameterName, 'description')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;teams;delete' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;teams;show' {
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;teams;add-member' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('--admin', '--admin', [CompletionResultType]::ParameterName, 'As a team admin')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;teams;remove-member' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;teams;grant' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;teams;help' {
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List an organization''s teams')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a team')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete a team (its tokens are revoked, its stack grants removed)')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show a team: members and stacks')
+            [CompletionResult]::new('add-member', 'add-member', [CompletionResultType]::ParameterValue, 'Add an organization member to a team')
+            [CompletionResult]::new('remove-member', 'remove-member', [CompletionResultType]::ParameterValue, 'Remove a member from a team')
+            [CompletionResult]::new('grant', 'grant', [CompletionResultType]::ParameterValue, 'Give the team a permission on a stack of its organization (none removes it)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;teams;help;ls' {
+            break
+        }
+        'pbackend;teams;help;create' {
+            break
+        }
+        'pbackend;teams;help;delete' {
+            break
+        }
+        'pbackend;teams;help;show' {
+            break
+        }
+        'pbackend;teams;help;add-member' {
+            break
+        }
+        'pbackend;teams;help;remove-member' {
+            break
+        }
+        'pbackend;teams;help;grant' {
+            break
+        }
+        'pbackend;teams;help;help' {
+            break
+        }
+        'pbackend;roles' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List an organization''s custom roles')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a custom role granting scopes (stack:read, stack:write, team:create, ...)')
+            [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Delete a custom role (with --force also when assigned)')
+            [CompletionResult]::new('assign', 'assign', [CompletionResultType]::ParameterValue, 'Assign a role to a team (replacing its role), or with --none remove it')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;roles;ls' {
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;roles;create' {
+            [CompletionResult]::new('--scopes', '--scopes', [CompletionResultType]::ParameterName, 'Scopes, comma-separated')
+            [CompletionResult]::new('--description', '--description', [CompletionResultType]::ParameterName, 'description')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;roles;rm' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'force')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;roles;assign' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('--none', '--none', [CompletionResultType]::ParameterName, 'none')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;roles;help' {
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List an organization''s custom roles')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a custom role granting scopes (stack:read, stack:write, team:create, ...)')
+            [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Delete a custom role (with --force also when assigned)')
+            [CompletionResult]::new('assign', 'assign', [CompletionResultType]::ParameterValue, 'Assign a role to a team (replacing its role), or with --none remove it')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;roles;help;ls' {
+            break
+        }
+        'pbackend;roles;help;create' {
+            break
+        }
+        'pbackend;roles;help;rm' {
+            break
+        }
+        'pbackend;roles;help;assign' {
+            break
+        }
+        'pbackend;roles;help;help' {
+            break
+        }
+        'pbackend;oidc' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List trust policies: which identity providers'' tokens an organization exchanges')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Trust an issuer''s ID tokens for `pulumi login --oidc-token`')
+            [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Remove a trust policy')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;oidc;ls' {
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'Only this organization''s policies')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;oidc;add' {
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'The organization whose tokens the exchange issues (`pulumi login --oidc-org`)')
+            [CompletionResult]::new('--issuer', '--issuer', [CompletionResultType]::ParameterName, 'The token''s `iss` (its keys come from the issuer''s OpenID discovery)')
+            [CompletionResult]::new('--audience', '--audience', [CompletionResultType]::ParameterName, 'The `aud` the token must carry (default: urn:pulumi:org:<org>)')
+            [CompletionResult]::new('--token-kind', '--token-kind', [CompletionResultType]::ParameterName, 'What token the exchange issues')
+            [CompletionResult]::new('--team', '--team', [CompletionResultType]::ParameterName, 'The team of a team token')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The user of a personal token')
+            [CompletionResult]::new('--rule', '--rule', [CompletionResultType]::ParameterName, 'CLAIM=VALUE the token must carry (VALUE may end in `*`); repeat for more')
+            [CompletionResult]::new('--max-expiration', '--max-expiration', [CompletionResultType]::ParameterName, 'The longest lifetime of an issued token')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;oidc;rm' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;oidc;help' {
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List trust policies: which identity providers'' tokens an organization exchanges')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Trust an issuer''s ID tokens for `pulumi login --oidc-token`')
+            [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Remove a trust policy')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;oidc;help;ls' {
+            break
+        }
+        'pbackend;oidc;help;add' {
+            break
+        }
+        'pbackend;oidc;help;rm' {
+            break
+        }
+        'pbackend;oidc;help;help' {
+            break
+        }
         'pbackend;rotate-keys' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
             [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
@@ -396,6 +850,11 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Export the whole instance to an archive (`--all`), for disaster recovery')
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Restore a whole-instance archive (`--all`) into a database')
             [CompletionResult]::new('tokens', 'tokens', [CompletionResultType]::ParameterValue, 'Create, list and revoke API access tokens')
+            [CompletionResult]::new('users', 'users', [CompletionResultType]::ParameterValue, 'Users: list, create, disable (their tokens stop at the next request), enable')
+            [CompletionResult]::new('orgs', 'orgs', [CompletionResultType]::ParameterValue, 'Organizations, their members and default stack permission')
+            [CompletionResult]::new('teams', 'teams', [CompletionResultType]::ParameterValue, 'Teams: members and the stacks they may use')
+            [CompletionResult]::new('roles', 'roles', [CompletionResultType]::ParameterValue, 'Custom roles and their assignment to teams')
+            [CompletionResult]::new('oidc', 'oidc', [CompletionResultType]::ParameterValue, 'OIDC trust policies for `pulumi login --oidc-token`')
             [CompletionResult]::new('rotate-keys', 'rotate-keys', [CompletionResultType]::ParameterValue, 'Re-wrap every stack''s secrets key under a new master key, in one transaction')
             [CompletionResult]::new('prune-versions', 'prune-versions', [CompletionResultType]::ParameterValue, 'Delete old versions of stack states beyond --keep')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check every stored version, journal, key and the database itself; exit 1 on problems')
@@ -454,6 +913,117 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             break
         }
         'pbackend;help;tokens;revoke' {
+            break
+        }
+        'pbackend;help;users' {
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List users')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Add a user (they log in with a token from `pbackend tokens create --user`)')
+            [CompletionResult]::new('disable', 'disable', [CompletionResultType]::ParameterValue, 'Disable a user: every token of theirs stops at the next request; logins refused')
+            [CompletionResult]::new('enable', 'enable', [CompletionResultType]::ParameterValue, 'Enable a disabled user again')
+            break
+        }
+        'pbackend;help;users;ls' {
+            break
+        }
+        'pbackend;help;users;create' {
+            break
+        }
+        'pbackend;help;users;disable' {
+            break
+        }
+        'pbackend;help;users;enable' {
+            break
+        }
+        'pbackend;help;orgs' {
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List organizations')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create an organization')
+            [CompletionResult]::new('set-default-permission', 'set-default-permission', [CompletionResultType]::ParameterValue, 'Set what every member may do with every stack (grants add to it)')
+            [CompletionResult]::new('members', 'members', [CompletionResultType]::ParameterValue, 'List an organization''s members')
+            [CompletionResult]::new('set-member', 'set-member', [CompletionResultType]::ParameterValue, 'Add a member, or change a member''s role (the user is created when new)')
+            [CompletionResult]::new('remove-member', 'remove-member', [CompletionResultType]::ParameterValue, 'Remove a member (and their places in the organization''s teams)')
+            break
+        }
+        'pbackend;help;orgs;ls' {
+            break
+        }
+        'pbackend;help;orgs;create' {
+            break
+        }
+        'pbackend;help;orgs;set-default-permission' {
+            break
+        }
+        'pbackend;help;orgs;members' {
+            break
+        }
+        'pbackend;help;orgs;set-member' {
+            break
+        }
+        'pbackend;help;orgs;remove-member' {
+            break
+        }
+        'pbackend;help;teams' {
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List an organization''s teams')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a team')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete a team (its tokens are revoked, its stack grants removed)')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show a team: members and stacks')
+            [CompletionResult]::new('add-member', 'add-member', [CompletionResultType]::ParameterValue, 'Add an organization member to a team')
+            [CompletionResult]::new('remove-member', 'remove-member', [CompletionResultType]::ParameterValue, 'Remove a member from a team')
+            [CompletionResult]::new('grant', 'grant', [CompletionResultType]::ParameterValue, 'Give the team a permission on a stack of its organization (none removes it)')
+            break
+        }
+        'pbackend;help;teams;ls' {
+            break
+        }
+        'pbackend;help;teams;create' {
+            break
+        }
+        'pbackend;help;teams;delete' {
+            break
+        }
+        'pbackend;help;teams;show' {
+            break
+        }
+        'pbackend;help;teams;add-member' {
+            break
+        }
+        'pbackend;help;teams;remove-member' {
+            break
+        }
+        'pbackend;help;teams;grant' {
+            break
+        }
+        'pbackend;help;roles' {
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List an organization''s custom roles')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a custom role granting scopes (stack:read, stack:write, team:create, ...)')
+            [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Delete a custom role (with --force also when assigned)')
+            [CompletionResult]::new('assign', 'assign', [CompletionResultType]::ParameterValue, 'Assign a role to a team (replacing its role), or with --none remove it')
+            break
+        }
+        'pbackend;help;roles;ls' {
+            break
+        }
+        'pbackend;help;roles;create' {
+            break
+        }
+        'pbackend;help;roles;rm' {
+            break
+        }
+        'pbackend;help;roles;assign' {
+            break
+        }
+        'pbackend;help;oidc' {
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List trust policies: which identity providers'' tokens an organization exchanges')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Trust an issuer''s ID tokens for `pulumi login --oidc-token`')
+            [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Remove a trust policy')
+            break
+        }
+        'pbackend;help;oidc;ls' {
+            break
+        }
+        'pbackend;help;oidc;add' {
+            break
+        }
+        'pbackend;help;oidc;rm' {
             break
         }
         'pbackend;help;rotate-keys' {

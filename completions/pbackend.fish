@@ -34,6 +34,11 @@ complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "stack" -d 'Inspec
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "export" -d 'Export the whole instance to an archive (`--all`), for disaster recovery'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "import" -d 'Restore a whole-instance archive (`--all`) into a database'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "tokens" -d 'Create, list and revoke API access tokens'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "users" -d 'Users: list, create, disable (their tokens stop at the next request), enable'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "orgs" -d 'Organizations, their members and default stack permission'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "teams" -d 'Teams: members and the stacks they may use'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "roles" -d 'Custom roles and their assignment to teams'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "oidc" -d 'OIDC trust policies for `pulumi login --oidc-token`'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "rotate-keys" -d 'Re-wrap every stack\'s secrets key under a new master key, in one transaction'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "prune-versions" -d 'Delete old versions of stack states beyond --keep'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "verify" -d 'Check every stored version, journal, key and the database itself; exit 1 on problems'
@@ -234,6 +239,277 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_see
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List tokens (never their secrets)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a token by id, or every token of a user: `pbackend tokens revoke alice`. A running server refuses a revoked token from its next request'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -f -a "ls" -d 'List users'
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -f -a "create" -d 'Add a user (they log in with a token from `pbackend tokens create --user`)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -f -a "disable" -d 'Disable a user: every token of theirs stops at the next request; logins refused'
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -f -a "enable" -d 'Enable a disabled user again'
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List users'
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from help" -f -a "create" -d 'Add a user (they log in with a token from `pbackend tokens create --user`)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from help" -f -a "disable" -d 'Disable a user: every token of theirs stops at the next request; logins refused'
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from help" -f -a "enable" -d 'Enable a disabled user again'
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -f -a "ls" -d 'List organizations'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -f -a "create" -d 'Create an organization'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -f -a "set-default-permission" -d 'Set what every member may do with every stack (grants add to it)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -f -a "members" -d 'List an organization\'s members'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -f -a "set-member" -d 'Add a member, or change a member\'s role (the user is created when new)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -f -a "remove-member" -d 'Remove a member (and their places in the organization\'s teams)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l role -r -f -a "member\t''
+admin\t''
+billing-manager\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List organizations'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create an organization'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from help" -f -a "set-default-permission" -d 'Set what every member may do with every stack (grants add to it)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from help" -f -a "members" -d 'List an organization\'s members'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from help" -f -a "set-member" -d 'Add a member, or change a member\'s role (the user is created when new)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from help" -f -a "remove-member" -d 'Remove a member (and their places in the organization\'s teams)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -f -a "ls" -d 'List an organization\'s teams'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -f -a "create" -d 'Create a team'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -f -a "delete" -d 'Delete a team (its tokens are revoked, its stack grants removed)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -f -a "show" -d 'Show a team: members and stacks'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -f -a "add-member" -d 'Add an organization member to a team'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -f -a "remove-member" -d 'Remove a member from a team'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -f -a "grant" -d 'Give the team a permission on a stack of its organization (none removes it)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l description -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l admin -d 'As a team admin'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List an organization\'s teams'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a team'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete a team (its tokens are revoked, its stack grants removed)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a team: members and stacks'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "add-member" -d 'Add an organization member to a team'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "remove-member" -d 'Remove a member from a team'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "grant" -d 'Give the team a permission on a stack of its organization (none removes it)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -f -a "ls" -d 'List an organization\'s custom roles'
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -f -a "create" -d 'Create a custom role granting scopes (stack:read, stack:write, team:create, ...)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -f -a "rm" -d 'Delete a custom role (with --force also when assigned)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -f -a "assign" -d 'Assign a role to a team (replacing its role), or with --none remove it'
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l scopes -d 'Scopes, comma-separated' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l description -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l force
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l none
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List an organization\'s custom roles'
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a custom role granting scopes (stack:read, stack:write, team:create, ...)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from help" -f -a "rm" -d 'Delete a custom role (with --force also when assigned)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from help" -f -a "assign" -d 'Assign a role to a team (replacing its role), or with --none remove it'
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -f -a "ls" -d 'List trust policies: which identity providers\' tokens an organization exchanges'
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -f -a "add" -d 'Trust an issuer\'s ID tokens for `pulumi login --oidc-token`'
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -f -a "rm" -d 'Remove a trust policy'
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l org -d 'Only this organization\'s policies' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l org -d 'The organization whose tokens the exchange issues (`pulumi login --oidc-org`)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l issuer -d 'The token\'s `iss` (its keys come from the issuer\'s OpenID discovery)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l audience -d 'The `aud` the token must carry (default: urn:pulumi:org:<org>)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l token-kind -d 'What token the exchange issues' -r -f -a "organization\t''
+team\t''
+personal\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l team -d 'The team of a team token' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l user -d 'The user of a personal token' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l rule -d 'CLAIM=VALUE the token must carry (VALUE may end in `*`); repeat for more' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l max-expiration -d 'The longest lifetime of an issued token' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List trust policies: which identity providers\' tokens an organization exchanges'
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from help" -f -a "add" -d 'Trust an issuer\'s ID tokens for `pulumi login --oidc-token`'
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from help" -f -a "rm" -d 'Remove a trust policy'
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
@@ -295,18 +571,23 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l log-fo
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "serve" -d 'Run the HTTP server'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "stack" -d 'Inspect and maintain stacks on the database directly'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "export" -d 'Export the whole instance to an archive (`--all`), for disaster recovery'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "import" -d 'Restore a whole-instance archive (`--all`) into a database'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "tokens" -d 'Create, list and revoke API access tokens'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "rotate-keys" -d 'Re-wrap every stack\'s secrets key under a new master key, in one transaction'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "prune-versions" -d 'Delete old versions of stack states beyond --keep'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "verify" -d 'Check every stored version, journal, key and the database itself; exit 1 on problems'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "replay-journal" -d 'Rebuild a stack\'s state from its stored journal'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "migrate-store" -d 'Copy a whole instance to another database (SQLite to PostgreSQL, or back), verified'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "completions" -d 'Print shell completions'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "serve" -d 'Run the HTTP server'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "stack" -d 'Inspect and maintain stacks on the database directly'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "export" -d 'Export the whole instance to an archive (`--all`), for disaster recovery'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "import" -d 'Restore a whole-instance archive (`--all`) into a database'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "tokens" -d 'Create, list and revoke API access tokens'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "users" -d 'Users: list, create, disable (their tokens stop at the next request), enable'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "orgs" -d 'Organizations, their members and default stack permission'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "teams" -d 'Teams: members and the stacks they may use'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "roles" -d 'Custom roles and their assignment to teams'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "oidc" -d 'OIDC trust policies for `pulumi login --oidc-token`'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "rotate-keys" -d 'Re-wrap every stack\'s secrets key under a new master key, in one transaction'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "prune-versions" -d 'Delete old versions of stack states beyond --keep'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "verify" -d 'Check every stored version, journal, key and the database itself; exit 1 on problems'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "replay-journal" -d 'Rebuild a stack\'s state from its stored journal'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "migrate-store" -d 'Copy a whole instance to another database (SQLite to PostgreSQL, or back), verified'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "completions" -d 'Print shell completions'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from stack" -f -a "ls" -d 'List stacks: resources, last update, version, the update holding it, state size'
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from stack" -f -a "show" -d 'Show one stack: tags, kept versions, recent history, lock, secrets key'
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from stack" -f -a "rm" -d 'Delete a stack with its history. Refused while it has resources, unless --force'
@@ -316,3 +597,27 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from tokens" -f -a "create" -d 'Create a token; it is printed once and only its hash is stored. With --user: a personal token (the user is created, and made a member of --org, when new). Without --user: an organization token (--org and --name) or a team token (--team and --name)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from tokens" -f -a "ls" -d 'List tokens (never their secrets)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from tokens" -f -a "revoke" -d 'Revoke a token by id, or every token of a user: `pbackend tokens revoke alice`. A running server refuses a revoked token from its next request'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from users" -f -a "ls" -d 'List users'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from users" -f -a "create" -d 'Add a user (they log in with a token from `pbackend tokens create --user`)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from users" -f -a "disable" -d 'Disable a user: every token of theirs stops at the next request; logins refused'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from users" -f -a "enable" -d 'Enable a disabled user again'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from orgs" -f -a "ls" -d 'List organizations'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from orgs" -f -a "create" -d 'Create an organization'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from orgs" -f -a "set-default-permission" -d 'Set what every member may do with every stack (grants add to it)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from orgs" -f -a "members" -d 'List an organization\'s members'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from orgs" -f -a "set-member" -d 'Add a member, or change a member\'s role (the user is created when new)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from orgs" -f -a "remove-member" -d 'Remove a member (and their places in the organization\'s teams)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from teams" -f -a "ls" -d 'List an organization\'s teams'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from teams" -f -a "create" -d 'Create a team'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from teams" -f -a "delete" -d 'Delete a team (its tokens are revoked, its stack grants removed)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from teams" -f -a "show" -d 'Show a team: members and stacks'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from teams" -f -a "add-member" -d 'Add an organization member to a team'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from teams" -f -a "remove-member" -d 'Remove a member from a team'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from teams" -f -a "grant" -d 'Give the team a permission on a stack of its organization (none removes it)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from roles" -f -a "ls" -d 'List an organization\'s custom roles'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from roles" -f -a "create" -d 'Create a custom role granting scopes (stack:read, stack:write, team:create, ...)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from roles" -f -a "rm" -d 'Delete a custom role (with --force also when assigned)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from roles" -f -a "assign" -d 'Assign a role to a team (replacing its role), or with --none remove it'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from oidc" -f -a "ls" -d 'List trust policies: which identity providers\' tokens an organization exchanges'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from oidc" -f -a "add" -d 'Trust an issuer\'s ID tokens for `pulumi login --oidc-token`'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from oidc" -f -a "rm" -d 'Remove a trust policy'

@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 success, 1 the operation failed, 2 usage error (clap's own).
 
+pub mod access;
 pub mod args;
 pub mod auth;
 pub mod backup;
@@ -91,6 +92,41 @@ pub enum Command {
         #[command(subcommand)]
         cmd: tokens::TokensCommand,
     },
+    /// Users: list, create, disable (their tokens stop at the next request), enable.
+    Users {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(subcommand)]
+        cmd: access::UsersCommand,
+    },
+    /// Organizations, their members and default stack permission.
+    Orgs {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(subcommand)]
+        cmd: access::OrgsCommand,
+    },
+    /// Teams: members and the stacks they may use.
+    Teams {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(subcommand)]
+        cmd: access::TeamsCommand,
+    },
+    /// Custom roles and their assignment to teams.
+    Roles {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(subcommand)]
+        cmd: access::RolesCommand,
+    },
+    /// OIDC trust policies for `pulumi login --oidc-token`.
+    Oidc {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(subcommand)]
+        cmd: access::OidcCommand,
+    },
     /// Re-wrap every stack's secrets key under a new master key, in one transaction.
     RotateKeys {
         #[command(flatten)]
@@ -164,6 +200,11 @@ pub fn main() -> ExitCode {
         Command::Export { db, args } => backup::export_all(&db, args),
         Command::Import { db, args } => backup::import_all(&db, args),
         Command::Tokens { db, cmd } => tokens::run(&db, cmd),
+        Command::Users { db, cmd } => access::users(&db, cmd),
+        Command::Orgs { db, cmd } => access::orgs(&db, cmd),
+        Command::Teams { db, cmd } => access::teams(&db, cmd),
+        Command::Roles { db, cmd } => access::roles(&db, cmd),
+        Command::Oidc { db, cmd } => access::oidc(&db, cmd),
         Command::RotateKeys { db, args } => maint::rotate_keys(&db, args),
         Command::PruneVersions { db, args } => maint::prune(&db, args),
         Command::Verify { db, args } => maint::verify(&db, args),

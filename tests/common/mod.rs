@@ -6,6 +6,7 @@ pub mod cli;
 pub mod ops;
 pub mod pg;
 pub mod proxy;
+pub mod raw;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;

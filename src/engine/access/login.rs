@@ -29,6 +29,7 @@ use crate::engine::access::http::Http;
 use crate::engine::access::identity::Identity;
 use crate::engine::access::jwt::{self, Keys, Verifier};
 use crate::engine::access::tokens::{TokenSpec, team_account};
+use crate::engine::access::views::TrustPolicyView;
 use crate::engine::{Engine, EngineError, EngineResult, crypto, names};
 use crate::store::access::{LoginSession, NewUser, TrustPolicyRow};
 use crate::store::{StoreError, TokenSelector};
@@ -916,7 +917,7 @@ impl Engine {
         team: Option<&str>,
         login: Option<&str>,
         max_expiration: i64,
-    ) -> EngineResult<TrustPolicyRow> {
+    ) -> EngineResult<TrustPolicyView> {
         self.ensure_org(org).await?;
         if kind == TokenKind::Refresh {
             return Err(EngineError::Invalid(
@@ -946,11 +947,17 @@ impl Engine {
             created_at: self.now(),
         };
         self.store.create_trust_policy(p.clone()).await?;
-        Ok(p)
+        Ok(p.into())
     }
 
-    pub async fn trust_policies(&self, org: Option<&str>) -> EngineResult<Vec<TrustPolicyRow>> {
-        Ok(self.store.list_trust_policies(org).await?)
+    pub async fn trust_policies(&self, org: Option<&str>) -> EngineResult<Vec<TrustPolicyView>> {
+        Ok(self
+            .store
+            .list_trust_policies(org)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     pub async fn remove_trust_policy(&self, id: &str) -> EngineResult<()> {

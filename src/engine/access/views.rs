@@ -2,8 +2,10 @@
 
 use serde::Serialize;
 
-use crate::store::access::{MemberRow, OrgRow, RoleRow, StackGrant, TeamMember, TeamRow, UserRow};
-use crate::types::{Grantee, OrgRole, StackPermission};
+use crate::store::access::{
+    MemberRow, OrgRow, RoleRow, StackGrant, TeamMember, TeamRow, TrustPolicyRow, UserRow,
+};
+use crate::types::{Grantee, OrgRole, StackPermission, TokenKind};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct UserView {
@@ -181,6 +183,39 @@ impl From<StackGrant> for GrantView {
             kind,
             grantee,
             permission: g.permission,
+        }
+    }
+}
+
+/// An organization's trust in an identity provider's tokens.
+#[derive(Debug, Clone)]
+pub struct TrustPolicyView {
+    pub id: String,
+    pub org: String,
+    pub issuer: String,
+    pub audience: String,
+    /// JSON object: claim → value or prefix pattern.
+    pub rules: String,
+    pub token_kind: TokenKind,
+    pub team: Option<String>,
+    pub login: Option<String>,
+    pub max_expiration: i64,
+    pub created_at: i64,
+}
+
+impl From<TrustPolicyRow> for TrustPolicyView {
+    fn from(p: TrustPolicyRow) -> Self {
+        TrustPolicyView {
+            id: p.id,
+            org: p.org,
+            issuer: p.issuer,
+            audience: p.audience,
+            rules: p.rules,
+            token_kind: p.token_kind,
+            team: p.team,
+            login: p.login,
+            max_expiration: p.max_expiration,
+            created_at: p.created_at,
         }
     }
 }
