@@ -24,9 +24,9 @@ GET /api/capabilities Public
 GET /api/user Token(authenticated)
 GET /api/user/stacks Token(authenticated)
 GET /api/user/organizations/default Token(authenticated)
-GET /api/user/tokens Token(authenticated)
-POST /api/user/tokens Token(authenticated)
-DELETE /api/user/tokens/{token} Token(authenticated)
+GET /api/user/tokens Token(personal)
+POST /api/user/tokens Token(personal)
+DELETE /api/user/tokens/{token} Token(personal)
 POST /api/oauth/token Public
 GET /cli-login Public
 GET /api/auth/callback Public

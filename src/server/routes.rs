@@ -97,6 +97,7 @@ fn entries() -> Vec<Entry> {
     use Access::*;
     use Method as M;
     let any = Token(Permission::Authenticated);
+    let person = Token(Permission::Person);
     let read = Token(Permission::Stack(StackPermission::Read));
     let write = Token(Permission::Stack(StackPermission::Write));
     let admin = Token(Permission::Stack(StackPermission::Admin));
@@ -112,12 +113,12 @@ fn entries() -> Vec<Entry> {
             meta::default_org,
         ),
         // personal tokens
-        r(M::GET, "/api/user/tokens", any, access::list_my_tokens),
-        r(M::POST, "/api/user/tokens", any, access::create_my_token),
+        r(M::GET, "/api/user/tokens", person, access::list_my_tokens),
+        r(M::POST, "/api/user/tokens", person, access::create_my_token),
         r(
             M::DELETE,
             "/api/user/tokens/{token}",
-            any,
+            person,
             access::delete_my_token,
         ),
         // logins: the OAuth token endpoint (token exchange, refresh) and the browser flow

@@ -40,9 +40,15 @@ pub struct OrgInfo {
     pub avatar_url: String,
 }
 
+/// Set for machine tokens only: the CLI's `whoami -v` reads the token type from which of
+/// `organization` and `team` is present.
 #[derive(Serialize)]
 pub struct TokenInfo {
     pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 #[derive(Serialize)]

@@ -18,6 +18,9 @@ use crate::types::{OrgRole, StackPermission, TokenKind};
 pub enum Permission {
     /// Any valid identity (its own profile, the service's capabilities).
     Authenticated,
+    /// A person (a personal token or a login), not an organization's or a team's machine
+    /// token: what is theirs alone, such as their own tokens.
+    Person,
     /// At least this on the stack named in the path.
     Stack(StackPermission),
     /// An organization scope in the organization named in the path (`stack:create`,
@@ -29,6 +32,7 @@ impl std::fmt::Display for Permission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Permission::Authenticated => f.write_str("authenticated"),
+            Permission::Person => f.write_str("personal"),
             Permission::Stack(p) => write!(f, "stack:{}", p.as_str()),
             Permission::Org(scope) => f.write_str(scope),
         }
@@ -107,6 +111,12 @@ impl Engine {
         }
         match (permission, target) {
             (Permission::Authenticated, _) => Ok(()),
+            (Permission::Person, _) if identity.is_user() => Ok(()),
+            (Permission::Person, _) => Err(EngineError::Forbidden(
+                "this needs a personal token: organization and team tokens have no personal \
+                 tokens or profile settings"
+                    .into(),
+            )),
             (Permission::Stack(need), Target::Stack(key)) => {
                 names::check_key(key)?;
                 let Some(stack) = self.store.get_stack_or_former(key).await? else {

@@ -4,6 +4,8 @@ use axum::Json as AxumJson;
 use axum::extract::State;
 use axum::http::{Method, Uri};
 
+use crate::engine::Identity;
+use crate::engine::access::identity::Subject;
 use crate::engine::state::deployment::MAX_SCHEMA_VERSION;
 use crate::server::auth::ApiIdentity;
 use crate::server::error::{ApiError, ApiResult};
@@ -82,8 +84,29 @@ pub async fn current_user(
             .collect(),
         identities: vec![],
         site_admin: false,
-        token_info: None,
+        token_info: token_info(&caller),
     })
+}
+
+fn token_info(caller: &Identity) -> Option<TokenInfo> {
+    let name = caller
+        .token
+        .as_ref()
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
+    match &caller.subject {
+        Subject::Organization { org, .. } => Some(TokenInfo {
+            name,
+            organization: Some(org.clone()),
+            team: None,
+        }),
+        Subject::Team { org, team } => Some(TokenInfo {
+            name,
+            organization: Some(org.clone()),
+            team: Some(team.clone()),
+        }),
+        Subject::User | Subject::InstanceAdmin => None,
+    }
 }
 
 pub async fn default_org(
