@@ -4,7 +4,23 @@
 # `postgres` user, on a random port) and HAProxy (two replicas behind a real proxy).
 # Needs root (or sudo) and apt; elsewhere it says what is missing and the tests that need
 # those parts skip, saying so.
+#
+# Also a real OpenID provider for the login tests: npm `oidc-provider` (pinned) into
+# $PBACKEND_OIDC_DIR (default ~/.cache/pbackend-oidc), run on the machine's Node.
 set -euo pipefail
+
+OIDC_VERSION=9.13.3
+OIDC_DIR=${PBACKEND_OIDC_DIR:-$HOME/.cache/pbackend-oidc}
+if [ ! -f "$OIDC_DIR/node_modules/oidc-provider/package.json" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "test-deps.sh: installing oidc-provider@$OIDC_VERSION into $OIDC_DIR" >&2
+    mkdir -p "$OIDC_DIR"
+    [ -f "$OIDC_DIR/package.json" ] || echo '{"name":"pbackend-oidc","private":true}' >"$OIDC_DIR/package.json"
+    (cd "$OIDC_DIR" && npm install --no-audit --no-fund --silent "oidc-provider@$OIDC_VERSION" >&2)
+  else
+    echo "test-deps.sh: no npm; the OpenID login tests will skip" >&2
+  fi
+fi
 
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)

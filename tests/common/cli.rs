@@ -96,23 +96,28 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub async fn start(extra: &[&str]) -> Self {
+        Self::start_at(free_port(), extra).await
+    }
+
+    /// On a port chosen beforehand (for flags that name the server's own URL).
+    pub async fn start_at(port: u16, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = super::test_database(dir.path());
-        Self::launch_on(dir, db, extra).await
+        Self::launch_on(dir, db, port, extra).await
     }
 
     /// Another `pbackend serve` on the database `db` (a replica when it is PostgreSQL).
     pub async fn start_on(db: PathBuf, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        Self::launch_on(dir, db, extra).await
+        Self::launch_on(dir, db, free_port(), extra).await
     }
 
-    async fn launch_on(dir: TempDir, db: PathBuf, extra: &[&str]) -> Self {
+    async fn launch_on(dir: TempDir, db: PathBuf, port: u16, extra: &[&str]) -> Self {
         let mut s = ServerProcess {
             dir,
             db,
             url: String::new(),
-            port: free_port(),
+            port,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             key: MASTER_KEY.to_owned(),
             child: None,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod oidc;
 pub mod ops;
 pub mod pg;
 pub mod proxy;

@@ -10,6 +10,7 @@
 //   REDIRECT_URI  pbackend's callback (client `pbackend`, secret `pbackend-secret`)
 //   CI_REDIRECT   the callback of client `ci` (a CI system that mints ID tokens for token
 //                 exchange; the test stops at this redirect and takes the code)
+//   ID_TOKEN_TTL  lifetime of ID tokens in seconds (default 600; short ones test expiry)
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
@@ -56,7 +57,7 @@ const provider = new Provider(issuer, {
   // Refresh tokens whenever the client may use them (not only after a consent prompt).
   issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
   rotateRefreshToken: true,
-  ttl: { AccessToken: 600, IdToken: 600, AuthorizationCode: 60, RefreshToken: 86400, Grant: 86400, Interaction: 600, Session: 86400 },
+  ttl: { AccessToken: 600, IdToken: Number(process.env.ID_TOKEN_TTL || 600), AuthorizationCode: 60, RefreshToken: 86400, Grant: 86400, Interaction: 600, Session: 86400 },
   async findAccount(_ctx, id) {
     const u = users()[id];
     if (!u || u.disabled) return undefined;
