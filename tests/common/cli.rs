@@ -282,9 +282,27 @@ pub struct Project {
     pub name: String,
     pub url: String,
     pub env: Vec<(String, String)>,
+    /// Variables removed from the CLI's environment (e.g. `PULUMI_ACCESS_TOKEN`, for logins
+    /// that must not fall back to it).
+    pub unset: Vec<String>,
 }
 
 impl Project {
+    /// A project that has not logged in and has no `PULUMI_ACCESS_TOKEN`.
+    pub fn bare(tc: &Toolchain, url: &str, name: &str) -> Self {
+        let p = Project {
+            tc: tc.clone(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            home: tempfile::tempdir().expect("tempdir"),
+            name: name.to_owned(),
+            url: url.to_owned(),
+            env: vec![],
+            unset: vec!["PULUMI_ACCESS_TOKEN".to_owned()],
+        };
+        p.write_program(&items(1, "v", 0), "");
+        p
+    }
+
     pub async fn new(tc: &Toolchain, server: &ServerProcess, name: &str) -> Self {
         Self::at(tc, &server.url, name).await
     }
@@ -298,6 +316,7 @@ impl Project {
             name: name.to_owned(),
             url: url.to_owned(),
             env: vec![],
+            unset: vec![],
         };
         p.write_program(&items(1, "v", 0), "");
         p.ok(&["login", url]).await;
@@ -323,6 +342,7 @@ impl Project {
             name: name.to_owned(),
             url: self.url.clone(),
             env: self.env.clone(),
+            unset: self.unset.clone(),
         };
         // Copy the credentials so the sibling is logged in too.
         for file in ["credentials.json", "config.json"] {
@@ -362,7 +382,12 @@ impl Project {
     }
 
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(&self.tc.pulumi);
+        self.command_via(&self.tc.pulumi, args)
+    }
+
+    /// `program ARGS` in the CLI's environment (e.g. `script`, to give the CLI a terminal).
+    pub fn command_via(&self, program: &Path, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .current_dir(self.dir.path())
             .env_clear()
@@ -384,6 +409,9 @@ impl Project {
             .kill_on_drop(true);
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        for k in &self.unset {
+            cmd.env_remove(k);
         }
         cmd
     }
