@@ -578,3 +578,103 @@ async fn an_organization_token_and_a_team_token_say_what_they_are() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("bad name"), "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn personal_organization_and_team_tokens_over_http() {
+    let t = tenants().await;
+    let db = t.srv.db_path();
+    // Alice's own tokens: the value once, never in a listing; deleting one stops it at once.
+    let made = t
+        .alice
+        .post(
+            "/api/user/tokens",
+            json!({"description": "laptop", "expires": 0}),
+        )
+        .await;
+    made.ok();
+    let made = made.json();
+    let value = made["tokenValue"].as_str().expect("tokenValue").to_owned();
+    assert!(value.starts_with("pul-"), "{made}");
+    let laptop = Api::new(&t.srv.url, &value);
+    laptop.get("/api/user").await.ok();
+    let listed = t.alice.get("/api/user/tokens").await;
+    listed.ok();
+    let text = String::from_utf8_lossy(&listed.body).into_owned();
+    assert!(text.contains("laptop") && !text.contains(&value), "{text}");
+    // Bob cannot delete Alice's token.
+    let id = made["id"].as_str().unwrap();
+    t.bob
+        .delete(&format!("/api/user/tokens/{id}"))
+        .await
+        .error(404);
+    laptop.get("/api/user").await.ok();
+    t.alice.delete(&format!("/api/user/tokens/{id}")).await.ok();
+    laptop.get("/api/user").await.error(401);
+
+    // An admin makes organization and team tokens; members may not.
+    pb_ok(
+        &db,
+        false,
+        &["orgs", "set-member", ACME, "carol", "--role", "admin"],
+    )
+    .await;
+    let carol = Api::new(&t.srv.url, &secret(&token(&db, &["--user", "carol"]).await));
+    let msg = t
+        .alice
+        .post(&format!("/api/orgs/{ACME}/tokens"), json!({"name": "ci"}))
+        .await
+        .error(403);
+    assert!(msg.contains("org_token:create"), "{msg}");
+    let org = carol
+        .post(
+            &format!("/api/orgs/{ACME}/tokens"),
+            json!({"name": "ci", "description": "pipelines"}),
+        )
+        .await;
+    org.ok();
+    let org = org.json();
+    let org_api = Api::new(&t.srv.url, org["tokenValue"].as_str().unwrap());
+    assert_eq!(
+        org_api.get("/api/user").await.json()["tokenInfo"]["organization"],
+        ACME
+    );
+    let team = carol
+        .post(
+            &format!("/api/orgs/{ACME}/teams/red/tokens"),
+            json!({"name": "deploy"}),
+        )
+        .await;
+    team.ok();
+    let team = team.json();
+    let team_api = Api::new(&t.srv.url, team["tokenValue"].as_str().unwrap());
+    assert_eq!(
+        team_api.get("/api/user").await.json()["tokenInfo"]["team"],
+        "red"
+    );
+    let listed = carol
+        .get(&format!("/api/orgs/{ACME}/teams/red/tokens"))
+        .await;
+    listed.ok();
+    assert!(String::from_utf8_lossy(&listed.body).contains("deploy"));
+    // Bad input: a token with no name is refused in the Pulumi error shape.
+    carol
+        .post(&format!("/api/orgs/{ACME}/tokens"), json!({"name": ""}))
+        .await
+        .error(400);
+    carol
+        .delete(&format!(
+            "/api/orgs/{ACME}/tokens/{}",
+            org["id"].as_str().unwrap()
+        ))
+        .await
+        .ok();
+    org_api.get("/api/user").await.error(401);
+    carol
+        .delete(&format!(
+            "/api/orgs/{ACME}/teams/red/tokens/{}",
+            team["id"].as_str().unwrap()
+        ))
+        .await
+        .ok();
+    team_api.get("/api/user").await.error(401);
+}
