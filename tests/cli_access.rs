@@ -491,3 +491,99 @@ async fn org_member_and_org_role_commands() {
         .await;
     assert!(out.all().contains("org_member:update"), "{}", out.all());
 }
+
+#[tokio::test]
+async fn two_tenants_with_the_real_cli() {
+    let tc = require_cli!();
+    let srv = ServerProcess::start(&[]).await;
+    let db = srv.db();
+    pb_ok(&db, false, &["orgs", "create", "acme"]).await;
+    pb_ok(
+        &db,
+        false,
+        &["orgs", "set-default-permission", "acme", "none"],
+    )
+    .await;
+    let mut people = Vec::new();
+    for (user, team) in [("alice", "red"), ("bob", "blue")] {
+        pb_ok(&db, false, &["orgs", "set-member", "acme", user]).await;
+        let t = format!("acme/{team}");
+        pb_ok(&db, false, &["teams", "create", &t]).await;
+        pb_ok(&db, false, &["teams", "add-member", &t, user]).await;
+        let token = pb_ok(&db, false, &["tokens", "create", "--user", user])
+            .await
+            .stdout
+            .trim()
+            .to_owned();
+        let mut p = Project::bare(&tc, &srv.url, "proj");
+        p.unset.clear();
+        p.set_env("PULUMI_ACCESS_TOKEN", &token);
+        p.ok(&["login", &srv.url]).await;
+        if !p.asks_server_for_default_org() {
+            p.ok(&["org", "set-default", "acme"]).await;
+        }
+        people.push(p);
+    }
+    let (alice, bob) = (&people[0], &people[1]);
+    alice.ok(&["stack", "init", "acme/proj/a"]).await;
+    alice
+        .ok(&[
+            "config",
+            "set",
+            "--secret",
+            "token",
+            "hunter2",
+            "--stack",
+            "acme/proj/a",
+        ])
+        .await;
+    alice.ok(&["up", "--yes", "--stack", "acme/proj/a"]).await;
+    bob.ok(&["stack", "init", "acme/proj/b"]).await;
+
+    let names = |ls: &str| -> Vec<String> {
+        ls.lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next())
+            // Older CLIs print the default organization's stacks without it.
+            .map(|n| {
+                let n = n.trim_end_matches('*');
+                n.strip_prefix("acme/").unwrap_or(n).to_owned()
+            })
+            .collect()
+    };
+    let ls = alice.ok(&["stack", "ls", "--all"]).await.stdout;
+    assert_eq!(names(&ls), ["a"], "{ls}");
+    let ls = bob.ok(&["stack", "ls", "--all"]).await.stdout;
+    assert_eq!(names(&ls), ["b"], "{ls}");
+
+    // Bob can neither read nor change Alice's stack; the CLI shows why.
+    for args in [
+        vec!["stack", "export", "--stack", "acme/proj/a"],
+        vec![
+            "stack",
+            "output",
+            "--show-secrets",
+            "--stack",
+            "acme/proj/a",
+        ],
+        vec!["config", "get", "token", "--stack", "acme/proj/a"],
+        vec!["cancel", "--yes", "--stack", "acme/proj/a"],
+        vec!["stack", "rm", "--yes", "--force", "--stack", "acme/proj/a"],
+    ] {
+        let out = bob.fails(&args).await;
+        let all = out.all();
+        assert!(
+            all.contains("403") || all.contains("permission") || all.contains("Forbidden"),
+            "{args:?}: {all}"
+        );
+    }
+    // Alice still has everything.
+    alice
+        .ok(&["stack", "export", "--stack", "acme/proj/a"])
+        .await;
+    let secret = alice
+        .ok(&["config", "get", "token", "--stack", "acme/proj/a"])
+        .await
+        .stdout;
+    assert_eq!(secret.trim(), "hunter2");
+}
