@@ -364,6 +364,24 @@ fn run_sequence(
                 .local_addr()
                 .unwrap()
                 .port();
+            // PBACKEND_BENCH_SERVER_LOG=FILE: every request at debug level, appended to FILE
+            // (to count what a CLI version sends; it costs the server some CPU).
+            let log = std::env::var_os("PBACKEND_BENCH_SERVER_LOG");
+            let level = if log.is_some() {
+                "pbackend=debug"
+            } else {
+                "warn"
+            };
+            let stderr = match &log {
+                Some(path) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .unwrap(),
+                ),
+                None => Stdio::null(),
+            };
             let child = std::process::Command::new(env!("CARGO_BIN_EXE_pbackend"))
                 .args([
                     "serve",
@@ -372,7 +390,7 @@ fn run_sequence(
                     "--single-tenant-token",
                     TOKEN,
                     "--log-level",
-                    "warn",
+                    level,
                 ])
                 .arg("--db")
                 .arg(&db)
@@ -384,7 +402,7 @@ fn run_sequence(
                     _ => &[][..],
                 })
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(stderr)
                 .spawn()
                 .unwrap();
             server = Some(child);

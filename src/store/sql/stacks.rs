@@ -47,7 +47,7 @@ pub fn create(tx: &mut dyn Tx, s: &NewStack) -> StoreResult<StackRow> {
         p![&s.key.org, &s.key.project, &s.key.stack],
     )?;
     for team in &s.teams {
-        super::identity::grant(tx, id, &Grantee::Team(team.clone()), StackPermission::Write)?;
+        super::teams::grant(tx, id, &Grantee::Team(team.clone()), StackPermission::Write)?;
     }
     if let Some(state) = &s.initial_state {
         super::state::insert_version(tx, id, 0, state, s.created_at)?;
