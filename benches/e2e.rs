@@ -268,6 +268,8 @@ enum Backend {
     PbackendPg,
     PbackendJ1,
     PbackendCkpt,
+    /// Another build of pbackend (`PBACKEND_BENCH_ALT_BIN`), for before/after comparisons.
+    PbackendAlt,
     Null,
     File,
     Skip,
@@ -281,6 +283,7 @@ impl Backend {
             Backend::PbackendPg => "pbackend, PostgreSQL",
             Backend::PbackendJ1 => "pbackend, journal v1",
             Backend::PbackendCkpt => "pbackend, checkpoints",
+            Backend::PbackendAlt => "pbackend, other build",
             Backend::Null => "do-nothing",
             Backend::File => "file://",
             Backend::Skip => "skip-checkpoints",
@@ -294,6 +297,7 @@ impl Backend {
             | Backend::PbackendPg
             | Backend::PbackendJ1
             | Backend::PbackendCkpt
+            | Backend::PbackendAlt
             | Backend::File => &[
                 "create",
                 "no-op (cold)",
@@ -351,7 +355,8 @@ fn run_sequence(
         | Backend::PbackendFull
         | Backend::PbackendPg
         | Backend::PbackendJ1
-        | Backend::PbackendCkpt => {
+        | Backend::PbackendCkpt
+        | Backend::PbackendAlt => {
             let db = if backend == Backend::PbackendPg {
                 pg::server()
                     .expect("PostgreSQL server binaries (scripts/test-deps.sh)")
@@ -382,7 +387,13 @@ fn run_sequence(
                 ),
                 None => Stdio::null(),
             };
-            let child = std::process::Command::new(env!("CARGO_BIN_EXE_pbackend"))
+            let bin = match backend {
+                Backend::PbackendAlt => std::env::var_os("PBACKEND_BENCH_ALT_BIN")
+                    .map(PathBuf::from)
+                    .expect("pbackend-alt needs PBACKEND_BENCH_ALT_BIN"),
+                _ => PathBuf::from(env!("CARGO_BIN_EXE_pbackend")),
+            };
+            let child = std::process::Command::new(bin)
                 .args([
                     "serve",
                     "--addr",
@@ -510,6 +521,7 @@ fn main() {
             "pbackend-full" => Backend::PbackendFull,
             "pbackend-j1" => Backend::PbackendJ1,
             "pbackend-ckpt" => Backend::PbackendCkpt,
+            "pbackend-alt" => Backend::PbackendAlt,
             "null" => Backend::Null,
             "file" => Backend::File,
             "skip" => Backend::Skip,
@@ -551,7 +563,10 @@ fn main() {
             for &b in &backends {
                 if let Some(s) = results.get(&(n, op, b)) {
                     let (scpu, rss) = match b {
-                        Backend::Pbackend | Backend::PbackendFull | Backend::PbackendPg => {
+                        Backend::Pbackend
+                        | Backend::PbackendFull
+                        | Backend::PbackendPg
+                        | Backend::PbackendAlt => {
                             (med_range(&s.server_cpu, 2), med_range(&s.rss, 0))
                         }
                         Backend::Null => (med_range(&s.server_cpu, 2), "-".into()),
