@@ -17,10 +17,10 @@ CLI_ROUNDS=${3:-10}
 echo "== crash loop: $ROUNDS kills, $WORKERS concurrent updates (${PBACKEND_TEST_DB:-sqlite})"
 start=$(date +%s)
 PBACKEND_CRASH_ROUNDS=$ROUNDS PBACKEND_CRASH_WORKERS=$WORKERS \
-  cargo test --locked --release --test crash_loop -- --nocapture 2>&1 | grep -E "crash loop|test result|panicked"
+  cargo test --locked --release --test crash_loop -- --nocapture 2>&1 | grep -E -A2 "crash loop|test result|panicked"
 echo "   $(( $(date +%s) - start )) s"
 echo "== real-CLI crash loop: $CLI_ROUNDS rounds"
 start=$(date +%s)
 PBACKEND_CLI_CRASH_ROUNDS=$CLI_ROUNDS \
-  cargo test --locked --release --test cli_crash -- --nocapture 2>&1 | grep -E "CLI crash loop|test result|panicked"
+  cargo test --locked --release --test cli_crash -- --nocapture 2>&1 | grep -E -A2 "CLI crash loop|test result|panicked"
 echo "   $(( $(date +%s) - start )) s"

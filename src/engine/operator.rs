@@ -464,13 +464,23 @@ impl Engine {
                     add("version", format!("version {}: {p}", v.version));
                 }
             }
+            // A running server may write between these reads: a version and the pointer to
+            // it are written in one transaction and the newest is never pruned, so the
+            // pointer read *after* the list is at least the newest listed; one beyond the
+            // list was written since and is checked by the next run.
+            let Some(now) = self.store.get_stack(&s.key).await? else {
+                progress.step(&s.key.to_string());
+                continue; // deleted or renamed since the list of stacks was read
+            };
             let newest = versions.iter().map(|v| v.version).max();
-            match (s.current_version, newest) {
-                (Some(c), Some(n)) if c != n => add(
+            match (now.current_version, newest) {
+                (Some(c), Some(n)) if c < n => add(
                     "current",
                     format!("the current version is {c} but version {n} is newer"),
                 ),
-                (Some(c), _) if !versions.iter().any(|v| v.version == c) => {
+                (Some(c), n)
+                    if n.is_none_or(|n| c <= n) && !versions.iter().any(|v| v.version == c) =>
+                {
                     add("current", format!("the current version {c} is not stored"))
                 }
                 (None, Some(n)) => add(
@@ -505,7 +515,21 @@ impl Engine {
                             diff.join("; ")
                         ),
                     ),
-                    Err(e) => add("journal", format!("update {}: {e}", u.id)),
+                    Err(e) => {
+                        // Retention may have pruned the versions since they were listed.
+                        let still: std::collections::HashSet<i64> = self
+                            .store
+                            .list_versions(s.id)
+                            .await?
+                            .iter()
+                            .map(|v| v.version)
+                            .collect();
+                        let pruned = !still.contains(&u.version)
+                            || u.base_version.is_some_and(|b| !still.contains(&b));
+                        if !pruned {
+                            add("journal", format!("update {}: {e}", u.id));
+                        }
+                    }
                 }
             }
             progress.step(&s.key.to_string());
