@@ -346,11 +346,9 @@ async fn an_expired_access_token_is_refreshed_by_the_cli() {
 }
 
 fn time_now_rfc3339() -> String {
-    let out = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .expect("date");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format the time")
 }
 
 #[tokio::test]
@@ -379,10 +377,7 @@ async fn org_member_and_org_role_commands() {
         .stdout
         .trim()
         .to_owned();
-    let mut p = Project::bare(&tc, &srv.url, "proj");
-    p.unset.clear();
-    p.set_env("PULUMI_ACCESS_TOKEN", &carol);
-    p.ok(&["login", &srv.url]).await;
+    let p = Project::logged_in_as(&tc, &srv.url, "proj", &carol, "acme").await;
 
     let list = p
         .ok(&["org", "member", "list", "--org", "acme"])
@@ -480,10 +475,7 @@ async fn org_member_and_org_role_commands() {
         .stdout
         .trim()
         .to_owned();
-    let mut q = Project::bare(&tc, &srv.url, "proj");
-    q.unset.clear();
-    q.set_env("PULUMI_ACCESS_TOKEN", &dan);
-    q.ok(&["login", &srv.url]).await;
+    let q = Project::logged_in_as(&tc, &srv.url, "proj", &dan, "acme").await;
     let out = q
         .fails(&[
             "org", "member", "edit", "carol", "--role", "member", "--org", "acme",
@@ -515,14 +507,7 @@ async fn two_tenants_with_the_real_cli() {
             .stdout
             .trim()
             .to_owned();
-        let mut p = Project::bare(&tc, &srv.url, "proj");
-        p.unset.clear();
-        p.set_env("PULUMI_ACCESS_TOKEN", &token);
-        p.ok(&["login", &srv.url]).await;
-        if !p.asks_server_for_default_org() {
-            p.ok(&["org", "set-default", "acme"]).await;
-        }
-        people.push(p);
+        people.push(Project::logged_in_as(&tc, &srv.url, "proj", &token, "acme").await);
     }
     let (alice, bob) = (&people[0], &people[1]);
     alice.ok(&["stack", "init", "acme/proj/a"]).await;

@@ -9,7 +9,9 @@ use clap::Subcommand;
 use crate::cli::args::{DbArgs, parse_duration_secs};
 use crate::cli::error::{CliError, CliResult};
 use crate::cli::offline::{Offline, OpenOptions};
-use crate::cli::output::{Format, OutputArgs, opt_time, print_json, print_table, time};
+use crate::cli::output::{
+    Format, OutputArgs, opt_time, print_json, print_listing, print_table, time,
+};
 use crate::engine::Identity;
 use crate::engine::access::people::TeamChange;
 use crate::types::{Grantee, StackKey, StackPermission, TokenKind};
@@ -50,32 +52,25 @@ pub fn users(db: &DbArgs, cmd: UsersCommand) -> CliResult {
     match cmd {
         UsersCommand::Ls { out } => {
             let users = off.run(off.engine.users())?;
-            match out.output {
-                Format::Json => print_json(&users),
-                Format::Table => {
-                    print_table(
-                        &["LOGIN", "NAME", "EMAIL", "PROVIDER", "LAST LOGIN", "STATUS"],
-                        users
-                            .iter()
-                            .map(|u| {
-                                vec![
-                                    u.login.clone(),
-                                    u.name.clone(),
-                                    u.email.clone(),
-                                    u.issuer.clone().unwrap_or_else(|| "-".into()),
-                                    opt_time(u.last_login_at),
-                                    if u.disabled_at.is_some() {
-                                        "disabled".into()
-                                    } else {
-                                        "active".into()
-                                    },
-                                ]
-                            })
-                            .collect(),
-                    );
-                    Ok(())
-                }
-            }
+            print_listing(
+                out.output,
+                &users,
+                &["LOGIN", "NAME", "EMAIL", "PROVIDER", "LAST LOGIN", "STATUS"],
+                |u| {
+                    vec![
+                        u.login.clone(),
+                        u.name.clone(),
+                        u.email.clone(),
+                        u.issuer.clone().unwrap_or_else(|| "-".into()),
+                        opt_time(u.last_login_at),
+                        if u.disabled_at.is_some() {
+                            "disabled".into()
+                        } else {
+                            "active".into()
+                        },
+                    ]
+                },
+            )
         }
         UsersCommand::Create { login } => {
             crate::engine::names::check_org(&login)
@@ -135,24 +130,18 @@ pub fn orgs(db: &DbArgs, cmd: OrgsCommand) -> CliResult {
     match cmd {
         OrgsCommand::Ls { out } => {
             let orgs = off.run(off.engine.orgs())?;
-            match out.output {
-                Format::Json => print_json(&orgs),
-                Format::Table => {
-                    print_table(
-                        &["ORGANIZATION", "DEFAULT STACK PERMISSION", "CREATED"],
-                        orgs.iter()
-                            .map(|o| {
-                                vec![
-                                    o.name.clone(),
-                                    o.default_permission.as_str().into(),
-                                    time(o.created_at),
-                                ]
-                            })
-                            .collect(),
-                    );
-                    Ok(())
-                }
-            }
+            print_listing(
+                out.output,
+                &orgs,
+                &["ORGANIZATION", "DEFAULT STACK PERMISSION", "CREATED"],
+                |o| {
+                    vec![
+                        o.name.clone(),
+                        o.default_permission.as_str().into(),
+                        time(o.created_at),
+                    ]
+                },
+            )
         }
         OrgsCommand::Create { org } => {
             off.run(off.engine.ensure_org(&org))?;
@@ -169,40 +158,23 @@ pub fn orgs(db: &DbArgs, cmd: OrgsCommand) -> CliResult {
         }
         OrgsCommand::Members { org, out } => {
             let members = off.run(off.engine.members(&org))?;
-            match out.output {
-                Format::Json => print_json(&members),
-                Format::Table => {
-                    print_table(
-                        &["LOGIN", "NAME", "ROLE", "CUSTOM ROLE", "JOINED"],
-                        members
-                            .iter()
-                            .map(|m| {
-                                vec![
-                                    m.login.clone(),
-                                    m.name.clone(),
-                                    m.role.as_str().into(),
-                                    m.role_id.clone().unwrap_or_else(|| "-".into()),
-                                    time(m.created_at),
-                                ]
-                            })
-                            .collect(),
-                    );
-                    Ok(())
-                }
-            }
+            print_listing(
+                out.output,
+                &members,
+                &["LOGIN", "NAME", "ROLE", "CUSTOM ROLE", "JOINED"],
+                |m| {
+                    vec![
+                        m.login.clone(),
+                        m.name.clone(),
+                        m.role.as_str().into(),
+                        m.role_id.clone().unwrap_or_else(|| "-".into()),
+                        time(m.created_at),
+                    ]
+                },
+            )
         }
         OrgsCommand::SetMember { org, login, role } => {
-            off.run(async {
-                off.engine.ensure_org(&org).await?;
-                match off.engine.member(&org, &login).await {
-                    Ok(_) => {
-                        off.engine
-                            .update_member(&org, &login, Some(&role), None)
-                            .await
-                    }
-                    Err(_) => off.engine.add_member(&org, &login, &role).await,
-                }
-            })?;
+            off.run(off.engine.set_member(&org, &login, &role))?;
             eprintln!("{login} is in {org} with the role {role}.");
             Ok(())
         }
@@ -276,26 +248,19 @@ pub fn teams(db: &DbArgs, cmd: TeamsCommand) -> CliResult {
     match cmd {
         TeamsCommand::Ls { org, out } => {
             let teams = off.run(off.engine.teams(&org))?;
-            match out.output {
-                Format::Json => print_json(&teams),
-                Format::Table => {
-                    print_table(
-                        &["TEAM", "DISPLAY NAME", "DESCRIPTION", "ROLE"],
-                        teams
-                            .iter()
-                            .map(|t| {
-                                vec![
-                                    t.name.clone(),
-                                    t.display_name.clone(),
-                                    t.description.clone(),
-                                    t.role_id.clone().unwrap_or_else(|| "-".into()),
-                                ]
-                            })
-                            .collect(),
-                    );
-                    Ok(())
-                }
-            }
+            print_listing(
+                out.output,
+                &teams,
+                &["TEAM", "DISPLAY NAME", "DESCRIPTION", "ROLE"],
+                |t| {
+                    vec![
+                        t.name.clone(),
+                        t.display_name.clone(),
+                        t.description.clone(),
+                        t.role_id.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                },
+            )
         }
         TeamsCommand::Create { team, description } => {
             let (org, name) = split_team(&team)?;
@@ -435,27 +400,20 @@ pub fn roles(db: &DbArgs, cmd: RolesCommand) -> CliResult {
     match cmd {
         RolesCommand::Ls { org, out } => {
             let roles = off.run(off.engine.roles(&org, None))?;
-            match out.output {
-                Format::Json => print_json(&roles),
-                Format::Table => {
-                    print_table(
-                        &["ID", "NAME", "DESCRIPTION", "VERSION", "MODIFIED"],
-                        roles
-                            .iter()
-                            .map(|r| {
-                                vec![
-                                    r.id.clone(),
-                                    r.name.clone(),
-                                    r.description.clone(),
-                                    r.version.to_string(),
-                                    time(r.modified_at),
-                                ]
-                            })
-                            .collect(),
-                    );
-                    Ok(())
-                }
-            }
+            print_listing(
+                out.output,
+                &roles,
+                &["ID", "NAME", "DESCRIPTION", "VERSION", "MODIFIED"],
+                |r| {
+                    vec![
+                        r.id.clone(),
+                        r.name.clone(),
+                        r.description.clone(),
+                        r.version.to_string(),
+                        time(r.modified_at),
+                    ]
+                },
+            )
         }
         RolesCommand::Create {
             org,
@@ -500,13 +458,7 @@ pub fn roles(db: &DbArgs, cmd: RolesCommand) -> CliResult {
 
 /// Operators name roles; the API keys them by id. Accept either.
 fn role_id(off: &Offline, org: &str, key: &str) -> Result<String, CliError> {
-    let roles = off.run(off.engine.roles(org, None))?;
-    roles
-        .iter()
-        .find(|r| r.id == key)
-        .or_else(|| roles.iter().find(|r| r.name == key))
-        .map(|r| r.id.clone())
-        .ok_or_else(|| CliError::Invalid(format!("no role {key:?} in organization {org}")))
+    Ok(off.run(off.engine.role_by_id_or_name(org, key))?.id)
 }
 
 #[derive(Subcommand, Debug)]

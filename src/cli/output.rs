@@ -53,6 +53,22 @@ pub fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
     println!("{t}");
 }
 
+/// A listing as JSON (the items themselves) or as a table (one row per item).
+pub fn print_listing<T: Serialize>(
+    format: Format,
+    items: &[T],
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) -> CliResult {
+    match format {
+        Format::Json => print_json(items),
+        Format::Table => {
+            print_table(headers, items.iter().map(row).collect());
+            Ok(())
+        }
+    }
+}
+
 /// Unix seconds as an RFC 3339 UTC time.
 pub fn time(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)

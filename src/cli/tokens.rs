@@ -129,7 +129,8 @@ pub fn run(db: &DbArgs, cmd: TokensCommand) -> CliResult {
             }
             let (row, token) = match (user, team) {
                 (Some(user), _) => {
-                    let role = OrgRole::parse(&role).unwrap_or(OrgRole::Member);
+                    let role = OrgRole::parse(&role)
+                        .ok_or_else(|| CliError::Invalid(format!("unknown role {role:?}")))?;
                     off.run(off.engine.create_token(
                         &user,
                         Some(&org),

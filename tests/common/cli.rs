@@ -309,21 +309,26 @@ impl Project {
 
     /// A project logged in to the service at `url` (a server, or a proxy in front of several).
     pub async fn at(tc: &Toolchain, url: &str, name: &str) -> Self {
-        let p = Project {
-            tc: tc.clone(),
-            dir: tempfile::tempdir().expect("tempdir"),
-            home: tempfile::tempdir().expect("tempdir"),
-            name: name.to_owned(),
-            url: url.to_owned(),
-            env: vec![],
-            unset: vec![],
-        };
-        p.write_program(&items(1, "v", 0), "");
+        Self::logged_in_as(tc, url, name, CLI_TOKEN, "organization").await
+    }
+
+    /// A project logged in with `token`; older CLIs are told `default_org` as their users
+    /// would tell them.
+    pub async fn logged_in_as(
+        tc: &Toolchain,
+        url: &str,
+        name: &str,
+        token: &str,
+        default_org: &str,
+    ) -> Self {
+        let mut p = Self::bare(tc, url, name);
+        p.unset.clear();
+        p.set_env("PULUMI_ACCESS_TOKEN", token);
         p.ok(&["login", url]).await;
         if !p.asks_server_for_default_org() {
             // Older CLIs put unqualified stacks under the user's own name unless a default
             // organization is configured locally, as their users had to do.
-            p.ok(&["org", "set-default", "organization"]).await;
+            p.ok(&["org", "set-default", default_org]).await;
         }
         p
     }

@@ -232,9 +232,7 @@ impl Drop for Provider {
 }
 
 fn rand_suffix() -> String {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("random");
-    hex::encode(b)
+    hex::encode(pbackend::engine::crypto::random_bytes::<8>())
 }
 
 /// A query parameter of a URL.

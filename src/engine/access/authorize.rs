@@ -122,8 +122,7 @@ impl Engine {
                 let Some(stack) = self.store.get_stack_or_former(key).await? else {
                     return Ok(());
                 };
-                let have = self.stack_permission(identity, &stack).await?;
-                if have >= need {
+                if self.has_stack_permission(identity, &stack, need).await? {
                     Ok(())
                 } else {
                     Err(forbidden(identity, &permission, &key.to_string()))
@@ -146,21 +145,30 @@ impl Engine {
         }
     }
 
-    /// The identity's permission on a stack.
-    pub async fn stack_permission(
+    /// Whether the identity has at least `need` on the stack. Grants only ever raise a
+    /// permission, so they are read only when the rest (organization role and default,
+    /// authorship, custom roles) falls short: for most calls of a member with the
+    /// organization's default, nothing beyond the stack itself is read.
+    async fn has_stack_permission(
         &self,
         identity: &Identity,
         stack: &StackRow,
-    ) -> EngineResult<StackPermission> {
+        need: StackPermission,
+    ) -> EngineResult<bool> {
         if identity.is_instance_admin() {
-            return Ok(StackPermission::Admin);
+            return Ok(true);
         }
-        let grants = self.store.stack_grants(stack.id).await?;
-        Ok(identity.stack_permission(&StackFacts {
+        let mut facts = StackFacts {
             org: &stack.key.org,
             created_by: stack.created_by.as_deref(),
-            grants: &grants,
-        }))
+            grants: &[],
+        };
+        if identity.stack_permission(&facts) >= need {
+            return Ok(true);
+        }
+        let grants = self.store.stack_grants(stack.id).await?;
+        facts.grants = &grants;
+        Ok(identity.stack_permission(&facts) >= need)
     }
 
     /// Requires a permission on a stack the engine already resolved (checks made inside a
@@ -171,7 +179,7 @@ impl Engine {
         stack: &StackRow,
         need: StackPermission,
     ) -> EngineResult<()> {
-        if self.stack_permission(identity, stack).await? >= need {
+        if self.has_stack_permission(identity, stack, need).await? {
             Ok(())
         } else {
             Err(forbidden(

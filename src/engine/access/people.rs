@@ -188,6 +188,23 @@ impl Engine {
             .into())
     }
 
+    /// The operator's "make this user a member with this role": creates the organization
+    /// and the user when new, adds the membership or changes its role.
+    pub async fn set_member(&self, org: &str, login: &str, role: &str) -> EngineResult<MemberView> {
+        self.ensure_org(org).await?;
+        if self
+            .store
+            .list_members(org)
+            .await?
+            .iter()
+            .any(|m| m.login == login)
+        {
+            self.update_member(org, login, Some(role), None).await
+        } else {
+            self.add_member(org, login, role).await
+        }
+    }
+
     /// Changes a member's built-in role, or gives them a custom role (`fga_role_id`; a
     /// built-in role's name there sets that role and clears any custom one).
     pub async fn update_member(
@@ -479,6 +496,19 @@ impl Engine {
             .into_iter()
             .map(Into::into)
             .collect())
+    }
+
+    /// A custom role named by its id or, as operators name roles, by its name.
+    pub async fn role_by_id_or_name(&self, org: &str, key: &str) -> EngineResult<RoleView> {
+        let roles = self.roles(org, None).await?;
+        let found = roles
+            .iter()
+            .position(|r| r.id == key)
+            .or_else(|| roles.iter().position(|r| r.name == key));
+        match found {
+            Some(i) => Ok(roles.into_iter().nth(i).expect("index found above")),
+            None => Err(not_found("role", key)),
+        }
     }
 
     pub async fn role(&self, org: &str, id: &str) -> EngineResult<RoleView> {

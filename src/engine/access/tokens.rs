@@ -220,6 +220,10 @@ impl Engine {
         org: &str,
         team: Option<&str>,
     ) -> EngineResult<Vec<TokenView>> {
+        if let Some(t) = team {
+            // A team that does not exist is a 404, not an empty list.
+            self.team(org, t).await?;
+        }
         self.list_tokens_where(TokenFilter {
             kind: Some(if team.is_some() {
                 TokenKind::Team

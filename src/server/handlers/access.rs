@@ -189,7 +189,6 @@ pub async fn list_team_tokens(
     State(state): State<AppState>,
     P(p): P<TeamPath>,
 ) -> ApiResult<AxumJson<ListAccessTokensResponse>> {
-    state.engine.team(&p.org, &p.team).await?;
     Ok(tokens(
         state.engine.machine_tokens(&p.org, Some(&p.team)).await?,
     ))
