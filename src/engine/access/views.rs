@@ -8,6 +8,7 @@ use crate::store::access::{
 use crate::types::{Grantee, OrgRole, StackPermission, TokenKind};
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct UserView {
     pub login: String,
     pub name: String,
@@ -33,6 +34,7 @@ impl From<UserRow> for UserView {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OrgView {
     pub name: String,
     pub created_at: i64,
@@ -59,6 +61,7 @@ impl From<OrgRow> for OrgView {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MemberView {
     pub org: String,
     pub login: String,
@@ -85,6 +88,7 @@ impl From<MemberRow> for MemberView {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TeamView {
     pub org: String,
     pub name: String,
@@ -108,6 +112,7 @@ impl From<TeamRow> for TeamView {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TeamMemberView {
     pub login: String,
     pub name: String,
@@ -125,6 +130,7 @@ impl From<TeamMember> for TeamMemberView {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RoleView {
     pub id: String,
     pub org: String,
@@ -156,6 +162,7 @@ impl From<RoleRow> for RoleView {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct GrantView {
     /// `user` or `team`.
     pub kind: &'static str,
