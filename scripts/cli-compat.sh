@@ -15,7 +15,7 @@ if [ ${#VERSIONS[@]} -eq 0 ]; then
     v3.200.0 v3.180.0 v3.150.0)
 fi
 CACHE=${PBACKEND_TOOLCHAIN_DIR:-$HOME/.cache/pbackend-toolchain}
-TESTS=(cli_access cli_stacks cli_updates cli_state cli_concurrency cli_modes cli_ops cli_newest cli_crash cli_probe)
+TESTS=(cli_access cli_integration cli_stacks cli_updates cli_state cli_concurrency cli_modes cli_ops cli_newest cli_crash cli_probe)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

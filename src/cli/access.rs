@@ -174,7 +174,10 @@ pub fn orgs(db: &DbArgs, cmd: OrgsCommand) -> CliResult {
             )
         }
         OrgsCommand::SetMember { org, login, role } => {
-            off.run(off.engine.set_member(&org, &login, &role))?;
+            off.run(
+                off.engine
+                    .set_member(&Identity::operator(), &org, &login, &role),
+            )?;
             eprintln!("{login} is in {org} with the role {role}.");
             Ok(())
         }

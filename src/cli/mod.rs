@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod args;
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod completions;
@@ -127,6 +128,13 @@ pub enum Command {
         #[command(subcommand)]
         cmd: access::OidcCommand,
     },
+    /// Read the audit log: every change and refused request, by whom, from where.
+    Audit {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(subcommand)]
+        cmd: audit::AuditCommand,
+    },
     /// Re-wrap every stack's secrets key under a new master key, in one transaction.
     RotateKeys {
         #[command(flatten)]
@@ -205,6 +213,7 @@ pub fn main() -> ExitCode {
         Command::Teams { db, cmd } => access::teams(&db, cmd),
         Command::Roles { db, cmd } => access::roles(&db, cmd),
         Command::Oidc { db, cmd } => access::oidc(&db, cmd),
+        Command::Audit { db, cmd } => audit::run(&db, cmd),
         Command::RotateKeys { db, args } => maint::rotate_keys(&db, args),
         Command::PruneVersions { db, args } => maint::prune(&db, args),
         Command::Verify { db, args } => maint::verify(&db, args),

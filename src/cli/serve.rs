@@ -46,6 +46,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PULUMI_BACKEND_USER", default_value = "admin")]
     pub user: String,
 
+    /// How long audit events are kept (a duration: 365d, 90d, ...); older ones are deleted
+    /// daily. `0` keeps them forever.
+    #[arg(long, env = "PULUMI_BACKEND_AUDIT_RETENTION", default_value = "365d", value_parser = parse_retention)]
+    pub audit_retention: i64,
+
     /// How long an update's lease lasts without renewal (seconds, or with s/m/h). The CLI
     /// renews every 2.5 minutes assuming 5; keep it at 5m or more outside tests.
     #[arg(long, env = "PULUMI_BACKEND_LEASE_DURATION", default_value = "5m", value_parser = parse_duration_secs)]
@@ -200,6 +205,26 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+fn parse_retention(s: &str) -> CliResult<i64> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    parse_duration_secs(s)
+}
+
+/// Deletes audit events past their retention: at start, then once a day.
+async fn prune_audit_daily(engine: Arc<Engine>, keep_secs: i64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(86_400));
+    loop {
+        tick.tick().await;
+        match engine.prune_audit(keep_secs).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned audit events past their retention"),
+            Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
+        }
+    }
+}
+
 /// The URL to give `pulumi login` for a listening address.
 pub fn login_url(addr: SocketAddr) -> String {
     let ip = match addr.ip() {
@@ -279,13 +304,12 @@ pub fn run(args: ServeArgs) -> CliResult {
             org = %args.org,
             "pbackend is serving"
         );
-        let result = crate::server::serve(
-            listener,
-            Arc::new(engine),
-            args.server_config(),
-            shutdown_signal(),
-        )
-        .await;
+        let engine = Arc::new(engine);
+        if args.audit_retention > 0 {
+            tokio::spawn(prune_audit_daily(engine.clone(), args.audit_retention));
+        }
+        let result =
+            crate::server::serve(listener, engine, args.server_config(), shutdown_signal()).await;
         store.close();
         result.map_err(CliError::io("the server stopped"))
     })

@@ -267,7 +267,15 @@ pub fn run(db: &DbArgs, cmd: TokensCommand) -> CliResult {
                     ));
                 }
             };
-            let ids = off.run(off.engine.revoke_tokens(which.clone()))?;
+            let org = match &which {
+                TokenSelector::Team { org, .. } => Some(org.clone()),
+                _ => None,
+            };
+            let ids = off.run(off.engine.revoke_tokens(
+                &Identity::operator(),
+                org.as_deref(),
+                which.clone(),
+            ))?;
             if ids.is_empty() {
                 return Err(CliError::Failed(match which {
                     TokenSelector::Id(id) => format!("no active token with id {id}"),

@@ -69,6 +69,7 @@ impl Engine {
             admin_token_hash,
             live: Default::default(),
             login: Arc::new(LoginRuntime::new()?),
+            refusals: Default::default(),
         };
         engine.ensure_instance_org().await?;
         Ok((engine, boot))
@@ -103,6 +104,7 @@ impl Engine {
             admin_token_hash: None,
             live: Default::default(),
             login: Arc::new(LoginRuntime::new()?),
+            refusals: Default::default(),
         })
     }
 }

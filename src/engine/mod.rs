@@ -9,6 +9,7 @@ pub mod clock;
 pub mod crypto;
 pub mod error;
 pub mod inflate;
+pub mod integration;
 pub mod memory;
 pub mod names;
 pub mod operator;
@@ -96,6 +97,8 @@ pub struct Engine {
     live: state::live::LiveCache,
     /// HTTP client and key caches for logins through identity providers.
     login: Arc<access::login::LoginRuntime>,
+    /// Bounds how many refused requests a second reach the audit log.
+    refusals: integration::audit::FailureBudget,
 }
 
 impl Engine {

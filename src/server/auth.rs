@@ -7,7 +7,9 @@
 //! `update-token <lease>` and yield a [`Lease`] for that very update. Handlers take either
 //! from the request through the extractors below. Credentials are never logged.
 
-use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -37,20 +39,38 @@ pub async fn require(
     next: Next,
 ) -> Response {
     let (mut parts, body) = req.into_parts();
+    let ip = source_ip(&parts);
     let outcome = match access {
         Access::Public => Ok(()),
         Access::Token(permission) => match authenticate(&parts, &state).await {
-            Ok(identity) => {
+            Ok(mut identity) => {
+                identity.source_ip = ip.clone();
                 let target = target(&mut parts, &state).await;
                 match state.engine.authorize(&identity, permission, &target).await {
                     Ok(()) => {
                         parts.extensions.insert(identity);
                         Ok(())
                     }
-                    Err(e) => Err(ApiError::from(e)),
+                    Err(e) => {
+                        let org = match &target {
+                            Target::Org(o) => Some(o.as_str()),
+                            Target::Stack(k) => Some(k.org.as_str()),
+                            Target::None => None,
+                        };
+                        let reason = format!("{} refused: {e}", call_of(&parts));
+                        state
+                            .engine
+                            .note_refusal(Some(&identity), None, org, reason)
+                            .await;
+                        Err(ApiError::from(e))
+                    }
                 }
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                let reason = format!("{} refused: {}", call_of(&parts), e.message());
+                state.engine.note_refusal(None, ip, None, reason).await;
+                Err(e)
+            }
         },
         Access::Lease | Access::LeaseOrFinished => {
             let accept = if access == Access::Lease {
@@ -58,15 +78,48 @@ pub async fn require(
             } else {
                 LeaseUse::OrFinished
             };
-            lease(&mut parts, &state, accept).await.map(|lease| {
-                parts.extensions.insert(lease);
-            })
+            match lease(&mut parts, &state, accept).await {
+                Ok(lease) => {
+                    parts.extensions.insert(lease.from_address(ip));
+                    Ok(())
+                }
+                Err(e) => {
+                    let org = RawPathParams::from_request_parts(&mut parts, &state)
+                        .await
+                        .ok()
+                        .and_then(|p| {
+                            p.iter()
+                                .find(|(k, _)| *k == "org")
+                                .map(|(_, v)| v.to_owned())
+                        });
+                    let reason = format!("{} refused: {}", call_of(&parts), e.message());
+                    state
+                        .engine
+                        .note_refusal(None, ip, org.as_deref(), reason)
+                        .await;
+                    Err(e)
+                }
+            }
         }
     };
     match outcome {
         Ok(()) => next.run(Request::from_parts(parts, body)).await,
         Err(e) => e.into_response(),
     }
+}
+
+/// The method and path of a refused call, for its audit event (never the query: it may
+/// carry credentials).
+fn call_of(parts: &Parts) -> String {
+    format!("{} {}", parts.method, parts.uri.path())
+}
+
+/// The address the request came from (the connection's peer).
+fn source_ip(parts: &Parts) -> Option<String> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
 }
 
 /// What the path names: a stack (`{org}/{project}/{stack}`), an organization, or nothing.

@@ -17,7 +17,9 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 
 use crate::engine::Permission;
 use crate::server::auth;
-use crate::server::handlers::{access, history, login, meta, secrets, stacks, updates};
+use crate::server::handlers::{
+    access, history, integration, login, meta, secrets, stacks, updates,
+};
 use crate::server::state::AppState;
 use crate::types::StackPermission;
 
@@ -126,6 +128,31 @@ fn entries() -> Vec<Entry> {
         r(M::GET, "/cli-login", Public, login::cli_login),
         r(M::GET, "/api/auth/callback", Public, login::callback),
         r(M::GET, "/welcome/cli", Public, login::welcome),
+        // the audit log: organization admins (scope `audit_log:read`)
+        r(
+            M::GET,
+            "/api/orgs/{org}/auditlogs",
+            org("audit_log:read"),
+            integration::list_v1,
+        ),
+        r(
+            M::GET,
+            "/api/orgs/{org}/auditlogs/export",
+            org("audit_log:read"),
+            integration::export_v1,
+        ),
+        r(
+            M::GET,
+            "/api/orgs/{org}/auditlogs/v2",
+            org("audit_log:read"),
+            integration::list_v2,
+        ),
+        r(
+            M::GET,
+            "/api/orgs/{org}/auditlogs/v2/export",
+            org("audit_log:read"),
+            integration::export_v2,
+        ),
         r(
             M::HEAD,
             "/api/stacks/{org}/{project}",

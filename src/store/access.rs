@@ -7,7 +7,7 @@
 //! org's teams; deleting a team revokes its tokens and drops its grants; a login session is
 //! taken once). What a permission *means* is the engine's.
 
-use crate::store::{StoreFuture, TokenRow};
+use crate::store::{Notes, StoreFuture, TokenRow};
 pub use crate::types::Grantee;
 use crate::types::{OrgRole, StackPermission, TokenKind};
 
@@ -197,9 +197,15 @@ pub trait AccessStore: Send + Sync {
         role: OrgRole,
         role_id: Option<Option<String>>,
         now: i64,
+        notes: Notes,
     ) -> StoreFuture<'a, MemberRow>;
     /// Removes a member and their places in the organization's teams; false when absent.
-    fn remove_member<'a>(&'a self, org: &'a str, login: &'a str) -> StoreFuture<'a, bool>;
+    fn remove_member<'a>(
+        &'a self,
+        org: &'a str,
+        login: &'a str,
+        notes: Notes,
+    ) -> StoreFuture<'a, bool>;
     fn list_members<'a>(&'a self, org: &'a str) -> StoreFuture<'a, Vec<MemberRow>>;
 
     // --- teams

@@ -15,6 +15,7 @@ pub mod backup;
 #[doc(hidden)]
 pub mod conformance;
 pub mod error;
+pub mod integration;
 pub mod lock;
 pub mod open;
 pub mod postgres;
@@ -27,6 +28,7 @@ use std::pin::Pin;
 pub use crate::types::{OrgRole, StackKey, StackPermission, Tags, TokenKind, UpdateStatus};
 pub use access::{AccessStore, Grantee, Principal, TokenFilter};
 pub use error::{LeaseDenied, StoreError, StoreResult};
+pub use integration::{IntegrationStore, Notes};
 
 /// A boxed, sendable future: what every store method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'a>>;
@@ -64,6 +66,7 @@ pub struct NewStack {
     pub wrapped_key: Vec<u8>,
     /// A deployment to start from (stacks with a client-side secrets provider send one).
     pub initial_state: Option<StateBlob>,
+    pub notes: Notes,
 }
 
 /// A deployment as stored: gzip of the exact JSON bytes, their SHA-256 and length.
@@ -152,6 +155,8 @@ pub struct StartUpdate {
     /// Replaces the stack's tags when present.
     pub tags: Option<Tags>,
     pub journal_version: i64,
+    /// Written only when the update starts.
+    pub notes: Notes,
 }
 
 #[derive(Debug, Clone)]
@@ -277,6 +282,8 @@ pub struct FinishUpdate {
     pub window_outputs: Option<WindowOutputs>,
     /// What `final_state` was built from; refused as stale if the store has moved on.
     pub built_from: Option<BuiltFrom>,
+    /// Written only when this call finishes the update (not for a retried `complete`).
+    pub notes: Notes,
 }
 
 /// The stored progress a state built in memory reflects.
@@ -386,6 +393,7 @@ pub struct NewToken {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub upstream: Option<Vec<u8>>,
+    pub notes: Notes,
 }
 
 #[derive(Debug, Clone)]
@@ -430,7 +438,7 @@ pub struct WrappedKey {
 }
 
 /// The persistence contract. See the module comment.
-pub trait Store: AccessStore + Send + Sync + 'static {
+pub trait Store: AccessStore + IntegrationStore + Send + Sync + 'static {
     // --- instance metadata (master-key canary, generated token hash, ...)
     fn meta_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>>;
     fn meta_put<'a>(&'a self, key: &'a str, value: Vec<u8>) -> StoreFuture<'a, ()>;
@@ -445,8 +453,13 @@ pub trait Store: AccessStore + Send + Sync + 'static {
     fn project_exists<'a>(&'a self, org: &'a str, project: &'a str) -> StoreFuture<'a, bool>;
     /// Deletes the stack with everything it owns, if `guard` allows. `Done(false)` when it
     /// did not exist.
-    fn delete_stack(&self, stack_id: i64, guard: StackGuard) -> StoreFuture<'_, Guarded<bool>>;
-    fn set_stack_tags(&self, stack_id: i64, tags: Tags) -> StoreFuture<'_, ()>;
+    fn delete_stack(
+        &self,
+        stack_id: i64,
+        guard: StackGuard,
+        notes: Notes,
+    ) -> StoreFuture<'_, Guarded<bool>>;
+    fn set_stack_tags(&self, stack_id: i64, tags: Tags, notes: Notes) -> StoreFuture<'_, ()>;
     /// Renames a stack if `guard` allows; its former name keeps resolving through
     /// `get_stack_or_former`. `Conflict` when the new name is taken.
     fn rename_stack(
@@ -454,6 +467,7 @@ pub trait Store: AccessStore + Send + Sync + 'static {
         stack_id: i64,
         to: StackKey,
         guard: StackGuard,
+        notes: Notes,
     ) -> StoreFuture<'_, Guarded<StackRow>>;
     fn get_stack_key(&self, stack_id: i64) -> StoreFuture<'_, Option<Vec<u8>>>;
     /// The id and wrapped secrets key of the stack that has, or had before a rename, this name
@@ -520,6 +534,7 @@ pub trait Store: AccessStore + Send + Sync + 'static {
         update: NewUpdate,
         state: StateBlob,
         keep_versions: i64,
+        notes: Notes,
     ) -> StoreFuture<'_, ImportOutcome>;
     /// The state of a version, or the current state when `version` is `None`.
     fn get_state(&self, stack_id: i64, version: Option<i64>) -> StoreFuture<'_, Option<StateBlob>>;
@@ -542,7 +557,12 @@ pub trait Store: AccessStore + Send + Sync + 'static {
     fn touch_token<'a>(&'a self, id: &'a str, now: i64) -> StoreFuture<'a, ()>;
     fn list_tokens(&self, user: Option<String>) -> StoreFuture<'_, Vec<TokenRow>>;
     /// Revokes the selected tokens that are not revoked yet; returns their ids.
-    fn revoke_tokens(&self, which: TokenSelector, now: i64) -> StoreFuture<'_, Vec<String>>;
+    fn revoke_tokens(
+        &self,
+        which: TokenSelector,
+        now: i64,
+        notes: Notes,
+    ) -> StoreFuture<'_, Vec<String>>;
 
     // --- maintenance
     fn list_versions(&self, stack_id: i64) -> StoreFuture<'_, Vec<VersionInfo>>;

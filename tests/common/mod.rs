@@ -61,9 +61,29 @@ pub fn wipe_database(db: &std::path::Path) {
     }
 }
 
-/// Every row of the database as backup records (one per line): equal before and after
-/// means nothing was written. Opens the database beside the running server.
+/// Every row of the database as backup records (one per line) except the audit log, which
+/// records refusals by design: equal before and after means nothing else was written.
+/// Opens the database beside the running server.
 pub async fn db_snapshot(db: &std::path::Path) -> String {
+    db_records(db)
+        .await
+        .lines()
+        .filter(|l| !l.starts_with(r#"{"table":"audit""#))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The audit log's rows alone, as backup records.
+pub async fn db_audit(db: &std::path::Path) -> Vec<Value> {
+    db_records(db)
+        .await
+        .lines()
+        .filter(|l| l.starts_with(r#"{"table":"audit""#))
+        .map(|l| serde_json::from_str(l).expect("record JSON"))
+        .collect()
+}
+
+async fn db_records(db: &std::path::Path) -> String {
     use pbackend::store::open::{Location, open};
     let opened = open(&Location::parse(db), Default::default(), Default::default())
         .await

@@ -54,6 +54,8 @@ pub struct Identity {
     pub org_defaults: BTreeMap<String, StackPermission>,
     /// The operator at the database (offline commands).
     pub operator: bool,
+    /// Where the request came from, for the audit log (`None` offline).
+    pub source_ip: Option<String>,
 }
 
 /// What a permission check needs to know about a stack.
@@ -84,6 +86,7 @@ impl Identity {
             roles: vec![],
             org_defaults: BTreeMap::new(),
             operator: false,
+            source_ip: None,
         }
     }
 

@@ -32,7 +32,7 @@ use crate::engine::access::tokens::{TokenSpec, team_account};
 use crate::engine::access::views::TrustPolicyView;
 use crate::engine::{Engine, EngineError, EngineResult, crypto, names};
 use crate::store::access::{LoginSession, NewUser, TrustPolicyRow};
-use crate::store::{StoreError, TokenSelector};
+use crate::store::{Notes, StoreError, TokenSelector};
 use crate::types::{OrgRole, TokenKind};
 
 /// Where a group of the identity provider puts its members.
@@ -401,10 +401,13 @@ impl Engine {
             .transpose()?;
         let ttl = self.cfg.login.login_token_ttl;
         let (_, access) = self
-            .issue_token(TokenSpec {
-                created_by: login.clone(),
-                ..TokenSpec::personal(&login, &session.description, Some(ttl))
-            })
+            .issue_token(
+                TokenSpec {
+                    created_by: login.clone(),
+                    ..TokenSpec::personal(&login, &session.description, Some(ttl))
+                },
+                Notes::none(),
+            )
             .await?;
         let refresh = self.issue_refresh_token(&login, upstream).await?;
         tracing::info!(user = %login, "browser login");
@@ -423,16 +426,19 @@ impl Engine {
         upstream: Option<Vec<u8>>,
     ) -> EngineResult<String> {
         let (_, refresh) = self
-            .issue_token(TokenSpec {
-                kind: TokenKind::Refresh,
-                upstream,
-                created_by: login.to_owned(),
-                ..TokenSpec::personal(
-                    login,
-                    "refresh token",
-                    Some(self.cfg.login.refresh_token_ttl),
-                )
-            })
+            .issue_token(
+                TokenSpec {
+                    kind: TokenKind::Refresh,
+                    upstream,
+                    created_by: login.to_owned(),
+                    ..TokenSpec::personal(
+                        login,
+                        "refresh token",
+                        Some(self.cfg.login.refresh_token_ttl),
+                    )
+                },
+                Notes::none(),
+            )
             .await?;
         Ok(refresh)
     }
@@ -446,10 +452,13 @@ impl Engine {
     ) -> EngineResult<(String, String)> {
         self.ensure_user(user).await?;
         let (_, access) = self
-            .issue_token(TokenSpec {
-                created_by: "operator".into(),
-                ..TokenSpec::personal(user, "refreshable", Some(expires_in))
-            })
+            .issue_token(
+                TokenSpec {
+                    created_by: "operator".into(),
+                    ..TokenSpec::personal(user, "refreshable", Some(expires_in))
+                },
+                Notes::none(),
+            )
             .await?;
         let refresh = self.issue_refresh_token(user, None).await?;
         Ok((access, refresh))
@@ -548,10 +557,12 @@ impl Engine {
                 (Some(r), Some(m)) if m.role == *r => {}
                 (Some(r), _) => {
                     self.store.ensure_org(org, now).await?;
-                    self.store.set_member(org, login, *r, None, now).await?;
+                    self.store
+                        .set_member(org, login, *r, None, now, Notes::none())
+                        .await?;
                 }
                 (None, Some(_)) => {
-                    self.store.remove_member(org, login).await?;
+                    self.store.remove_member(org, login, Notes::none()).await?;
                 }
                 (None, None) => {}
             }
@@ -602,7 +613,10 @@ impl Engine {
         }
         let login = t.user.clone();
         // A refresh token is used once: the next one replaces it.
-        self.revoke_tokens(TokenSelector::Id(t.id.clone())).await?;
+        self.store
+            .revoke_tokens(TokenSelector::Id(t.id.clone()), self.now(), Notes::none())
+            .await
+            .map_err(EngineError::from)?;
         let mut upstream = None;
         if let Some(sealed) = &t.upstream {
             let rt = self
@@ -615,10 +629,13 @@ impl Engine {
         }
         let ttl = self.cfg.login.login_token_ttl;
         let (_, access) = self
-            .issue_token(TokenSpec {
-                created_by: login.clone(),
-                ..TokenSpec::personal(&login, "refreshed", Some(ttl))
-            })
+            .issue_token(
+                TokenSpec {
+                    created_by: login.clone(),
+                    ..TokenSpec::personal(&login, "refreshed", Some(ttl))
+                },
+                Notes::none(),
+            )
             .await?;
         let refresh = self.issue_refresh_token(&login, upstream).await?;
         Ok(Grant {
@@ -815,7 +832,7 @@ impl Engine {
                     }
                 }
             };
-            let (_, token) = self.issue_token(spec).await?;
+            let (_, token) = self.issue_token(spec, Notes::none()).await?;
             tracing::info!(%org, %issuer, subject = %sub, kind = kind.as_str(), "token exchange");
             return Ok(Grant {
                 access_token: token,

@@ -7,9 +7,10 @@ use crate::engine::access::identity::Identity;
 use crate::engine::access::views::{
     GrantView, MemberView, OrgView, RoleView, TeamMemberView, TeamView, UserView,
 };
+use crate::engine::integration::audit::AuditKind;
 use crate::engine::{Engine, EngineError, EngineResult, crypto, names};
 use crate::store::access::{Grantee, NewUser, RoleDelete, RoleRow, TeamRow};
-use crate::store::{StackKey, StoreError};
+use crate::store::{Notes, StackKey, StoreError};
 use crate::types::{OrgRole, StackPermission};
 
 /// Built-in roles, as the members and roles APIs name them (`fgaRole.id`).
@@ -136,14 +137,21 @@ impl Engine {
         let members = self.store.list_members(&org).await?;
         if !members.iter().any(|m| m.login == self.cfg.user) {
             self.store
-                .set_member(&org, &self.cfg.user, OrgRole::Admin, None, now)
+                .set_member(
+                    &org,
+                    &self.cfg.user,
+                    OrgRole::Admin,
+                    None,
+                    now,
+                    Notes::none(),
+                )
                 .await?;
         }
         for u in self.store.list_users().await? {
             let m = self.store.memberships(&u.login).await?;
             if m.memberships.is_empty() && u.issuer.is_none() {
                 self.store
-                    .set_member(&org, &u.login, OrgRole::Member, None, now)
+                    .set_member(&org, &u.login, OrgRole::Member, None, now, Notes::none())
                     .await?;
             }
         }
@@ -164,7 +172,13 @@ impl Engine {
     }
 
     /// Adds a member (the user is created if this instance has not seen them yet).
-    pub async fn add_member(&self, org: &str, login: &str, role: &str) -> EngineResult<MemberView> {
+    pub async fn add_member(
+        &self,
+        caller: &Identity,
+        org: &str,
+        login: &str,
+        role: &str,
+    ) -> EngineResult<MemberView> {
         self.require_org(org).await?;
         let role = parse_role(role)?;
         names::check_org(login)
@@ -181,16 +195,28 @@ impl Engine {
             )));
         }
         self.ensure_user(login).await?;
+        let notes = self.note(
+            caller,
+            Some(org),
+            AuditKind::MemberAdded,
+            format!("{login} added to {org} as {}", role.as_str()),
+        );
         Ok(self
             .store
-            .set_member(org, login, role, None, self.now())
+            .set_member(org, login, role, None, self.now(), notes)
             .await?
             .into())
     }
 
     /// The operator's "make this user a member with this role": creates the organization
     /// and the user when new, adds the membership or changes its role.
-    pub async fn set_member(&self, org: &str, login: &str, role: &str) -> EngineResult<MemberView> {
+    pub async fn set_member(
+        &self,
+        caller: &Identity,
+        org: &str,
+        login: &str,
+        role: &str,
+    ) -> EngineResult<MemberView> {
         self.ensure_org(org).await?;
         if self
             .store
@@ -199,9 +225,10 @@ impl Engine {
             .iter()
             .any(|m| m.login == login)
         {
-            self.update_member(org, login, Some(role), None).await
+            self.update_member(caller, org, login, Some(role), None)
+                .await
         } else {
-            self.add_member(org, login, role).await
+            self.add_member(caller, org, login, role).await
         }
     }
 
@@ -209,6 +236,7 @@ impl Engine {
     /// built-in role's name there sets that role and clears any custom one).
     pub async fn update_member(
         &self,
+        caller: &Identity,
         org: &str,
         login: &str,
         role: Option<&str>,
@@ -233,9 +261,19 @@ impl Engine {
         if current.role == OrgRole::Admin && role != OrgRole::Admin {
             self.keep_an_admin(org, login).await?;
         }
+        let what = match &custom {
+            Some(Some(id)) => format!("custom role {id}"),
+            _ => role.as_str().to_owned(),
+        };
+        let notes = self.note(
+            caller,
+            Some(org),
+            AuditKind::MemberRoleChanged,
+            format!("{login}'s role in {org} set to {what}"),
+        );
         Ok(self
             .store
-            .set_member(org, login, role, custom, self.now())
+            .set_member(org, login, role, custom, self.now(), notes)
             .await?
             .into())
     }
@@ -255,7 +293,13 @@ impl Engine {
         if current.role == OrgRole::Admin {
             self.keep_an_admin(org, login).await?;
         }
-        self.store.remove_member(org, login).await?;
+        let notes = self.note(
+            caller,
+            Some(org),
+            AuditKind::MemberRemoved,
+            format!("{login} removed from {org}"),
+        );
+        self.store.remove_member(org, login, notes).await?;
         Ok(())
     }
 

@@ -4,10 +4,11 @@
 //! time. Revocation takes effect on the next request: nothing is cached.
 
 use crate::engine::access::identity::Identity;
+use crate::engine::integration::audit::AuditKind;
 use crate::engine::views::TokenView;
 use crate::engine::{Engine, EngineError, EngineResult, crypto, names};
 use crate::store::access::TokenFilter;
-use crate::store::{NewToken, StoreError, TokenSelector};
+use crate::store::{NewToken, Notes, StoreError, TokenSelector};
 use crate::types::{OrgRole, TokenKind};
 
 /// The longest a token may live: two years, as the managed service allows.
@@ -63,7 +64,12 @@ fn bad_user(user: &str) -> EngineError {
 
 impl Engine {
     /// Stores a new token; its value is returned once.
-    pub async fn issue_token(&self, spec: TokenSpec) -> EngineResult<(TokenView, String)> {
+    /// `notes` record the creation when it is one a person asked for (not a login's).
+    pub async fn issue_token(
+        &self,
+        spec: TokenSpec,
+        notes: Notes,
+    ) -> EngineResult<(TokenView, String)> {
         if let Some(e) = spec.expires_in
             && !(1..=MAX_TOKEN_LIFETIME).contains(&e)
         {
@@ -89,6 +95,7 @@ impl Engine {
             created_at: now,
             expires_at: spec.expires_in.map(|s| now + s),
             upstream: spec.upstream,
+            notes,
         };
         self.store
             .create_token(new.clone())
@@ -134,13 +141,22 @@ impl Engine {
         let memberships = self.store.memberships(user).await?;
         if !memberships.memberships.iter().any(|m| m.org == org) {
             self.store
-                .set_member(org, user, role, None, self.now())
+                .set_member(org, user, role, None, self.now(), Notes::none())
                 .await?;
         }
-        self.issue_token(TokenSpec {
-            created_by: "operator".into(),
-            ..TokenSpec::personal(user, description, expires_in)
-        })
+        let notes = self.note(
+            &Identity::operator(),
+            None,
+            AuditKind::TokenCreated,
+            format!("personal access token created for {user}"),
+        );
+        self.issue_token(
+            TokenSpec {
+                created_by: "operator".into(),
+                ..TokenSpec::personal(user, description, expires_in)
+            },
+            notes,
+        )
         .await
     }
 
@@ -166,8 +182,21 @@ impl Engine {
     }
 
     /// Revokes tokens; a running server refuses them from its next request on.
-    pub async fn revoke_tokens(&self, which: TokenSelector) -> EngineResult<Vec<String>> {
-        Ok(self.store.revoke_tokens(which, self.now()).await?)
+    pub async fn revoke_tokens(
+        &self,
+        caller: &Identity,
+        org: Option<&str>,
+        which: TokenSelector,
+    ) -> EngineResult<Vec<String>> {
+        let what = match &which {
+            TokenSelector::Id(id) => format!("access token {id} revoked"),
+            TokenSelector::User(u) => format!("every access token of {u} revoked"),
+            TokenSelector::Team { org, team } => {
+                format!("every access token of team {org}/{team} revoked")
+            }
+        };
+        let notes = self.note(caller, org, AuditKind::TokenRevoked, what);
+        Ok(self.store.revoke_tokens(which, self.now(), notes).await?)
     }
 
     // ------------------------------------------------------------- HTTP use cases
@@ -192,8 +221,17 @@ impl Engine {
     ) -> EngineResult<(TokenView, String)> {
         self.require_person(caller)?;
         let expires_in = self.expiry(expires_at)?;
-        self.issue_token(TokenSpec::personal(&caller.user, description, expires_in))
-            .await
+        let notes = self.note(
+            caller,
+            None,
+            AuditKind::TokenCreated,
+            format!("personal access token created for {}", caller.user),
+        );
+        self.issue_token(
+            TokenSpec::personal(&caller.user, description, expires_in),
+            notes,
+        )
+        .await
     }
 
     /// `DELETE /api/user/tokens/{id}`: the caller's own tokens only.
@@ -210,7 +248,8 @@ impl Engine {
         if !mine {
             return Err(EngineError::NotFound("Token not found".into()));
         }
-        self.revoke_tokens(TokenSelector::Id(id.to_owned())).await?;
+        self.revoke_tokens(caller, None, TokenSelector::Id(id.to_owned()))
+            .await?;
         Ok(())
     }
 
@@ -270,25 +309,39 @@ impl Engine {
             Some(t) => (TokenKind::Team, team_account(t)),
             None => (TokenKind::Organization, org.to_owned()),
         };
-        self.issue_token(TokenSpec {
-            kind,
-            user,
-            org: Some(org.to_owned()),
-            team: team.map(str::to_owned),
-            name: name.to_owned(),
-            description: description.to_owned(),
-            admin: admin && team.is_none(),
-            role_id,
-            expires_in,
-            created_by: caller.user.clone(),
-            upstream: None,
-        })
+        let whose = match team {
+            Some(t) => format!("team {t}"),
+            None => format!("organization {org}"),
+        };
+        let notes = self.note(
+            caller,
+            Some(org),
+            AuditKind::TokenCreated,
+            format!("access token '{name}' created for {whose}"),
+        );
+        self.issue_token(
+            TokenSpec {
+                kind,
+                user,
+                org: Some(org.to_owned()),
+                team: team.map(str::to_owned),
+                name: name.to_owned(),
+                description: description.to_owned(),
+                admin: admin && team.is_none(),
+                role_id,
+                expires_in,
+                created_by: caller.user.clone(),
+                upstream: None,
+            },
+            notes,
+        )
         .await
     }
 
     /// `DELETE /api/orgs/{org}/tokens/{id}` and `…/teams/{team}/tokens/{id}`.
     pub async fn delete_machine_token(
         &self,
+        caller: &Identity,
         org: &str,
         team: Option<&str>,
         id: &str,
@@ -301,7 +354,8 @@ impl Engine {
         if !found {
             return Err(EngineError::NotFound("Token not found".into()));
         }
-        self.revoke_tokens(TokenSelector::Id(id.to_owned())).await?;
+        self.revoke_tokens(caller, Some(org), TokenSelector::Id(id.to_owned()))
+            .await?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 use crate::engine::blocking::run_blocking;
 use crate::engine::blocking::run_sized;
 use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::integration::audit::AuditKind;
 use crate::engine::state::deployment::{EMPTY_DEPLOYMENT, blob_of, blob_with_gz, check_untyped};
 use crate::engine::state::rekey;
 use crate::engine::views::UpdateView;
@@ -215,9 +216,18 @@ impl Engine {
                 environment: "{}".into(),
                 config: "{}".into(),
             };
+            let notes = self.note(
+                caller,
+                Some(&key.org),
+                AuditKind::StackImported,
+                format!(
+                    "state imported into stack {key} ({} resources)",
+                    blob.resource_count
+                ),
+            );
             match self
                 .store
-                .import_state(update, blob.clone(), self.cfg.max_state_versions)
+                .import_state(update, blob.clone(), self.cfg.max_state_versions, notes)
                 .await?
             {
                 ImportOutcome::Imported { .. } => return Ok(id),

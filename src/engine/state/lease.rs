@@ -28,6 +28,8 @@ pub enum LeaseUse {
 pub struct Lease {
     pub(crate) check: LeaseCheck,
     pub(crate) key: StackKey,
+    /// Where the call came from, for the audit log.
+    pub(crate) source_ip: Option<String>,
 }
 
 impl Lease {
@@ -37,6 +39,12 @@ impl Lease {
 
     pub fn stack(&self) -> &StackKey {
         &self.key
+    }
+
+    /// The same lease, noting the address the call came from.
+    pub fn from_address(mut self, ip: Option<String>) -> Self {
+        self.source_ip = ip;
+        self
     }
 }
 
@@ -96,6 +104,7 @@ impl Engine {
                 now,
             },
             key: key.clone(),
+            source_ip: None,
         })
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::engine::crypto::StackSecretKey;
 use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::integration::audit::AuditKind;
 use crate::engine::names;
 use crate::engine::state::deployment::{blob_of, check_untyped};
 use crate::engine::views::{StackView, UpdateView};
@@ -71,6 +72,12 @@ impl Engine {
             }
         }
         let wrapped_key = self.master()?.wrap(&StackSecretKey::generate());
+        let notes = self.note(
+            caller,
+            Some(&key.org),
+            AuditKind::StackCreated,
+            format!("stack {key} created"),
+        );
         let new = NewStack {
             key: key.clone(),
             tags: req.tags,
@@ -79,6 +86,7 @@ impl Engine {
             teams: req.teams,
             wrapped_key,
             initial_state,
+            notes,
         };
         match self.store.create_stack(new).await {
             Ok(row) => Ok(row),
@@ -204,7 +212,16 @@ impl Engine {
             force,
             require_empty: true,
         };
-        match self.store.delete_stack(stack.id, guard).await? {
+        let notes = self.note(
+            caller,
+            Some(&key.org),
+            AuditKind::StackDeleted,
+            format!(
+                "stack {key} deleted{}",
+                if force { " (forced)" } else { "" }
+            ),
+        );
+        match self.store.delete_stack(stack.id, guard, notes).await? {
             Guarded::Done(_) => Ok(()),
             Guarded::HasResources => Err(EngineError::StackHasResources),
             Guarded::Busy(_) => Err(EngineError::UpdateInProgress),
@@ -220,7 +237,13 @@ impl Engine {
     ) -> EngineResult<()> {
         names::check_tags(&tags)?;
         let stack = self.stack(caller, key).await?;
-        self.store.set_stack_tags(stack.id, tags).await?;
+        let notes = self.note(
+            caller,
+            Some(&key.org),
+            AuditKind::StackTagsUpdated,
+            format!("tags of stack {key} set ({} tags)", tags.len()),
+        );
+        self.store.set_stack_tags(stack.id, tags, notes).await?;
         Ok(())
     }
 
@@ -249,7 +272,16 @@ impl Engine {
             force: false,
             require_empty: false,
         };
-        let renamed = self.store.rename_stack(stack.id, to.clone(), guard).await;
+        let notes = self.note(
+            caller,
+            Some(&key.org),
+            AuditKind::StackRenamed,
+            format!("stack {key} renamed to {to}"),
+        );
+        let renamed = self
+            .store
+            .rename_stack(stack.id, to.clone(), guard, notes)
+            .await;
         match renamed {
             Ok(Guarded::Done(row)) => Ok(row),
             Ok(Guarded::Busy(_)) => Err(EngineError::UpdateInProgress),

@@ -8,13 +8,19 @@
 
 use crate::engine::crypto::{self, sha256};
 use crate::engine::error::{EngineError, EngineResult};
+use crate::engine::integration::audit::AuditKind;
 use crate::engine::state::journal::LATEST_JOURNAL_VERSION;
 use crate::engine::state::lease::{Lease, check_update_id};
 use crate::engine::{Engine, Identity, names};
 use crate::store::{
-    FinishGuard, FinishOutcome, FinishUpdate, LeaseDenied, NewUpdate, StackKey, StartOutcome,
-    StartUpdate, StoreError, Tags, UpdateRow, UpdateStatus, WindowOutputs,
+    FinishGuard, FinishOutcome, FinishUpdate, LeaseDenied, NewUpdate, Notes, StackKey,
+    StartOutcome, StartUpdate, StoreError, Tags, UpdateRow, UpdateStatus, WindowOutputs,
 };
+
+/// How the audit log names an update: previews by that name, the others by their kind.
+fn update_word(kind: &str, dry_run: bool) -> &str {
+    if dry_run { "preview" } else { kind }
+}
 
 /// The kinds of update the CLI creates through `POST /api/stacks/{o}/{p}/{s}/{kind}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +190,18 @@ impl Engine {
         let stack = self.stack(caller, key).await?;
         let id = new_update_id();
         let row = self.new_update_row(caller, stack.id, &id, create)?;
-        let started = self.start_with(stack.id, &id, opts, Some(row)).await?;
+        let notes = self.note(
+            caller,
+            Some(&key.org),
+            AuditKind::UpdateStarted,
+            format!(
+                "{} {id} started on stack {key}",
+                update_word(&row.kind, row.dry_run)
+            ),
+        );
+        let started = self
+            .start_with(stack.id, &id, opts, Some(row), notes)
+            .await?;
         let base = self
             .export_version(stack.id, key, started.base_version)
             .await?;
@@ -206,7 +223,18 @@ impl Engine {
     ) -> EngineResult<Started> {
         let stack = self.stack(caller, key).await?;
         check_update_id(update_id)?;
-        self.start_with(stack.id, update_id, opts, None).await
+        let update = self.update_of(stack.id, update_id).await?;
+        let notes = self.note(
+            caller,
+            Some(&key.org),
+            AuditKind::UpdateStarted,
+            format!(
+                "{} {update_id} started on stack {key}",
+                update_word(&update.kind, update.dry_run)
+            ),
+        );
+        self.start_with(stack.id, update_id, opts, None, notes)
+            .await
     }
 
     /// Starts `update_id` (creating it first, in the same transaction, when `create` is
@@ -217,6 +245,7 @@ impl Engine {
         update_id: &str,
         opts: StartUpdateOptions,
         create: Option<NewUpdate>,
+        notes: Notes,
     ) -> EngineResult<Started> {
         if let Some(tags) = &opts.tags {
             names::check_tags(tags)?;
@@ -239,6 +268,7 @@ impl Engine {
                 lease_expires: expires,
                 tags: opts.tags.clone(),
                 journal_version,
+                notes: notes.clone(),
             };
             let outcome = match &create {
                 Some(row) => self.store.begin_update(row.clone(), start).await,
@@ -292,6 +322,7 @@ impl Engine {
         guard: FinishGuard,
         status: UpdateStatus,
         window_outputs: Option<WindowOutputs>,
+        notes: Notes,
     ) -> EngineResult<FinishOutcome> {
         let slot = self.live.slot(&update.id);
         let mut live = slot.lock().await;
@@ -311,6 +342,7 @@ impl Engine {
                     keep_versions: self.cfg.max_state_versions,
                     window_outputs: window_outputs.clone(),
                     built_from,
+                    notes: notes.clone(),
                 })
                 .await;
             match finished {
@@ -339,6 +371,7 @@ impl Engine {
             FinishGuard::ExpiredAt(self.now()),
             UpdateStatus::Failed,
             None,
+            Notes::none(),
         )
         .await?;
         Ok(())
@@ -376,6 +409,7 @@ impl Engine {
                 )));
             }
         };
+        let (key, source_ip) = (lease.key.clone(), lease.source_ip.clone());
         let lease = lease.check.clone();
         let update = self.update_of(lease.stack_id, &lease.update_id).await?;
         if update.status.is_finished() {
@@ -387,6 +421,27 @@ impl Engine {
         }
         // Nothing is rebuilt for a caller without a valid lease.
         self.store.check_lease(lease.clone()).await?;
+        let kind = match status {
+            UpdateStatus::Succeeded => AuditKind::UpdateSucceeded,
+            UpdateStatus::Cancelled => AuditKind::UpdateCancelled,
+            _ => AuditKind::UpdateFailed,
+        };
+        // The update's author is who the lease acts for.
+        let author = Identity {
+            source_ip: source_ip.clone(),
+            ..Identity::user(&update.author)
+        };
+        let notes = self.note(
+            &author,
+            Some(&key.org),
+            kind,
+            format!(
+                "{} {} on stack {key} {}",
+                update_word(&update.kind, update.dry_run),
+                update.id,
+                status.as_str()
+            ),
+        );
         let outcome = self
             .finish_with_state(
                 &update,
@@ -396,6 +451,7 @@ impl Engine {
                     outputs: r.outputs,
                     secrets_providers: r.secrets_providers,
                 }),
+                notes,
             )
             .await?;
         match outcome {
@@ -429,8 +485,23 @@ impl Engine {
                 update.status.as_str()
             )));
         }
+        let notes = self.note(
+            caller,
+            Some(&key.org),
+            AuditKind::UpdateCancelled,
+            format!(
+                "{} {update_id} on stack {key} cancelled",
+                update_word(&update.kind, update.dry_run)
+            ),
+        );
         let outcome = self
-            .finish_with_state(&update, FinishGuard::Running, UpdateStatus::Cancelled, None)
+            .finish_with_state(
+                &update,
+                FinishGuard::Running,
+                UpdateStatus::Cancelled,
+                None,
+                notes,
+            )
             .await?;
         match outcome {
             FinishOutcome::Finished(_) => Ok(()),

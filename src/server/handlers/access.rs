@@ -176,11 +176,12 @@ pub async fn create_org_token(
 
 pub async fn delete_org_token(
     State(state): State<AppState>,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<OrgTokenPath>,
 ) -> ApiResult<StatusCode> {
     state
         .engine
-        .delete_machine_token(&p.org, None, &p.token)
+        .delete_machine_token(&caller, &p.org, None, &p.token)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -219,11 +220,12 @@ pub async fn create_team_token(
 
 pub async fn delete_team_token(
     State(state): State<AppState>,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<TeamTokenPath>,
 ) -> ApiResult<StatusCode> {
     state
         .engine
-        .delete_machine_token(&p.org, Some(&p.team), &p.token)
+        .delete_machine_token(&caller, &p.org, Some(&p.team), &p.token)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -285,22 +287,28 @@ pub async fn list_members(
 
 pub async fn add_member(
     State(state): State<AppState>,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<MemberPath>,
     Json(req): Json<AddMemberRequest>,
 ) -> ApiResult<AxumJson<OrganizationMember>> {
-    let m = state.engine.add_member(&p.org, &p.user, &req.role).await?;
+    let m = state
+        .engine
+        .add_member(&caller, &p.org, &p.user, &req.role)
+        .await?;
     let roles = state.engine.roles(&p.org, None).await?;
     Ok(AxumJson(member(m, &roles)))
 }
 
 pub async fn update_member(
     State(state): State<AppState>,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<MemberPath>,
     Json(req): Json<UpdateMemberRequest>,
 ) -> ApiResult<StatusCode> {
     state
         .engine
         .update_member(
+            &caller,
             &p.org,
             &p.user,
             req.role.as_deref(),

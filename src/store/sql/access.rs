@@ -68,14 +68,28 @@ impl<B: Backend> AccessStore for SqlStore<B> {
         role: OrgRole,
         role_id: Option<Option<String>>,
         now: i64,
+        notes: Notes,
     ) -> StoreFuture<'a, access::MemberRow> {
         let (org, login) = (org.to_owned(), login.to_owned());
-        self.w(move |tx| people::set_member(tx, &org, &login, role, &role_id, now))
+        self.wn(
+            notes,
+            |_| true,
+            move |tx| people::set_member(tx, &org, &login, role, &role_id, now),
+        )
     }
 
-    fn remove_member<'a>(&'a self, org: &'a str, login: &'a str) -> StoreFuture<'a, bool> {
+    fn remove_member<'a>(
+        &'a self,
+        org: &'a str,
+        login: &'a str,
+        notes: Notes,
+    ) -> StoreFuture<'a, bool> {
         let (org, login) = (org.to_owned(), login.to_owned());
-        self.w(move |tx| people::remove_member(tx, &org, &login))
+        self.wn(
+            notes,
+            |removed| *removed,
+            move |tx| people::remove_member(tx, &org, &login),
+        )
     }
 
     fn list_members<'a>(&'a self, org: &'a str) -> StoreFuture<'a, Vec<access::MemberRow>> {

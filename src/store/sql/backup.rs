@@ -304,6 +304,26 @@ const TABLES: &[Table] = &[
         ],
         order: "update_id, ordinal",
     },
+    Table {
+        tag: "audit",
+        name: "audit_events",
+        cols: &[
+            ("id", Int),
+            ("org", Text),
+            ("at", Int),
+            ("event", Text),
+            ("description", Text),
+            ("user_login", Text),
+            ("user_name", Text),
+            ("source_ip", Text),
+            ("token_id", Text),
+            ("token_name", Text),
+            ("req_org_admin", Bool),
+            ("req_stack_admin", Bool),
+            ("auth_failure", Bool),
+        ],
+        order: "id",
+    },
 ];
 
 fn col_list(t: &Table) -> String {
@@ -494,6 +514,12 @@ pub fn load(tx: &mut dyn Tx, records: Source, merge: Merge) -> StoreResult<LoadR
                     .i64(0)?;
                 stacks.insert(old, Some(id));
                 report.stacks += 1;
+            }
+            "audit" => {
+                // The log is numbered by the target; records come in the order they were
+                // numbered, so the order is kept.
+                let params: Vec<Param<'_>> = values.iter().skip(1).map(Owned::param).collect();
+                tx.exec(&insert_sql(t, true, ""), &params)?;
             }
             _ => {
                 let on_conflict = match (tag.as_str(), merge) {

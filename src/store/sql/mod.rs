@@ -13,6 +13,7 @@
 //! [`Tx::dialect`]. Values cross as [`Param`] and come back as [`Row`]s of [`Value`]s.
 
 mod access;
+mod audit;
 pub mod backup;
 mod logins;
 mod people;
@@ -240,6 +241,23 @@ impl<B: Backend> SqlStore<B> {
         self.backend.write(Box::new(job))
     }
 
+    /// A write whose `notes` go in the same transaction, when `changed` says the job's
+    /// outcome is a change (a refused or repeated change leaves none).
+    fn wn<T: Send + 'static>(
+        &self,
+        notes: Notes,
+        changed: fn(&T) -> bool,
+        mut job: impl FnMut(&mut dyn Tx) -> StoreResult<T> + Send + 'static,
+    ) -> BoxFuture<T> {
+        self.w(move |tx| {
+            let out = job(tx)?;
+            if changed(&out) && !notes.is_empty() {
+                audit::write_notes(tx, &notes)?;
+            }
+            Ok(out)
+        })
+    }
+
     fn r<T: Send + 'static>(
         &self,
         job: impl FnMut(&mut dyn Tx) -> StoreResult<T> + Send + 'static,
@@ -260,7 +278,11 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn create_stack(&self, s: NewStack) -> StoreFuture<'_, StackRow> {
-        self.w(move |tx| stacks::create(tx, &s))
+        self.w(move |tx| {
+            let row = stacks::create(tx, &s)?;
+            audit::write_notes(tx, &s.notes)?;
+            Ok(row)
+        })
     }
 
     fn get_stack<'a>(&'a self, key: &'a StackKey) -> StoreFuture<'a, Option<StackRow>> {
@@ -282,12 +304,25 @@ impl<B: Backend> Store for SqlStore<B> {
         self.r(move |tx| stacks::project_exists(tx, &org, &project))
     }
 
-    fn delete_stack(&self, stack_id: i64, guard: StackGuard) -> StoreFuture<'_, Guarded<bool>> {
-        self.w(move |tx| stacks::delete(tx, stack_id, guard))
+    fn delete_stack(
+        &self,
+        stack_id: i64,
+        guard: StackGuard,
+        notes: Notes,
+    ) -> StoreFuture<'_, Guarded<bool>> {
+        self.wn(
+            notes,
+            |o| matches!(o, Guarded::Done(true)),
+            move |tx| stacks::delete(tx, stack_id, guard),
+        )
     }
 
-    fn set_stack_tags(&self, stack_id: i64, tags: Tags) -> StoreFuture<'_, ()> {
-        self.w(move |tx| stacks::set_tags(tx, stack_id, &tags))
+    fn set_stack_tags(&self, stack_id: i64, tags: Tags, notes: Notes) -> StoreFuture<'_, ()> {
+        self.wn(
+            notes,
+            |_| true,
+            move |tx| stacks::set_tags(tx, stack_id, &tags),
+        )
     }
 
     fn rename_stack(
@@ -295,8 +330,13 @@ impl<B: Backend> Store for SqlStore<B> {
         stack_id: i64,
         to: StackKey,
         guard: StackGuard,
+        notes: Notes,
     ) -> StoreFuture<'_, Guarded<StackRow>> {
-        self.w(move |tx| stacks::rename(tx, stack_id, &to, guard))
+        self.wn(
+            notes,
+            |o| matches!(o, Guarded::Done(_)),
+            move |tx| stacks::rename(tx, stack_id, &to, guard),
+        )
     }
 
     fn get_stack_key(&self, stack_id: i64) -> StoreFuture<'_, Option<Vec<u8>>> {
@@ -318,11 +358,13 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn start_update(&self, s: StartUpdate) -> StoreFuture<'_, StartOutcome> {
-        self.w(move |tx| updates::start(tx, &s))
+        let notes = s.notes.clone();
+        self.wn(notes, started, move |tx| updates::start(tx, &s))
     }
 
     fn begin_update(&self, u: NewUpdate, s: StartUpdate) -> StoreFuture<'_, StartOutcome> {
-        self.w(move |tx| updates::begin(tx, &u, &s))
+        let notes = s.notes.clone();
+        self.wn(notes, started, move |tx| updates::begin(tx, &u, &s))
     }
 
     fn update_window<'a>(&'a self, update_id: &'a str) -> StoreFuture<'a, Option<String>> {
@@ -409,7 +451,12 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn finish_update(&self, f: FinishUpdate) -> StoreFuture<'_, FinishOutcome> {
-        self.w(move |tx| updates::finish(tx, &f))
+        let notes = f.notes.clone();
+        self.wn(
+            notes,
+            |o| matches!(o, FinishOutcome::Finished(_)),
+            move |tx| updates::finish(tx, &f),
+        )
     }
 
     fn import_state(
@@ -417,8 +464,13 @@ impl<B: Backend> Store for SqlStore<B> {
         u: NewUpdate,
         state: StateBlob,
         keep_versions: i64,
+        notes: Notes,
     ) -> StoreFuture<'_, ImportOutcome> {
-        self.w(move |tx| updates::import(tx, &u, &state, keep_versions))
+        self.wn(
+            notes,
+            |o| matches!(o, ImportOutcome::Imported { .. }),
+            move |tx| updates::import(tx, &u, &state, keep_versions),
+        )
     }
 
     fn get_state(&self, stack_id: i64, version: Option<i64>) -> StoreFuture<'_, Option<StateBlob>> {
@@ -443,7 +495,10 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn create_token(&self, token: NewToken) -> StoreFuture<'_, ()> {
-        self.w(move |tx| tokens::create(tx, &token))
+        self.w(move |tx| {
+            tokens::create(tx, &token)?;
+            audit::write_notes(tx, &token.notes)
+        })
     }
 
     fn find_token(&self, hash: Vec<u8>) -> StoreFuture<'_, Option<TokenRow>> {
@@ -459,8 +514,17 @@ impl<B: Backend> Store for SqlStore<B> {
         self.r(move |tx| tokens::list(tx, user.as_deref()))
     }
 
-    fn revoke_tokens(&self, which: TokenSelector, now: i64) -> StoreFuture<'_, Vec<String>> {
-        self.w(move |tx| tokens::revoke(tx, &which, now))
+    fn revoke_tokens(
+        &self,
+        which: TokenSelector,
+        now: i64,
+        notes: Notes,
+    ) -> StoreFuture<'_, Vec<String>> {
+        self.wn(
+            notes,
+            |ids| !ids.is_empty(),
+            move |tx| tokens::revoke(tx, &which, now),
+        )
     }
 
     fn list_versions(&self, stack_id: i64) -> StoreFuture<'_, Vec<VersionInfo>> {
@@ -535,5 +599,26 @@ impl<B: Backend> Store for SqlStore<B> {
 
     fn running_update(&self, stack_id: i64) -> StoreFuture<'_, Option<UpdateRow>> {
         self.r(move |tx| rows::running_update_of(tx, stack_id))
+    }
+}
+
+fn started(o: &StartOutcome) -> bool {
+    matches!(o, StartOutcome::Started(_))
+}
+
+impl<B: Backend> IntegrationStore for SqlStore<B> {
+    fn append_audit(&self, events: Vec<integration::NewAuditEvent>) -> StoreFuture<'_, ()> {
+        self.w(move |tx| audit::append(tx, &events))
+    }
+
+    fn list_audit(
+        &self,
+        q: integration::AuditQuery,
+    ) -> StoreFuture<'_, Vec<integration::AuditEventRow>> {
+        self.r(move |tx| audit::list(tx, &q))
+    }
+
+    fn prune_audit(&self, before: i64) -> StoreFuture<'_, i64> {
+        self.w(move |tx| audit::prune(tx, before))
     }
 }

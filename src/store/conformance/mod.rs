@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+mod integration;
+
 use crate::store::backup::{Merge, Record};
 use crate::store::*;
 
@@ -43,6 +45,7 @@ async fn stack(s: &dyn Store, name: &str) -> StackRow {
         created_at: 100,
         wrapped_key: vec![1, 2, 3],
         initial_state: None,
+        notes: Notes::none(),
     })
     .await
     .expect("create stack")
@@ -72,6 +75,7 @@ fn start(id: &str, stack_id: i64, now: i64, lease: &[u8]) -> StartUpdate {
         lease_expires: now + 60,
         tags: None,
         journal_version: 1,
+        notes: Notes::none(),
     }
 }
 
@@ -111,6 +115,7 @@ fn finish(id: &str, stack_id: i64, guard: FinishGuard, state: FinalState) -> Fin
         keep_versions: 3,
         window_outputs: None,
         built_from: None,
+        notes: Notes::none(),
     }
 }
 
@@ -124,6 +129,7 @@ pub async fn run_all(fresh: &Subject) {
     begin_update_and_windows((fresh.fresh)().await.as_ref()).await;
     tokens_and_keys((fresh.fresh)().await.as_ref()).await;
     one_running_update_under_concurrency((fresh.fresh)().await).await;
+    integration::audit_notes_ride_with_their_change((fresh.fresh)().await.as_ref()).await;
     backup_round_trip(fresh).await;
 }
 
@@ -146,6 +152,7 @@ pub async fn stacks_names_and_tags(s: &dyn Store) {
                 created_at: 1,
                 wrapped_key: vec![],
                 initial_state: None,
+                notes: Notes::none(),
             })
             .await,
             Err(StoreError::Conflict(_))
@@ -163,6 +170,7 @@ pub async fn stacks_names_and_tags(s: &dyn Store) {
         created_at: 1,
         wrapped_key: vec![9],
         initial_state: Some(blob("init", 2)),
+        notes: Notes::none(),
     })
     .await
     .unwrap();
@@ -216,9 +224,13 @@ pub async fn stacks_names_and_tags(s: &dyn Store) {
     })
     .await;
     assert!(other_org.is_empty());
-    s.set_stack_tags(a.id, BTreeMap::from([("x".into(), "y".into())]))
-        .await
-        .unwrap();
+    s.set_stack_tags(
+        a.id,
+        BTreeMap::from([("x".into(), "y".into())]),
+        Notes::none(),
+    )
+    .await
+    .unwrap();
     let a = s.get_stack(&key("a")).await.unwrap().unwrap();
     assert_eq!(a.tags.get("x").map(String::as_str), Some("y"));
     assert!(!a.tags.contains_key("team"));
@@ -232,7 +244,7 @@ pub async fn renames_and_guarded_deletes(s: &dyn Store) {
         require_empty: empty,
     };
     let renamed = match s
-        .rename_stack(a.id, key("a2"), guard(false, false))
+        .rename_stack(a.id, key("a2"), guard(false, false), Notes::none())
         .await
         .unwrap()
     {
@@ -249,7 +261,8 @@ pub async fn renames_and_guarded_deletes(s: &dyn Store) {
     let b = stack(s, "b").await;
     assert!(
         matches!(
-            s.rename_stack(b.id, key("a2"), guard(false, false)).await,
+            s.rename_stack(b.id, key("a2"), guard(false, false), Notes::none())
+                .await,
             Err(StoreError::Conflict(_))
         ),
         "renaming onto a taken name is a conflict"
@@ -264,13 +277,15 @@ pub async fn renames_and_guarded_deletes(s: &dyn Store) {
     // Busy stacks are neither renamed nor deleted unless forced; expired leases do not hold.
     started(s, "u1", b.id, 400).await;
     assert!(matches!(
-        s.rename_stack(b.id, key("b2"), guard(false, false))
+        s.rename_stack(b.id, key("b2"), guard(false, false), Notes::none())
             .await
             .unwrap(),
         Guarded::Busy(_)
     ));
     assert!(matches!(
-        s.delete_stack(b.id, guard(false, true)).await.unwrap(),
+        s.delete_stack(b.id, guard(false, true), Notes::none())
+            .await
+            .unwrap(),
         Guarded::Busy(_)
     ));
     let later = StackGuard {
@@ -279,7 +294,7 @@ pub async fn renames_and_guarded_deletes(s: &dyn Store) {
         require_empty: true,
     };
     assert!(matches!(
-        s.delete_stack(b.id, later).await.unwrap(),
+        s.delete_stack(b.id, later, Notes::none()).await.unwrap(),
         Guarded::Done(true)
     ));
     assert!(s.get_stack(&key("b")).await.unwrap().is_none());
@@ -294,20 +309,27 @@ pub async fn renames_and_guarded_deletes(s: &dyn Store) {
         created_at: 1,
         wrapped_key: vec![],
         initial_state: Some(blob("state", 5)),
+        notes: Notes::none(),
     })
     .await
     .unwrap();
     let c = s.get_stack(&ck).await.unwrap().unwrap();
     assert!(matches!(
-        s.delete_stack(c.id, guard(false, true)).await.unwrap(),
+        s.delete_stack(c.id, guard(false, true), Notes::none())
+            .await
+            .unwrap(),
         Guarded::HasResources
     ));
     assert!(matches!(
-        s.delete_stack(c.id, guard(true, true)).await.unwrap(),
+        s.delete_stack(c.id, guard(true, true), Notes::none())
+            .await
+            .unwrap(),
         Guarded::Done(true)
     ));
     assert!(matches!(
-        s.delete_stack(c.id, guard(true, true)).await.unwrap(),
+        s.delete_stack(c.id, guard(true, true), Notes::none())
+            .await
+            .unwrap(),
         Guarded::Done(false)
     ));
 }
@@ -627,6 +649,7 @@ pub async fn imports_history_and_retention(s: &dyn Store) {
                 new_update(&format!("i{v}"), st.id, false),
                 blob(&format!("v{v}"), v),
                 3,
+                Notes::none(),
             )
             .await
             .unwrap();
@@ -656,9 +679,14 @@ pub async fn imports_history_and_retention(s: &dyn Store) {
     // An import waits for no one but is refused while an update holds the stack.
     started(s, "u", st.id, 1000).await;
     assert!(matches!(
-        s.import_state(new_update("i6", st.id, false), blob("v6", 6), 3)
-            .await
-            .unwrap(),
+        s.import_state(
+            new_update("i6", st.id, false),
+            blob("v6", 6),
+            3,
+            Notes::none()
+        )
+        .await
+        .unwrap(),
         ImportOutcome::Busy(_)
     ));
     // Pruning: dry runs report, real ones delete, the current version stays.
@@ -759,6 +787,7 @@ pub async fn tokens_and_keys(s: &dyn Store) {
             hash: id.as_bytes().to_vec(),
             created_at: 10,
             expires_at: None,
+            notes: Notes::none(),
         })
         .await
         .unwrap();
@@ -780,12 +809,12 @@ pub async fn tokens_and_keys(s: &dyn Store) {
     assert_eq!(s.list_tokens(Some("alice".into())).await.unwrap().len(), 2);
     assert_eq!(s.list_tokens(None).await.unwrap().len(), 3);
     let revoked = s
-        .revoke_tokens(TokenSelector::User("alice".into()), 50)
+        .revoke_tokens(TokenSelector::User("alice".into()), 50, Notes::none())
         .await
         .unwrap();
     assert_eq!(revoked, vec!["t1".to_string(), "t2".to_string()]);
     assert!(
-        s.revoke_tokens(TokenSelector::Id("t1".into()), 60)
+        s.revoke_tokens(TokenSelector::Id("t1".into()), 60, Notes::none())
             .await
             .unwrap()
             .is_empty()
@@ -864,9 +893,11 @@ pub async fn backup_round_trip(subject: &Subject) {
         new_update("i", stack(s, "b").await.id, false),
         blob("b", 2),
         5,
+        Notes::none(),
     )
     .await
     .unwrap();
+    s.append_audit(vec![integration_event()]).await.unwrap();
     let mut u = new_update("w", st.id, true);
     u.coherence_window = Some("W".into());
     s.create_update(u).await.unwrap();
@@ -885,6 +916,7 @@ pub async fn backup_round_trip(subject: &Subject) {
         hash: vec![1],
         created_at: 1,
         expires_at: Some(2),
+        notes: Notes::none(),
     })
     .await
     .unwrap();
@@ -902,6 +934,7 @@ pub async fn backup_round_trip(subject: &Subject) {
     };
     let first = dump(subject.store.clone()).await;
     assert!(first.iter().any(|r| r.table == "update_window"));
+    assert!(first.iter().any(|r| r.table == "audit"));
     let target = (subject.fresh)().await;
     let records: Vec<StoreResult<Record>> = first.iter().cloned().map(Ok).collect();
     target
@@ -927,4 +960,21 @@ pub async fn backup_round_trip(subject: &Subject) {
     // New stacks after a load get fresh ids.
     let c = stack(target.as_ref(), "c").await;
     assert!(c.id > st.id);
+}
+
+fn integration_event() -> integration::NewAuditEvent {
+    integration::NewAuditEvent {
+        org: Some("org".into()),
+        at: 5,
+        event: "stack-created".into(),
+        description: "d".into(),
+        user_login: "u".into(),
+        user_name: "u".into(),
+        source_ip: "::1".into(),
+        token_id: None,
+        token_name: None,
+        req_org_admin: false,
+        req_stack_admin: false,
+        auth_failure: false,
+    }
 }
