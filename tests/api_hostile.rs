@@ -23,6 +23,11 @@ const EXPECTED: &str = "
 GET /api/capabilities Public
 GET /api/user Token(authenticated)
 GET /api/user/stacks Token(authenticated)
+GET /api/stacks/{org} Token(authenticated)
+GET /api/orgs/{org}/auditlogs Token(audit_log:read)
+GET /api/orgs/{org}/auditlogs/export Token(audit_log:read)
+GET /api/orgs/{org}/auditlogs/v2 Token(audit_log:read)
+GET /api/orgs/{org}/auditlogs/v2/export Token(audit_log:read)
 GET /api/user/organizations/default Token(authenticated)
 GET /api/user/tokens Token(personal)
 POST /api/user/tokens Token(personal)
@@ -44,6 +49,7 @@ GET /api/stacks/{org}/{project}/{stack}/collaborators Token(stack:read)
 PATCH /api/console/stacks/{org}/{project}/{stack}/teams/{team} Token(stack:admin)
 PATCH /api/stacks/{org}/{project}/{stack}/collaborators/{user} Token(stack:admin)
 DELETE /api/stacks/{org}/{project}/{stack}/collaborators/{user} Token(stack:admin)
+GET /api/stacks/{org}/{project}/{stack}/config Token(stack:read)
 GET /api/stacks/{org}/{project}/{stack}/updates Token(stack:read)
 GET /api/stacks/{org}/{project}/{stack}/updates/latest Token(stack:read)
 GET /api/stacks/{org}/{project}/{stack}/updates/{version} Token(stack:read)
@@ -427,7 +433,8 @@ fn check_reference(matrix: &BTreeMap<String, Vec<(String, u16)>>) {
          api_hostile`) from the server's own route table: the status each route answers to \
          each bad credential. Every answer came before the request's body was sent (the \
          request declared a 50 MB gzip body and sent none of it) and left the database \
-         unchanged. `complete` with its own finished lease is a retried complete: 204 when \
+         unchanged but for the audit log's record of the refusal (at most 20 a second). \
+         `complete` with its own finished lease is a retried complete: 204 when \
          the status matches, 409 otherwise.\n\n",
     );
     let mut groups: BTreeMap<Vec<String>, Vec<(String, Vec<u16>)>> = BTreeMap::new();

@@ -141,3 +141,32 @@ async fn audit_log_list_and_export_show_a_real_update_a_removal_and_a_refusal() 
         "{cef}"
     );
 }
+
+#[tokio::test]
+async fn a_200_resource_up_under_a_tight_rate_limit_is_slowed_never_failed() {
+    let tc = require_cli!();
+    // Honouring Retry-After on 429 is in the CLI from v3.259 on; older ones give up.
+    if !version_at_least(&tc.version, 3, 259) {
+        eprintln!("SKIPPED: pulumi {} does not retry 429", tc.version);
+        return;
+    }
+    let srv = ServerProcess::start(&["--rate-limit", "2/4s"]).await;
+    let p = Project::new(&tc, &srv, "limited").await;
+    p.write_program(&items(200, "a", 0), "");
+    p.ok(&["stack", "init", "dev"]).await;
+    p.ok(&["up", "--yes"]).await;
+    p.write_program(&items(200, "b", 0), "");
+    p.ok(&["up", "--yes", "--skip-preview"]).await;
+    let out = p.ok(&["stack", "export"]).await.stdout;
+    assert!(out.contains("b-199"), "the second update landed");
+    let log = srv.log(1);
+    assert!(
+        log.contains("status=429"),
+        "the limit was met (the CLI retried after Retry-After):\n{}",
+        log.lines()
+            .filter(|l| l.contains("refused"))
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

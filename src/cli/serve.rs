@@ -1,6 +1,7 @@
 //! `pbackend serve`.
 
 use crate::cli::error::{CliError, CliResult};
+use crate::server::ratelimit::RateLimits;
 use crate::store::lock::LockMode;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -131,6 +132,13 @@ pub struct LimitArgs {
     /// for 10 s gets 503.
     #[arg(long, env = "PULUMI_BACKEND_WRITER_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub writer_queue: u32,
+
+    /// Reads (GET/HEAD) each credential may make, per window: `100/10s,600/1m` (the
+    /// service's published limits), or `off`. Over it: 429 with Retry-After, which the CLI
+    /// honours. Writes and calls under an update's lease are never limited; each replica
+    /// counts its own.
+    #[arg(long, env = "PULUMI_BACKEND_RATE_LIMIT", default_value = "100/10s,600/1m", value_parser = RateLimits::parse)]
+    pub rate_limit: RateLimits,
 }
 
 impl ServeArgs {
@@ -150,6 +158,7 @@ impl ServeArgs {
             header_read_timeout: secs(l.header_read_timeout),
             body_idle_timeout: secs(l.body_idle_timeout),
             body_deadline: secs(l.body_deadline),
+            rate_limits: l.rate_limit.clone(),
         }
     }
 

@@ -10,8 +10,8 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request, State};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -47,10 +47,13 @@ pub async fn require(
                 identity.source_ip = ip.clone();
                 let target = target(&mut parts, &state).await;
                 match state.engine.authorize(&identity, permission, &target).await {
-                    Ok(()) => {
-                        parts.extensions.insert(identity);
-                        Ok(())
-                    }
+                    Ok(()) => match throttle(&parts, &state, &identity) {
+                        Ok(()) => {
+                            parts.extensions.insert(identity);
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    },
                     Err(e) => {
                         let org = match &target {
                             Target::Org(o) => Some(o.as_str()),
@@ -106,6 +109,21 @@ pub async fn require(
         Ok(()) => next.run(Request::from_parts(parts, body)).await,
         Err(e) => e.into_response(),
     }
+}
+
+/// Applies the rate limits to reads (see [`crate::server::ratelimit`] for why reads only).
+fn throttle(parts: &Parts, state: &AppState, identity: &Identity) -> Result<(), ApiError> {
+    if !state.limiter.enabled() || !matches!(parts.method, Method::GET | Method::HEAD) {
+        return Ok(());
+    }
+    let key = match &identity.token {
+        Some(t) => t.id.clone(),
+        None => format!("user:{}", identity.user),
+    };
+    state
+        .limiter
+        .take(&key, std::time::Instant::now())
+        .map_err(ApiError::rate_limited)
 }
 
 /// The method and path of a refused call, for its audit event (never the query: it may

@@ -13,6 +13,8 @@ use crate::server::wire::ErrorResponse;
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds for `Retry-After` when it is not the default.
+    retry_after: Option<u64>,
 }
 
 /// Seconds a client is asked to wait before retrying a 503 or 429. The CLI honours
@@ -25,6 +27,7 @@ impl ApiError {
         ApiError {
             status,
             message: format!("{reason}: {detail}"),
+            retry_after: None,
         }
     }
 
@@ -33,6 +36,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.to_owned(),
+            retry_after: None,
         }
     }
 
@@ -42,6 +46,18 @@ impl ApiError {
 
     pub fn not_found(detail: impl std::fmt::Display) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    /// 429: over a rate limit; `Retry-After` says when the next request is allowed.
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        ApiError {
+            retry_after: Some(secs.max(1)),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "request rate limit exceeded; retry after the time in Retry-After",
+            )
+        }
     }
 
     pub fn unauthorized() -> Self {
@@ -113,10 +129,11 @@ impl IntoResponse for ApiError {
             self.status,
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
         ) {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
+            let value = match self.retry_after {
+                Some(s) => HeaderValue::from(s),
+                None => HeaderValue::from_static(RETRY_AFTER_SECS),
+            };
+            headers.insert(header::RETRY_AFTER, value);
         }
         resp
     }

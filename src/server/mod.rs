@@ -12,6 +12,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod ratelimit;
 pub mod routes;
 pub mod state;
 pub mod version;
@@ -59,6 +60,8 @@ pub struct ServerConfig {
     pub body_idle_timeout: Duration,
     /// ... nor take longer than this in all.
     pub body_deadline: Duration,
+    /// Per-credential limits on reads (none by default here; `serve` applies the service's).
+    pub rate_limits: ratelimit::RateLimits,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(60),
             body_deadline: Duration::from_secs(600),
+            rate_limits: Default::default(),
         }
     }
 }
@@ -83,6 +87,7 @@ pub fn router(engine: Arc<Engine>, cfg: &ServerConfig) -> Router {
         inflight: Arc::new(Semaphore::new(budget)),
         body_idle_timeout: cfg.body_idle_timeout,
         body_deadline: cfg.body_deadline,
+        limiter: Arc::new(ratelimit::Limiter::new(cfg.rate_limits.clone())),
     };
     let slots = Arc::new(Slots {
         sem: Semaphore::new(cfg.max_concurrent_requests.max(1)),

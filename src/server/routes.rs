@@ -108,6 +108,7 @@ fn entries() -> Vec<Entry> {
         r(M::GET, "/api/capabilities", Public, meta::capabilities),
         r(M::GET, "/api/user", any, meta::current_user),
         r(M::GET, "/api/user/stacks", any, stacks::list_stacks),
+        r(M::GET, "/api/stacks/{org}", any, stacks::list_org_stacks),
         r(
             M::GET,
             "/api/user/organizations/default",
@@ -198,6 +199,7 @@ fn entries() -> Vec<Entry> {
             access::remove_stack_collaborator,
         ),
         // history, export, import
+        r(M::GET, s("/config"), read, stacks::stack_config),
         r(M::GET, s("/updates"), read, history::history),
         r(M::GET, s("/updates/latest"), read, history::latest_update),
         r(

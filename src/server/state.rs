@@ -16,4 +16,6 @@ pub struct AppState {
     pub body_idle_timeout: Duration,
     /// ... and take this long in all.
     pub body_deadline: Duration,
+    /// Per-credential rate limits on reads.
+    pub limiter: Arc<crate::server::ratelimit::Limiter>,
 }

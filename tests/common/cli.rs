@@ -152,6 +152,12 @@ impl ServerProcess {
             .arg(&self.key)
             .arg("--single-tenant-token")
             .arg(CLI_TOKEN)
+            // Tests that are not about rate limits must not be slowed by them.
+            .args(if self.extra.iter().any(|a| a == "--rate-limit") {
+                vec![]
+            } else {
+                vec!["--rate-limit", "off"]
+            })
             .args(&self.extra)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -200,6 +206,11 @@ impl ServerProcess {
             .arg(CLI_TOKEN)
             .arg("--log-level")
             .arg("debug")
+            .args(if self.extra.iter().any(|a| a == "--rate-limit") {
+                vec![]
+            } else {
+                vec!["--rate-limit", "off"]
+            })
             .args(&self.extra)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

@@ -12,15 +12,11 @@ use crate::engine::{Identity, TokenView};
 use crate::server::auth::ApiIdentity;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::{Json, OptionalJson, P, Q};
+use crate::server::handlers::OrgPath;
 use crate::server::handlers::StackPath;
 use crate::server::state::AppState;
 use crate::server::wire::access::*;
 use crate::types::{Grantee, StackKey, StackPermission};
-
-#[derive(Deserialize)]
-pub struct OrgPath {
-    org: String,
-}
 
 #[derive(Deserialize)]
 pub struct TokenPath {

@@ -14,15 +14,11 @@ use crate::engine::integration::audit::{
 use crate::engine::state::deployment::gzip;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::{P, Q};
+use crate::server::handlers::OrgPath;
 use crate::server::state::AppState;
 
 /// Events one export carries at most.
 const EXPORT_LIMIT: i64 = 10_000;
-
-#[derive(Deserialize)]
-pub struct OrgPath {
-    pub org: String,
-}
 
 /// Both clients' names: v3.259 sends `eventType`/`user`, the service and v3.277
 /// `eventFilter`/`userFilter`. Times are Unix seconds, sent as strings by the CLI.

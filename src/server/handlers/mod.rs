@@ -15,6 +15,11 @@ use crate::server::error::ApiError;
 use crate::types::StackKey;
 
 #[derive(Deserialize)]
+pub struct OrgPath {
+    pub org: String,
+}
+
+#[derive(Deserialize)]
 pub struct StackPath {
     pub org: String,
     pub project: String,

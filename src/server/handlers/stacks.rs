@@ -8,9 +8,9 @@ use crate::engine::{CreateStack, StackListQuery};
 use axum::extract::Extension;
 
 use crate::server::auth::ApiIdentity;
-use crate::server::error::ApiResult;
+use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::{Json, P, Q, StateBody};
-use crate::server::handlers::StackPath;
+use crate::server::handlers::{OrgPath, StackPath};
 use crate::server::state::AppState;
 use crate::server::version::ApiVersion;
 use crate::server::wire::*;
@@ -80,6 +80,33 @@ pub async fn delete_stack(
     let force = matches!(q.force.as_deref(), Some("true") | Some("1"));
     state.engine.delete_stack(&caller, &p.key(), force).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/stacks/{org}`: one organization's stacks, as `GET /api/user/stacks` pages them.
+pub async fn list_org_stacks(
+    state: State<AppState>,
+    caller: ApiIdentity,
+    version: Extension<ApiVersion>,
+    P(p): P<OrgPath>,
+    Q(mut q): Q<ListStacksQuery>,
+) -> ApiResult<AxumJson<ListStacksResponse>> {
+    q.organization = Some(p.org);
+    list_stacks(state, caller, version, Q(q)).await
+}
+
+/// `GET …/{stack}/config`: the service-managed (ESC) configuration of a stack. This server
+/// keeps none, so as the service does for such stacks it answers 404 (after the stack
+/// lookup, so a missing stack is named as such).
+pub async fn stack_config(
+    State(state): State<AppState>,
+    ApiIdentity(caller): ApiIdentity,
+    P(p): P<StackPath>,
+) -> ApiResult<StatusCode> {
+    let key = p.key();
+    state.engine.get_stack(&caller, &key).await?;
+    Err(ApiError::not_found(format!(
+        "stack '{key}' has no service-managed configuration"
+    )))
 }
 
 pub async fn list_stacks(
