@@ -1,6 +1,7 @@
 //! `pbackend serve`.
 
 use crate::cli::error::{CliError, CliResult};
+use crate::engine::integration::delivery::WebhookConfig;
 use crate::server::ratelimit::RateLimits;
 use crate::store::lock::LockMode;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -51,6 +52,20 @@ pub struct ServeArgs {
     /// daily. `0` keeps them forever.
     #[arg(long, env = "PULUMI_BACKEND_AUDIT_RETENTION", default_value = "365d", value_parser = parse_retention)]
     pub audit_retention: i64,
+
+    /// Let webhooks deliver to loopback addresses (refused by default, as are link-local
+    /// and cloud-metadata addresses, always).
+    #[arg(long, env = "PULUMI_BACKEND_WEBHOOKS_ALLOW_LOOPBACK")]
+    pub webhooks_allow_loopback: bool,
+
+    /// Attempts per webhook delivery before it is given up (retries back off from 1 s,
+    /// doubling, up to an hour apart).
+    #[arg(long, env = "PULUMI_BACKEND_WEBHOOK_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(i64).range(1..=50))]
+    pub webhook_max_attempts: i64,
+
+    /// The longest one webhook delivery may take.
+    #[arg(long, env = "PULUMI_BACKEND_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration_secs)]
+    pub webhook_timeout: i64,
 
     /// How long an update's lease lasts without renewal (seconds, or with s/m/h). The CLI
     /// renews every 2.5 minutes assuming 5; keep it at 5m or more outside tests.
@@ -188,6 +203,12 @@ impl ServeArgs {
             max_state_bytes: self.max_state_bytes,
             max_journal_version: self.max_journal_version,
             login: self.auth.login_config(public_url)?,
+            webhooks: WebhookConfig {
+                allow_loopback: self.webhooks_allow_loopback,
+                max_attempts: self.webhook_max_attempts,
+                timeout: Duration::from_secs(self.webhook_timeout.max(1) as u64),
+                first_retry_secs: 1,
+            },
         })
     }
 }

@@ -70,6 +70,7 @@ impl Engine {
             live: Default::default(),
             login: Arc::new(LoginRuntime::new()?),
             refusals: Default::default(),
+            webhooks: Arc::new(crate::engine::integration::delivery::Sender::new()?),
         };
         engine.ensure_instance_org().await?;
         Ok((engine, boot))
@@ -105,6 +106,7 @@ impl Engine {
             live: Default::default(),
             login: Arc::new(LoginRuntime::new()?),
             refusals: Default::default(),
+            webhooks: Arc::new(crate::engine::integration::delivery::Sender::new()?),
         })
     }
 }

@@ -55,6 +55,8 @@ pub struct EngineConfig {
     pub max_journal_version: i64,
     /// Ways to log in besides API tokens.
     pub login: access::login::LoginConfig,
+    /// Where and how webhooks are delivered.
+    pub webhooks: integration::delivery::WebhookConfig,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +74,7 @@ impl Default for EngineConfig {
                 refresh_token_ttl: access::login::DEFAULT_REFRESH_TOKEN_TTL,
                 ..Default::default()
             },
+            webhooks: Default::default(),
         }
     }
 }
@@ -99,6 +102,8 @@ pub struct Engine {
     login: Arc<access::login::LoginRuntime>,
     /// Bounds how many refused requests a second reach the audit log.
     refusals: integration::audit::FailureBudget,
+    /// The HTTP client webhook deliveries go through.
+    webhooks: Arc<integration::delivery::Sender>,
 }
 
 impl Engine {

@@ -117,6 +117,8 @@ pub async fn serve(
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Webhook deliveries run beside the server, outside every request, and stop with it.
+    let deliveries = tokio::spawn(engine.clone().run_webhook_deliveries());
     let app = router(engine, &cfg);
     let connections = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
@@ -162,6 +164,7 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+    deliveries.abort();
     Ok(())
 }
 

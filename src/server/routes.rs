@@ -18,7 +18,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use crate::engine::Permission;
 use crate::server::auth;
 use crate::server::handlers::{
-    access, history, integration, login, meta, secrets, stacks, updates,
+    access, history, hooks, integration, login, meta, secrets, stacks, updates,
 };
 use crate::server::state::AppState;
 use crate::types::StackPermission;
@@ -153,6 +153,73 @@ fn entries() -> Vec<Entry> {
             "/api/orgs/{org}/auditlogs/v2/export",
             org("audit_log:read"),
             integration::export_v2,
+        ),
+        // webhooks: an organization's (admins, scope `webhook:manage`), a stack's (stack admins)
+        r(
+            M::GET,
+            "/api/orgs/{org}/hooks",
+            org("webhook:manage"),
+            hooks::list_org,
+        ),
+        r(
+            M::POST,
+            "/api/orgs/{org}/hooks",
+            org("webhook:manage"),
+            hooks::create_org,
+        ),
+        r(
+            M::GET,
+            "/api/orgs/{org}/hooks/{hook}",
+            org("webhook:manage"),
+            hooks::get_org,
+        ),
+        r(
+            M::PATCH,
+            "/api/orgs/{org}/hooks/{hook}",
+            org("webhook:manage"),
+            hooks::update_org,
+        ),
+        r(
+            M::DELETE,
+            "/api/orgs/{org}/hooks/{hook}",
+            org("webhook:manage"),
+            hooks::delete_org,
+        ),
+        r(
+            M::POST,
+            "/api/orgs/{org}/hooks/{hook}/ping",
+            org("webhook:manage"),
+            hooks::ping_org,
+        ),
+        r(
+            M::GET,
+            "/api/orgs/{org}/hooks/{hook}/deliveries",
+            org("webhook:manage"),
+            hooks::deliveries_org,
+        ),
+        r(
+            M::POST,
+            "/api/orgs/{org}/hooks/{hook}/deliveries/{event}/redeliver",
+            org("webhook:manage"),
+            hooks::redeliver_org,
+        ),
+        r(M::GET, s("/hooks"), admin, hooks::list_stack),
+        r(M::POST, s("/hooks"), admin, hooks::create_stack),
+        r(M::GET, s("/hooks/{hook}"), admin, hooks::get_stack),
+        r(M::PATCH, s("/hooks/{hook}"), admin, hooks::update_stack),
+        r(M::DELETE, s("/hooks/{hook}"), admin, hooks::delete_stack),
+        r(M::POST, s("/hooks/{hook}/ping"), admin, hooks::ping_stack),
+        r(
+            M::GET,
+            s("/hooks/{hook}/deliveries"),
+            admin,
+            hooks::deliveries_stack,
+        ),
+        r(
+            M::POST,
+            s("/hooks/{hook}/deliveries/{event}/redeliver"),
+            admin,
+            hooks::redeliver_stack,
         ),
         r(
             M::HEAD,

@@ -8,6 +8,7 @@ pub mod ops;
 pub mod pg;
 pub mod proxy;
 pub mod raw;
+pub mod receiver;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;

@@ -30,6 +30,9 @@ pub enum AuditKind {
     MemberAdded,
     MemberRoleChanged,
     MemberRemoved,
+    WebhookCreated,
+    WebhookUpdated,
+    WebhookDeleted,
     /// A credential that matched nobody, or a caller refused a permission.
     AuthFailure,
 }
@@ -51,6 +54,9 @@ impl AuditKind {
         AuditKind::MemberAdded,
         AuditKind::MemberRoleChanged,
         AuditKind::MemberRemoved,
+        AuditKind::WebhookCreated,
+        AuditKind::WebhookUpdated,
+        AuditKind::WebhookDeleted,
         AuditKind::AuthFailure,
     ];
 
@@ -71,6 +77,9 @@ impl AuditKind {
             AuditKind::MemberAdded => "member-added",
             AuditKind::MemberRoleChanged => "member-role-changed",
             AuditKind::MemberRemoved => "member-removed",
+            AuditKind::WebhookCreated => "webhook-created",
+            AuditKind::WebhookUpdated => "webhook-updated",
+            AuditKind::WebhookDeleted => "webhook-deleted",
             AuditKind::AuthFailure => "auth-failure",
         }
     }
@@ -79,7 +88,12 @@ impl AuditKind {
     fn requires_org_admin(self) -> bool {
         matches!(
             self,
-            AuditKind::MemberAdded | AuditKind::MemberRoleChanged | AuditKind::MemberRemoved
+            AuditKind::MemberAdded
+                | AuditKind::MemberRoleChanged
+                | AuditKind::MemberRemoved
+                | AuditKind::WebhookCreated
+                | AuditKind::WebhookUpdated
+                | AuditKind::WebhookDeleted
         )
     }
 

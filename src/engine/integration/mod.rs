@@ -2,3 +2,5 @@
 //! it, webhooks).
 
 pub mod audit;
+pub mod delivery;
+pub mod webhooks;

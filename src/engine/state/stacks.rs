@@ -72,12 +72,14 @@ impl Engine {
             }
         }
         let wrapped_key = self.master()?.wrap(&StackSecretKey::generate());
-        let notes = self.note(
-            caller,
-            Some(&key.org),
-            AuditKind::StackCreated,
-            format!("stack {key} created"),
-        );
+        let notes = self
+            .note(
+                caller,
+                Some(&key.org),
+                AuditKind::StackCreated,
+                format!("stack {key} created"),
+            )
+            .with_hook(self.stack_hook_event(caller, &key, "created"));
         let new = NewStack {
             key: key.clone(),
             tags: req.tags,
@@ -212,15 +214,17 @@ impl Engine {
             force,
             require_empty: true,
         };
-        let notes = self.note(
-            caller,
-            Some(&key.org),
-            AuditKind::StackDeleted,
-            format!(
-                "stack {key} deleted{}",
-                if force { " (forced)" } else { "" }
-            ),
-        );
+        let notes = self
+            .note(
+                caller,
+                Some(&key.org),
+                AuditKind::StackDeleted,
+                format!(
+                    "stack {key} deleted{}",
+                    if force { " (forced)" } else { "" }
+                ),
+            )
+            .with_hook(self.stack_hook_event(caller, key, "deleted"));
         match self.store.delete_stack(stack.id, guard, notes).await? {
             Guarded::Done(_) => Ok(()),
             Guarded::HasResources => Err(EngineError::StackHasResources),

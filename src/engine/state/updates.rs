@@ -431,17 +431,29 @@ impl Engine {
             source_ip: source_ip.clone(),
             ..Identity::user(&update.author)
         };
-        let notes = self.note(
-            &author,
-            Some(&key.org),
-            kind,
-            format!(
-                "{} {} on stack {key} {}",
-                update_word(&update.kind, update.dry_run),
-                update.id,
-                status.as_str()
-            ),
-        );
+        let notes = self
+            .note(
+                &author,
+                Some(&key.org),
+                kind,
+                format!(
+                    "{} {} on stack {key} {}",
+                    update_word(&update.kind, update.dry_run),
+                    update.id,
+                    status.as_str()
+                ),
+            )
+            .with_hook(self.update_hook_event(
+                &update.author,
+                &key,
+                update.stack_id,
+                &update.kind,
+                update.dry_run,
+                &update.id,
+                update.version,
+                status == UpdateStatus::Succeeded,
+                update.resource_changes.as_deref(),
+            ));
         let outcome = self
             .finish_with_state(
                 &update,
@@ -485,15 +497,27 @@ impl Engine {
                 update.status.as_str()
             )));
         }
-        let notes = self.note(
-            caller,
-            Some(&key.org),
-            AuditKind::UpdateCancelled,
-            format!(
-                "{} {update_id} on stack {key} cancelled",
-                update_word(&update.kind, update.dry_run)
-            ),
-        );
+        let notes = self
+            .note(
+                caller,
+                Some(&key.org),
+                AuditKind::UpdateCancelled,
+                format!(
+                    "{} {update_id} on stack {key} cancelled",
+                    update_word(&update.kind, update.dry_run)
+                ),
+            )
+            .with_hook(self.update_hook_event(
+                &update.author,
+                key,
+                update.stack_id,
+                &update.kind,
+                update.dry_run,
+                &update.id,
+                update.version,
+                false,
+                update.resource_changes.as_deref(),
+            ));
         let outcome = self
             .finish_with_state(
                 &update,

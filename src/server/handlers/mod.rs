@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod history;
+pub mod hooks;
 pub mod integration;
 pub mod login;
 pub mod meta;

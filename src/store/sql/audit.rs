@@ -1,7 +1,7 @@
 //! The audit log: appended in the transaction of the change it records, listed newest first.
 
 use super::{Param, Row, Tx, p};
-use crate::store::integration::{AuditEventRow, AuditQuery, NewAuditEvent, Notes};
+use crate::store::integration::{AuditEventRow, AuditQuery, NewAuditEvent};
 use crate::store::*;
 
 const COLS: &str = "id, org, at, event, description, user_login, user_name, source_ip, \
@@ -50,11 +50,6 @@ pub fn append(tx: &mut dyn Tx, events: &[NewAuditEvent]) -> StoreResult<()> {
         )?;
     }
     Ok(())
-}
-
-/// Writes what a change leaves behind (inside the change's transaction).
-pub fn write_notes(tx: &mut dyn Tx, notes: &Notes) -> StoreResult<()> {
-    append(tx, &notes.audit)
 }
 
 pub fn list(tx: &mut dyn Tx, q: &AuditQuery) -> StoreResult<Vec<AuditEventRow>> {

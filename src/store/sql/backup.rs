@@ -324,6 +324,26 @@ const TABLES: &[Table] = &[
         ],
         order: "id",
     },
+    // Hooks, not their deliveries: the outbox and the attempts are operational records.
+    Table {
+        tag: "webhook",
+        name: "webhooks",
+        cols: &[
+            ("id", Int),
+            ("org", Text),
+            ("stack_id", Int),
+            ("name", Text),
+            ("display_name", Text),
+            ("payload_url", Text),
+            ("active", Bool),
+            ("format", Text),
+            ("filters", Text),
+            ("groups", Text),
+            ("secret", Blob),
+            ("created_at", Int),
+        ],
+        order: "id",
+    },
 ];
 
 fn col_list(t: &Table) -> String {
@@ -515,11 +535,17 @@ pub fn load(tx: &mut dyn Tx, records: Source, merge: Merge) -> StoreResult<LoadR
                 stacks.insert(old, Some(id));
                 report.stacks += 1;
             }
-            "audit" => {
-                // The log is numbered by the target; records come in the order they were
-                // numbered, so the order is kept.
+            "audit" | "webhook" => {
+                // Numbered by the target; records come in the order they were numbered,
+                // so the order is kept. A hook whose name its scope already has is kept as
+                // the target has it.
                 let params: Vec<Param<'_>> = values.iter().skip(1).map(Owned::param).collect();
-                tx.exec(&insert_sql(t, true, ""), &params)?;
+                let on_conflict = if tag == "webhook" {
+                    " ON CONFLICT DO NOTHING"
+                } else {
+                    ""
+                };
+                tx.exec(&insert_sql(t, true, on_conflict), &params)?;
             }
             _ => {
                 let on_conflict = match (tag.as_str(), merge) {

@@ -15,6 +15,7 @@
 mod access;
 mod audit;
 pub mod backup;
+mod hooks;
 mod logins;
 mod people;
 mod rows;
@@ -252,7 +253,7 @@ impl<B: Backend> SqlStore<B> {
         self.w(move |tx| {
             let out = job(tx)?;
             if changed(&out) && !notes.is_empty() {
-                audit::write_notes(tx, &notes)?;
+                write_notes(tx, &notes)?;
             }
             Ok(out)
         })
@@ -280,7 +281,7 @@ impl<B: Backend> Store for SqlStore<B> {
     fn create_stack(&self, s: NewStack) -> StoreFuture<'_, StackRow> {
         self.w(move |tx| {
             let row = stacks::create(tx, &s)?;
-            audit::write_notes(tx, &s.notes)?;
+            write_notes(tx, &s.notes)?;
             Ok(row)
         })
     }
@@ -497,7 +498,7 @@ impl<B: Backend> Store for SqlStore<B> {
     fn create_token(&self, token: NewToken) -> StoreFuture<'_, ()> {
         self.w(move |tx| {
             tokens::create(tx, &token)?;
-            audit::write_notes(tx, &token.notes)
+            write_notes(tx, &token.notes)
         })
     }
 
@@ -602,6 +603,16 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 }
 
+/// Writes what a change leaves behind (inside the change's transaction): its audit events,
+/// and a delivery for each hook that wants one of its webhook events.
+fn write_notes(tx: &mut dyn Tx, notes: &Notes) -> StoreResult<()> {
+    audit::append(tx, &notes.audit)?;
+    for e in &notes.hooks {
+        hooks::raise(tx, e)?;
+    }
+    Ok(())
+}
+
 fn started(o: &StartOutcome) -> bool {
     matches!(o, StartOutcome::Started(_))
 }
@@ -620,5 +631,89 @@ impl<B: Backend> IntegrationStore for SqlStore<B> {
 
     fn prune_audit(&self, before: i64) -> StoreFuture<'_, i64> {
         self.w(move |tx| audit::prune(tx, before))
+    }
+
+    fn create_hook(
+        &self,
+        hook: integration::HookRow,
+        notes: Notes,
+    ) -> StoreFuture<'_, integration::HookRow> {
+        self.wn(notes, |_| true, move |tx| hooks::create(tx, &hook))
+    }
+
+    fn update_hook(&self, hook: integration::HookRow, notes: Notes) -> StoreFuture<'_, bool> {
+        self.wn(notes, |done| *done, move |tx| hooks::update(tx, &hook))
+    }
+
+    fn delete_hook(&self, id: i64, notes: Notes) -> StoreFuture<'_, bool> {
+        self.wn(notes, |done| *done, move |tx| hooks::delete(tx, id))
+    }
+
+    fn get_hook<'a>(
+        &'a self,
+        org: &'a str,
+        stack_id: Option<i64>,
+        name: &'a str,
+    ) -> StoreFuture<'a, Option<integration::HookRow>> {
+        let (org, name) = (org.to_owned(), name.to_owned());
+        self.r(move |tx| hooks::get(tx, &org, stack_id, &name))
+    }
+
+    fn list_hooks<'a>(
+        &'a self,
+        org: &'a str,
+        stack_id: Option<i64>,
+    ) -> StoreFuture<'a, Vec<integration::HookRow>> {
+        let org = org.to_owned();
+        self.r(move |tx| hooks::list(tx, &org, stack_id))
+    }
+
+    fn enqueue_delivery(
+        &self,
+        hook_id: i64,
+        kind: String,
+        payload: String,
+        now: i64,
+    ) -> StoreFuture<'_, i64> {
+        self.w(move |tx| hooks::enqueue(tx, hook_id, &kind, &payload, now))
+    }
+
+    fn claim_deliveries(
+        &self,
+        now: i64,
+        hold_until: i64,
+        limit: i64,
+        only: Option<i64>,
+    ) -> StoreFuture<'_, Vec<integration::OutboxRow>> {
+        self.w(move |tx| hooks::claim(tx, now, hold_until, limit, only))
+    }
+
+    fn record_attempt(
+        &self,
+        attempt: integration::AttemptRow,
+        settle: integration::Settle,
+    ) -> StoreFuture<'_, ()> {
+        self.w(move |tx| hooks::record(tx, &attempt, settle))
+    }
+
+    fn list_attempts(
+        &self,
+        hook_id: i64,
+        limit: i64,
+    ) -> StoreFuture<'_, Vec<integration::AttemptRow>> {
+        self.r(move |tx| hooks::attempts(tx, hook_id, limit))
+    }
+
+    fn get_attempt<'a>(
+        &'a self,
+        hook_id: i64,
+        id: &'a str,
+    ) -> StoreFuture<'a, Option<integration::AttemptRow>> {
+        let id = id.to_owned();
+        self.r(move |tx| hooks::attempt_by_id(tx, hook_id, &id))
+    }
+
+    fn next_delivery_due(&self) -> StoreFuture<'_, Option<i64>> {
+        self.r(hooks::next_due)
     }
 }

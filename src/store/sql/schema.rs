@@ -143,6 +143,56 @@ pub const SHARED_STEPS: &[&str] = &[
     CREATE INDEX audit_events_by_org ON audit_events (org, id);
     CREATE INDEX audit_events_by_time ON audit_events (at);
     "#,
+    // 7: webhooks. `stack_id` NULL is an organization's hook. The outbox holds one row per
+    // (event, hook) to deliver, written in the transaction of the change that raised the
+    // event; each attempt at sending one is recorded with its own id.
+    r#"
+    CREATE TABLE webhooks (
+        id           {serial},
+        org          TEXT NOT NULL,
+        stack_id     {int} REFERENCES stacks (id) ON DELETE CASCADE,
+        name         TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        payload_url  TEXT NOT NULL,
+        active       {int} NOT NULL,
+        format       TEXT NOT NULL,
+        filters      TEXT NOT NULL,
+        groups       TEXT NOT NULL,
+        secret       {blob},
+        created_at   {int} NOT NULL
+    );
+    CREATE UNIQUE INDEX webhooks_by_name ON webhooks (org, COALESCE(stack_id, 0), name);
+
+    CREATE TABLE webhook_outbox (
+        id         {serial},
+        hook_id    {int} NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+        kind       TEXT NOT NULL,
+        payload    TEXT NOT NULL,
+        created_at {int} NOT NULL,
+        state      TEXT NOT NULL,
+        attempts   {int} NOT NULL DEFAULT 0,
+        due_at     {int} NOT NULL
+    );
+    CREATE INDEX webhook_outbox_due ON webhook_outbox (state, due_at);
+    CREATE INDEX webhook_outbox_by_hook ON webhook_outbox (hook_id);
+
+    CREATE TABLE webhook_attempts (
+        seq              {serial},
+        id               TEXT NOT NULL UNIQUE,
+        outbox_id        {int} NOT NULL,
+        hook_id          {int} NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+        at               {int} NOT NULL,
+        kind             TEXT NOT NULL,
+        payload          TEXT NOT NULL,
+        request_url      TEXT NOT NULL,
+        request_headers  TEXT NOT NULL,
+        duration_ms      {int},
+        response_code    {int},
+        response_headers TEXT,
+        response_body    TEXT
+    );
+    CREATE INDEX webhook_attempts_by_hook ON webhook_attempts (hook_id, at);
+    "#,
 ];
 
 /// A shared step in the given dialect.
