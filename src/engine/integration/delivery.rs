@@ -20,9 +20,9 @@ use crate::engine::crypto;
 use crate::engine::error::{EngineError, EngineResult};
 use crate::store::integration::{AttemptRow, OutboxRow, Settle};
 
-/// How long a claimed delivery is held before another worker may take it again (a crash
-/// mid-send is retried after this, with a new attempt id).
-pub const HOLD_SECS: i64 = 60;
+/// How long past its timeout a claimed delivery is held before another worker may take it
+/// again (a crash mid-send is retried after the hold, with a new attempt id).
+const HOLD_MARGIN_SECS: i64 = 5;
 
 /// The most of a receiver's answer kept in the record.
 const EXCERPT: usize = 4096;
@@ -41,6 +41,13 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     /// The first retry's delay; each next one doubles, up to an hour.
     pub first_retry_secs: i64,
+}
+
+impl WebhookConfig {
+    /// Until when a delivery claimed at `now` is left to its worker.
+    pub fn hold_until(&self, now: i64) -> i64 {
+        now + i64::try_from(self.timeout.as_secs()).unwrap_or(60) + HOLD_MARGIN_SECS
+    }
 }
 
 impl Default for WebhookConfig {
@@ -317,7 +324,7 @@ impl Engine {
             let now = self.now();
             let batch = match self
                 .store
-                .claim_deliveries(now, now + HOLD_SECS, BATCH, None)
+                .claim_deliveries(now, self.cfg.webhooks.hold_until(now), BATCH, None)
                 .await
             {
                 Ok(b) => b,
@@ -330,12 +337,23 @@ impl Engine {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
-            let mut sends = tokio::task::JoinSet::new();
+            // One hook's deliveries go one after another, in the order they were raised;
+            // different hooks' go at once.
+            let mut by_hook: Vec<(i64, Vec<OutboxRow>)> = vec![];
             for row in batch {
+                match by_hook.iter_mut().find(|(h, _)| *h == row.hook.id) {
+                    Some((_, rows)) => rows.push(row),
+                    None => by_hook.push((row.hook.id, vec![row])),
+                }
+            }
+            let mut sends = tokio::task::JoinSet::new();
+            for (_, rows) in by_hook {
                 let engine = self.clone();
                 sends.spawn(async move {
-                    if let Err(e) = engine.send(row, Destination::Queued).await {
-                        tracing::warn!(error = %e, "recording a webhook delivery failed");
+                    for row in rows {
+                        if let Err(e) = engine.send(row, Destination::Queued).await {
+                            tracing::warn!(error = %e, "recording a webhook delivery failed");
+                        }
                     }
                 });
             }

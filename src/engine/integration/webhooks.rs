@@ -561,7 +561,7 @@ impl Engine {
             .store
             .enqueue_delivery(hook_id, kind, payload, now)
             .await?;
-        let hold = now + delivery::HOLD_SECS;
+        let hold = self.cfg.webhooks.hold_until(now);
         let row = self
             .store
             .claim_deliveries(now, hold, 1, Some(id))
