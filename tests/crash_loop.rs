@@ -1,7 +1,8 @@
 //! Crash loop: concurrent journaled and delta-mode updates while the server is killed with
 //! SIGKILL at random moments and restarted on the same database. After every restart:
 //! every acknowledged batch and checkpoint is in the state, and `pbackend verify` is clean;
-//! at the end every update completes whole, and no stack stays locked.
+//! at the end every update completes whole, no stack stays locked, and every succeeded
+//! update has exactly one audit event (written in the transaction of its `complete`).
 //!
 //! Rounds and workers come from the environment so that CI runs a short version and
 //! `scripts/crash-loop.sh` the full one (figures in reference/reliability.md):
@@ -469,6 +470,57 @@ async fn acknowledged_writes_survive_kill_9() {
     }
     let verify = pb(&srv.db(), true, &["verify"]).await;
     assert_eq!(verify.code, 0, "verify: {}", verify.all());
+    // Audit events were written in the transactions of their changes: through every kill,
+    // each stack has exactly one `update-succeeded` event per succeeded update.
+    let out = pb(
+        &srv.db(),
+        false,
+        &[
+            "audit",
+            "ls",
+            "--event",
+            "update-succeeded",
+            "--limit",
+            "1000000",
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    let events: Vec<Value> = serde_json::from_str(&out.stdout).expect("audit JSON");
+    let mut total = 0;
+    for s in &stacks {
+        let history = client
+            .ok(
+                "GET",
+                &format!("/api/stacks/organization/proj/{s}/updates?page=0"),
+                &api_auth(),
+                None,
+            )
+            .await;
+        let succeeded = history["updates"]
+            .as_array()
+            .expect("updates")
+            .iter()
+            .filter(|u| u["result"] == "succeeded")
+            .count();
+        let needle = format!("on stack organization/proj/{s} succeeded");
+        let noted = events
+            .iter()
+            .filter(|e| {
+                e["description"]
+                    .as_str()
+                    .is_some_and(|d| d.ends_with(&needle))
+            })
+            .count();
+        assert_eq!(
+            noted, succeeded,
+            "{s}: {succeeded} updates succeeded but {noted} update-succeeded events"
+        );
+        total += succeeded;
+    }
+    assert!(total > 0, "the check above compared something");
     println!(
         "crash loop: {kills} kills in {:.0} s, {workers} workers, {updates} updates completed",
         start.elapsed().as_secs_f64()
