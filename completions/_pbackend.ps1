@@ -37,6 +37,7 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('teams', 'teams', [CompletionResultType]::ParameterValue, 'Teams: members and the stacks they may use')
             [CompletionResult]::new('roles', 'roles', [CompletionResultType]::ParameterValue, 'Custom roles and their assignment to teams')
             [CompletionResult]::new('oidc', 'oidc', [CompletionResultType]::ParameterValue, 'OIDC trust policies for `pulumi login --oidc-token`')
+            [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Read the audit log: every change and refused request, by whom, from where')
             [CompletionResult]::new('rotate-keys', 'rotate-keys', [CompletionResultType]::ParameterValue, 'Re-wrap every stack''s secrets key under a new master key, in one transaction')
             [CompletionResult]::new('prune-versions', 'prune-versions', [CompletionResultType]::ParameterValue, 'Delete old versions of stack states beyond --keep')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check every stored version, journal, key and the database itself; exit 1 on problems')
@@ -75,6 +76,9 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('--single-tenant-token', '--single-tenant-token', [CompletionResultType]::ParameterName, 'The API token that grants access (as `--user`). When not given, the token from the previous start is kept; on a new database one is generated and printed once')
             [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'The organization stacks live in (the CLI''s default organization)')
             [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The user name the API token acts as')
+            [CompletionResult]::new('--audit-retention', '--audit-retention', [CompletionResultType]::ParameterName, 'How long audit events are kept (a duration: 365d, 90d, ...); older ones are deleted daily. `0` keeps them forever')
+            [CompletionResult]::new('--webhook-max-attempts', '--webhook-max-attempts', [CompletionResultType]::ParameterName, 'Attempts per webhook delivery before it is given up (retries back off from 1 s, doubling, up to an hour apart)')
+            [CompletionResult]::new('--webhook-timeout', '--webhook-timeout', [CompletionResultType]::ParameterName, 'The longest one webhook delivery may take')
             [CompletionResult]::new('--lease-duration', '--lease-duration', [CompletionResultType]::ParameterName, 'How long an update''s lease lasts without renewal (seconds, or with s/m/h). The CLI renews every 2.5 minutes assuming 5; keep it at 5m or more outside tests')
             [CompletionResult]::new('--max-state-versions', '--max-state-versions', [CompletionResultType]::ParameterName, 'Versions of each stack''s state to keep (older ones are deleted)')
             [CompletionResult]::new('--delta-cutoff-bytes', '--delta-cutoff-bytes', [CompletionResultType]::ParameterName, 'Checkpoints smaller than this are uploaded whole instead of as deltas')
@@ -89,9 +93,11 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('--body-idle-timeout', '--body-idle-timeout', [CompletionResultType]::ParameterName, 'A request body may pause this long between two pieces')
             [CompletionResult]::new('--body-deadline', '--body-deadline', [CompletionResultType]::ParameterName, 'A request body must arrive whole within this')
             [CompletionResult]::new('--writer-queue', '--writer-queue', [CompletionResultType]::ParameterName, 'Writes waiting for the database writer at most; a write that finds the queue full for 10 s gets 503')
+            [CompletionResult]::new('--rate-limit', '--rate-limit', [CompletionResultType]::ParameterName, 'Reads (GET/HEAD) each credential may make, per window: `100/10s,600/1m` (the service''s published limits), or `off`. Over it: 429 with Retry-After, which the CLI honours. Writes and calls under an update''s lease are never limited; each replica counts its own')
             [CompletionResult]::new('--durability', '--durability', [CompletionResultType]::ParameterName, 'What an acknowledged write survives: `normal` survives the process being killed; `full` also survives an OS crash or power loss, at the cost of an fsync per write (see reference/reliability.md for the measured cost)')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('--webhooks-allow-loopback', '--webhooks-allow-loopback', [CompletionResultType]::ParameterName, 'Let webhooks deliver to loopback addresses (refused by default, as are link-local and cloud-metadata addresses, always)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -763,6 +769,81 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
         'pbackend;oidc;help;help' {
             break
         }
+        'pbackend;audit' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List audit events, newest first')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Print audit events as CSV or CEF (for a SIEM), newest first')
+            [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Delete events older than a duration (`90d`); `serve --audit-retention` does it daily')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;audit;ls' {
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'Only this organization''s events')
+            [CompletionResult]::new('--event', '--event', [CompletionResultType]::ParameterName, 'Only events of this kind (`stack-created`, `auth-failure`, ...; see reference/integrations.md)')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'Only events by this user (login)')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Events at or after: a Unix timestamp, RFC 3339, or a duration ago (`24h`, `7d`)')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Events at or before (same forms as --since)')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'The newest this many events')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;audit;export' {
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'Only this organization''s events')
+            [CompletionResult]::new('--event', '--event', [CompletionResultType]::ParameterName, 'Only events of this kind (`stack-created`, `auth-failure`, ...; see reference/integrations.md)')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'Only events by this user (login)')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Events at or after: a Unix timestamp, RFC 3339, or a duration ago (`24h`, `7d`)')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Events at or before (same forms as --since)')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'The newest this many events')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'csv or cef')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;audit;prune' {
+            [CompletionResult]::new('--older-than', '--older-than', [CompletionResultType]::ParameterName, 'How long events are kept')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;audit;help' {
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List audit events, newest first')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Print audit events as CSV or CEF (for a SIEM), newest first')
+            [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Delete events older than a duration (`90d`); `serve --audit-retention` does it daily')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'pbackend;audit;help;ls' {
+            break
+        }
+        'pbackend;audit;help;export' {
+            break
+        }
+        'pbackend;audit;help;prune' {
+            break
+        }
+        'pbackend;audit;help;help' {
+            break
+        }
         'pbackend;rotate-keys' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
             [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
@@ -855,6 +936,7 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('teams', 'teams', [CompletionResultType]::ParameterValue, 'Teams: members and the stacks they may use')
             [CompletionResult]::new('roles', 'roles', [CompletionResultType]::ParameterValue, 'Custom roles and their assignment to teams')
             [CompletionResult]::new('oidc', 'oidc', [CompletionResultType]::ParameterValue, 'OIDC trust policies for `pulumi login --oidc-token`')
+            [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Read the audit log: every change and refused request, by whom, from where')
             [CompletionResult]::new('rotate-keys', 'rotate-keys', [CompletionResultType]::ParameterValue, 'Re-wrap every stack''s secrets key under a new master key, in one transaction')
             [CompletionResult]::new('prune-versions', 'prune-versions', [CompletionResultType]::ParameterValue, 'Delete old versions of stack states beyond --keep')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check every stored version, journal, key and the database itself; exit 1 on problems')
@@ -1024,6 +1106,21 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             break
         }
         'pbackend;help;oidc;rm' {
+            break
+        }
+        'pbackend;help;audit' {
+            [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List audit events, newest first')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Print audit events as CSV or CEF (for a SIEM), newest first')
+            [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Delete events older than a duration (`90d`); `serve --audit-retention` does it daily')
+            break
+        }
+        'pbackend;help;audit;ls' {
+            break
+        }
+        'pbackend;help;audit;export' {
+            break
+        }
+        'pbackend;help;audit;prune' {
             break
         }
         'pbackend;help;rotate-keys' {
