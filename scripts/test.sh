@@ -16,6 +16,9 @@
 #    PostgreSQL in step 2 already.)
 # 5. Each fuzz target for a few seconds from its checked-in corpus (scripts/fuzz.sh), when
 #    a nightly toolchain or cargo-fuzz can be had; PBACKEND_FUZZ_SECONDS (default 8, 0 skips).
+# 6. schemathesis (PyPI, pinned, in ~/.cache/pbackend-schemathesis) against a real server
+#    from our own OpenAPI document (scripts/api-fuzz.sh), PBACKEND_API_FUZZ_EXAMPLES per
+#    operation (default 10).
 #
 # PBACKEND_MATRIX overrides the older versions ("" for none).
 set -euo pipefail
@@ -27,7 +30,7 @@ MATRIX=${PBACKEND_MATRIX-$MATRIX}
 CACHE=${PBACKEND_TOOLCHAIN_DIR:-$HOME/.cache/pbackend-toolchain}
 CLI_TESTS=(--test cli_access --test cli_integration --test cli_stacks --test cli_updates --test cli_state --test cli_concurrency --test cli_modes
   --test cli_ops --test cli_newest --test cli_crash --test cli_probe)
-API_TESTS=(--test api_access --test api_audit --test api_integrations --test api_webhooks --test api_bad_input --test api_login --test api_conflicts --test api_hostile --test api_limits --test api_lifecycle
+API_TESTS=(--test api_access --test api_audit --test api_integrations --test api_openapi --test api_webhooks --test api_bad_input --test api_login --test api_conflicts --test api_hostile --test api_limits --test api_lifecycle
   --test api_newest_cli --test api_races --test api_restart_retention --test api_secrets)
 OPS_TESTS=(--test ops_backup --test ops_cli_basics --test ops_maint --test ops_migrate --test ops_stack
   --test ops_tokens)
@@ -68,3 +71,6 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
   echo "== fuzz targets, $FUZZ_SECONDS s each"
   scripts/fuzz.sh "$FUZZ_SECONDS"
 fi
+
+echo "== property-based API fuzzing from our OpenAPI document (schemathesis)"
+scripts/api-fuzz.sh "${PBACKEND_API_FUZZ_EXAMPLES:-10}"

@@ -21,6 +21,7 @@ use tokio::io::AsyncWriteExt;
 /// without an entry here fails `every_route_refuses_bad_credentials_before_reading_the_body`.
 const EXPECTED: &str = "
 GET /api/capabilities Public
+GET /api/openapi/pulumi-spec.json Public
 GET /api/user Token(authenticated)
 GET /api/user/stacks Token(authenticated)
 GET /api/stacks/{org} Token(authenticated)

@@ -361,3 +361,65 @@ async fn pending_deliveries_survive_sigkill_and_restart() {
         got.iter().map(|r| r.header("pulumi-webhook-id")).collect();
     assert_eq!(ids.len(), got.len(), "every attempt has its own id");
 }
+
+/// `pulumi api` reads our OpenAPI document and calls what it lists (v3.259 on): the
+/// organization's stacks with `{orgName}` filled from the default organization, a stack with
+/// its names given, and the current user by path.
+#[tokio::test]
+async fn pulumi_api_lists_and_calls_our_operations() {
+    let tc = require_cli!();
+    if !version_at_least(&tc.version, 3, 259) {
+        eprintln!("SKIPPED: pulumi {} has no `pulumi api`", tc.version);
+        return;
+    }
+    let srv = ServerProcess::start(&[]).await;
+    let p = Project::new(&tc, &srv, "apiproj").await;
+    p.ok(&["stack", "init", "dev"]).await;
+    let list = p.ok(&["api", "list", "--output", "json"]).await.json();
+    let ops: Vec<&str> = list["operations"]
+        .as_array()
+        .expect("operations")
+        .iter()
+        .map(|o| o["operationId"].as_str().unwrap())
+        .collect();
+    for op in [
+        "ListOrgStacks",
+        "GetStack",
+        "ListAuditLogV2",
+        "CreateOrgHook",
+    ] {
+        assert!(ops.contains(&op), "{op} not listed: {ops:?}");
+    }
+    let described = p.ok(&["api", "describe", "ListOrgStacks"]).await.stdout;
+    assert!(
+        described.contains("GET /api/stacks/{orgName}"),
+        "{described}"
+    );
+    let stacks = p.ok(&["api", "ListOrgStacks"]).await.json();
+    assert_eq!(stacks["stacks"][0]["stackName"], "dev", "{stacks}");
+    let stack = p
+        .ok(&[
+            "api",
+            "GetStack",
+            "-F",
+            "projectName=apiproj",
+            "-F",
+            "stackName=dev",
+        ])
+        .await
+        .json();
+    assert_eq!(stack["stackName"], "dev", "{stack}");
+    let me = p.ok(&["api", "/api/user"]).await.json();
+    assert!(me["githubLogin"].is_string(), "{me}");
+    let out = p
+        .fails(&[
+            "api",
+            "GetStack",
+            "-F",
+            "projectName=apiproj",
+            "-F",
+            "stackName=nope",
+        ])
+        .await;
+    assert!(out.stderr.contains("404"), "{}", out.all());
+}

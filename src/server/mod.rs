@@ -12,6 +12,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
 pub mod state;

@@ -55,6 +55,9 @@ pub struct RouteDef {
     pub method: Method,
     pub path: String,
     pub access: Access,
+    /// The handler's path (`pbackend::server::handlers::stacks::list_stacks`): names the
+    /// operation in our OpenAPI document.
+    pub handler: &'static str,
 }
 
 const STACK: &str = "/api/stacks/{org}/{project}/{stack}";
@@ -84,6 +87,7 @@ where
             method,
             path: path.into(),
             access,
+            handler: std::any::type_name::<H>(),
         },
         handler: on(filter, handler),
     }
@@ -106,6 +110,12 @@ fn entries() -> Vec<Entry> {
     let org = |scope: &'static str| Token(Permission::Org(scope));
     vec![
         r(M::GET, "/api/capabilities", Public, meta::capabilities),
+        r(
+            M::GET,
+            "/api/openapi/pulumi-spec.json",
+            Public,
+            meta::openapi_spec,
+        ),
         r(M::GET, "/api/user", any, meta::current_user),
         r(M::GET, "/api/user/stacks", any, stacks::list_stacks),
         r(M::GET, "/api/stacks/{org}", any, stacks::list_org_stacks),
@@ -134,92 +144,107 @@ fn entries() -> Vec<Entry> {
             M::GET,
             "/api/orgs/{org}/auditlogs",
             org("audit_log:read"),
-            integration::list_v1,
+            integration::list_audit_log_v1,
         ),
         r(
             M::GET,
             "/api/orgs/{org}/auditlogs/export",
             org("audit_log:read"),
-            integration::export_v1,
+            integration::export_audit_log_v1,
         ),
         r(
             M::GET,
             "/api/orgs/{org}/auditlogs/v2",
             org("audit_log:read"),
-            integration::list_v2,
+            integration::list_audit_log_v2,
         ),
         r(
             M::GET,
             "/api/orgs/{org}/auditlogs/v2/export",
             org("audit_log:read"),
-            integration::export_v2,
+            integration::export_audit_log_v2,
         ),
         // webhooks: an organization's (admins, scope `webhook:manage`), a stack's (stack admins)
         r(
             M::GET,
             "/api/orgs/{org}/hooks",
             org("webhook:manage"),
-            hooks::list_org,
+            hooks::list_org_hooks,
         ),
         r(
             M::POST,
             "/api/orgs/{org}/hooks",
             org("webhook:manage"),
-            hooks::create_org,
+            hooks::create_org_hook,
         ),
         r(
             M::GET,
             "/api/orgs/{org}/hooks/{hook}",
             org("webhook:manage"),
-            hooks::get_org,
+            hooks::get_org_hook,
         ),
         r(
             M::PATCH,
             "/api/orgs/{org}/hooks/{hook}",
             org("webhook:manage"),
-            hooks::update_org,
+            hooks::update_org_hook,
         ),
         r(
             M::DELETE,
             "/api/orgs/{org}/hooks/{hook}",
             org("webhook:manage"),
-            hooks::delete_org,
+            hooks::delete_org_hook,
         ),
         r(
             M::POST,
             "/api/orgs/{org}/hooks/{hook}/ping",
             org("webhook:manage"),
-            hooks::ping_org,
+            hooks::ping_org_hook,
         ),
         r(
             M::GET,
             "/api/orgs/{org}/hooks/{hook}/deliveries",
             org("webhook:manage"),
-            hooks::deliveries_org,
+            hooks::org_hook_deliveries,
         ),
         r(
             M::POST,
             "/api/orgs/{org}/hooks/{hook}/deliveries/{event}/redeliver",
             org("webhook:manage"),
-            hooks::redeliver_org,
+            hooks::redeliver_org_hook,
         ),
-        r(M::GET, s("/hooks"), admin, hooks::list_stack),
-        r(M::POST, s("/hooks"), admin, hooks::create_stack),
-        r(M::GET, s("/hooks/{hook}"), admin, hooks::get_stack),
-        r(M::PATCH, s("/hooks/{hook}"), admin, hooks::update_stack),
-        r(M::DELETE, s("/hooks/{hook}"), admin, hooks::delete_stack),
-        r(M::POST, s("/hooks/{hook}/ping"), admin, hooks::ping_stack),
+        r(M::GET, s("/hooks"), admin, hooks::list_stack_hooks),
+        r(M::POST, s("/hooks"), admin, hooks::create_stack_hook),
+        r(M::GET, s("/hooks/{hook}"), admin, hooks::get_stack_hook),
+        r(
+            M::PATCH,
+            s("/hooks/{hook}"),
+            admin,
+            hooks::update_stack_hook,
+        ),
+        r(
+            M::DELETE,
+            s("/hooks/{hook}"),
+            admin,
+            hooks::delete_stack_hook,
+        ),
+        r(
+            M::POST,
+            s("/hooks/{hook}/ping"),
+            admin,
+            hooks::ping_stack_hook,
+        ),
         r(
             M::GET,
             s("/hooks/{hook}/deliveries"),
             admin,
-            hooks::deliveries_stack,
+            hooks::stack_hook_deliveries,
         ),
         r(
             M::POST,
             s("/hooks/{hook}/deliveries/{event}/redeliver"),
             admin,
-            hooks::redeliver_stack,
+            hooks::redeliver_stack_hook,
         ),
         r(
             M::HEAD,

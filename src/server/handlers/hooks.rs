@@ -104,7 +104,7 @@ impl StackHookPath {
 
 // ------------------------------------------------------------------ organization hooks
 
-pub async fn list_org(
+pub async fn list_org_hooks(
     State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<OrgPath>,
@@ -113,7 +113,7 @@ pub async fn list_org(
     Ok(AxumJson(state.engine.list_hooks(&caller, &scope).await?))
 }
 
-pub async fn create_org(
+pub async fn create_org_hook(
     State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<OrgPath>,
@@ -127,7 +127,7 @@ pub async fn create_org(
     Ok((StatusCode::CREATED, AxumJson(hook)))
 }
 
-pub async fn get_org(
+pub async fn get_org_hook(
     State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<OrgHookPath>,
@@ -138,7 +138,7 @@ pub async fn get_org(
     ))
 }
 
-pub async fn update_org(
+pub async fn update_org_hook(
     State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<OrgHookPath>,
@@ -152,7 +152,7 @@ pub async fn update_org(
     Ok(AxumJson(hook))
 }
 
-pub async fn delete_org(
+pub async fn delete_org_hook(
     State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<OrgHookPath>,
@@ -162,7 +162,7 @@ pub async fn delete_org(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn ping_org(
+pub async fn ping_org_hook(
     State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<OrgHookPath>,
@@ -173,7 +173,7 @@ pub async fn ping_org(
     ))
 }
 
-pub async fn deliveries_org(
+pub async fn org_hook_deliveries(
     State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<OrgHookPath>,
@@ -187,7 +187,7 @@ pub async fn deliveries_org(
     ))
 }
 
-pub async fn redeliver_org(
+pub async fn redeliver_org_hook(
     State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<OrgDeliveryPath>,
@@ -203,7 +203,7 @@ pub async fn redeliver_org(
 
 // ------------------------------------------------------------------ stack hooks
 
-pub async fn list_stack(
+pub async fn list_stack_hooks(
     State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
@@ -212,7 +212,7 @@ pub async fn list_stack(
     Ok(AxumJson(state.engine.list_hooks(&caller, &scope).await?))
 }
 
-pub async fn create_stack(
+pub async fn create_stack_hook(
     State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
@@ -226,7 +226,7 @@ pub async fn create_stack(
     Ok((StatusCode::CREATED, AxumJson(hook)))
 }
 
-pub async fn get_stack(
+pub async fn get_stack_hook(
     State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<StackHookPath>,
@@ -237,7 +237,7 @@ pub async fn get_stack(
     ))
 }
 
-pub async fn update_stack(
+pub async fn update_stack_hook(
     State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<StackHookPath>,
@@ -252,7 +252,7 @@ pub async fn update_stack(
     ))
 }
 
-pub async fn delete_stack(
+pub async fn delete_stack_hook(
     State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<StackHookPath>,
@@ -262,7 +262,7 @@ pub async fn delete_stack(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn ping_stack(
+pub async fn ping_stack_hook(
     State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<StackHookPath>,
@@ -273,7 +273,7 @@ pub async fn ping_stack(
     ))
 }
 
-pub async fn deliveries_stack(
+pub async fn stack_hook_deliveries(
     State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<StackHookPath>,
@@ -284,7 +284,7 @@ pub async fn deliveries_stack(
     ))
 }
 
-pub async fn redeliver_stack(
+pub async fn redeliver_stack_hook(
     State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<StackDeliveryPath>,

@@ -115,7 +115,7 @@ async fn export_page(
     Ok(resp)
 }
 
-pub async fn list_v1(
+pub async fn list_audit_log_v1(
     State(state): State<AppState>,
     P(p): P<OrgPath>,
     Q(q): Q<AuditQuery>,
@@ -123,7 +123,7 @@ pub async fn list_v1(
     list(state, p.org, q, TimeSemantics::V1).await
 }
 
-pub async fn list_v2(
+pub async fn list_audit_log_v2(
     State(state): State<AppState>,
     P(p): P<OrgPath>,
     Q(q): Q<AuditQuery>,
@@ -131,7 +131,7 @@ pub async fn list_v2(
     list(state, p.org, q, TimeSemantics::V2).await
 }
 
-pub async fn export_v1(
+pub async fn export_audit_log_v1(
     State(state): State<AppState>,
     P(p): P<OrgPath>,
     Q(q): Q<AuditQuery>,
@@ -139,7 +139,7 @@ pub async fn export_v1(
     export_page(state, p.org, q, TimeSemantics::V1).await
 }
 
-pub async fn export_v2(
+pub async fn export_audit_log_v2(
     State(state): State<AppState>,
     P(p): P<OrgPath>,
     Q(q): Q<AuditQuery>,

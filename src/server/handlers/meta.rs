@@ -129,3 +129,12 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiResult<()> {
         format!("{method} is not allowed on {}", uri.path()),
     ))
 }
+
+/// `GET /api/openapi/pulumi-spec.json`: our OpenAPI document (public, as `pulumi api` fetches
+/// it before logging in).
+pub async fn openapi_spec() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::server::openapi::document(),
+    )
+}
