@@ -350,3 +350,35 @@ async fn a_flood_of_bad_credentials_writes_a_bounded_number_of_events() {
     );
     assert!(!format!("{rows:?}").contains("pul-flood"));
 }
+
+#[tokio::test]
+async fn secrets_shown_in_clear_are_recorded() {
+    let (_srv, boss, _dev) = setup().await;
+    boss.post(
+        &format!("/api/stacks/{ACME}/proj"),
+        json!({"stackName": "dev"}),
+    )
+    .await
+    .ok();
+    let dev = format!("/api/stacks/{ACME}/proj/dev");
+    let r = boss
+        .post(
+            &format!("{dev}/decrypt/log-batch-decryption"),
+            json!({"commandName": "pulumi stack export"}),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let v = boss
+        .get(&format!(
+            "/api/orgs/{ACME}/auditlogs?eventType=secrets-decrypted"
+        ))
+        .await
+        .json();
+    let events = v["auditLogEvents"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{v}");
+    let d = events[0]["description"].as_str().unwrap();
+    assert!(
+        d.contains("acme/proj/dev") && d.contains("pulumi stack export"),
+        "{d}"
+    );
+}

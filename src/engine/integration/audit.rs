@@ -363,6 +363,29 @@ impl Engine {
         })
     }
 
+    /// Records that the CLI showed a stack's secrets in clear (`decrypt/log-decryption`,
+    /// `…/log-batch-decryption`): a change of nothing, so written on its own.
+    pub async fn note_decryption(
+        &self,
+        caller: &Identity,
+        key: &crate::store::StackKey,
+        what: &str,
+    ) -> EngineResult<()> {
+        crate::engine::names::check_key(key)?;
+        let shown = if what.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", what.chars().take(200).collect::<String>())
+        };
+        let event = self.audit_event(
+            caller,
+            Some(&key.org),
+            AuditKind::SecretsDecrypted,
+            format!("secrets of stack {key} shown in clear{shown}"),
+        );
+        Ok(self.store.append_audit(vec![event]).await?)
+    }
+
     /// Deletes audit events older than `keep_secs`; how many went.
     pub async fn prune_audit(&self, keep_secs: i64) -> EngineResult<i64> {
         Ok(self.store.prune_audit(self.now() - keep_secs).await?)

@@ -89,6 +89,7 @@ pub async fn batch_decrypt(
 /// `decrypt/log-decryption` and `decrypt/log-batch-decryption`: the CLI reports that it showed
 /// secrets in clear; we record it in the log.
 pub async fn log_decryption(
+    State(state): State<AppState>,
     ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
     OptionalJson(body): OptionalJson<serde_json::Value>,
@@ -99,6 +100,11 @@ pub async fn log_decryption(
         .and_then(|v| v.as_str())
         .unwrap_or("")
         .to_owned();
-    tracing::info!(user = %caller.user, stack = %p.key(), what = %what, "secrets shown in clear");
+    let key = p.key();
+    tracing::info!(user = %caller.user, stack = %key, what = %what, "secrets shown in clear");
+    // The CLI ignores the answer; a failure to record is the log's to tell.
+    if let Err(e) = state.engine.note_decryption(&caller, &key, &what).await {
+        tracing::warn!(error = %e, "recording a decryption in the audit log failed");
+    }
     StatusCode::NO_CONTENT
 }
