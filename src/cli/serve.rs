@@ -242,15 +242,24 @@ fn parse_retention(s: &str) -> CliResult<i64> {
     parse_duration_secs(s)
 }
 
-/// Deletes audit events past their retention: at start, then once a day.
-async fn prune_audit_daily(engine: Arc<Engine>, keep_secs: i64) {
+/// Deletes audit events past their retention and old webhook delivery records: at start,
+/// then once a day.
+async fn prune_daily(engine: Arc<Engine>, audit_keep_secs: i64) {
     let mut tick = tokio::time::interval(Duration::from_secs(86_400));
     loop {
         tick.tick().await;
-        match engine.prune_audit(keep_secs).await {
+        if audit_keep_secs > 0 {
+            match engine.prune_audit(audit_keep_secs).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "pruned audit events past their retention"),
+                Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
+            }
+        }
+        // Webhook delivery records are kept 30 days (the audit log records hook changes).
+        match engine.prune_deliveries(30 * 86_400).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "pruned audit events past their retention"),
-            Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
+            Ok(n) => tracing::info!(deleted = n, "pruned webhook delivery records"),
+            Err(e) => tracing::warn!(error = %e, "pruning webhook delivery records failed"),
         }
     }
 }
@@ -335,9 +344,7 @@ pub fn run(args: ServeArgs) -> CliResult {
             "pbackend is serving"
         );
         let engine = Arc::new(engine);
-        if args.audit_retention > 0 {
-            tokio::spawn(prune_audit_daily(engine.clone(), args.audit_retention));
-        }
+        tokio::spawn(prune_daily(engine.clone(), args.audit_retention));
         let result =
             crate::server::serve(listener, engine, args.server_config(), shutdown_signal()).await;
         store.close();

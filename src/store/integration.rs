@@ -221,4 +221,6 @@ pub trait IntegrationStore: Send + Sync + 'static {
     fn get_attempt<'a>(&'a self, hook_id: i64, id: &'a str) -> StoreFuture<'a, Option<AttemptRow>>;
     /// When the next pending delivery falls due (`None`: nothing pending).
     fn next_delivery_due(&self) -> StoreFuture<'_, Option<i64>>;
+    /// Deletes settled deliveries and attempts older than `before`; how many rows went.
+    fn prune_deliveries(&self, before: i64) -> StoreFuture<'_, i64>;
 }

@@ -317,11 +317,30 @@ impl Engine {
         Ok(attempt)
     }
 
+    /// Forgets deliveries settled, and attempts made, more than `keep_secs` ago.
+    pub async fn prune_deliveries(&self, keep_secs: i64) -> EngineResult<i64> {
+        Ok(self.store.prune_deliveries(self.now() - keep_secs).await?)
+    }
+
     /// The delivery worker: claims what is due, sends it, and sleeps until the next is due
     /// (at most a second: other replicas and restarts add work it is not told about).
     pub async fn run_webhook_deliveries(self: Arc<Self>) {
         loop {
             let now = self.now();
+            // A read first: the claim is a write, and an idle server should not queue one
+            // behind the state writes twice a second.
+            match self.store.next_delivery_due().await {
+                Ok(Some(due)) if due <= now => {}
+                Ok(_) => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the webhook outbox failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
             let batch = match self
                 .store
                 .claim_deliveries(now, self.cfg.webhooks.hold_until(now), BATCH, None)

@@ -2,7 +2,9 @@
 //! when it happened; listings filter and page newest first; pruning goes by age.
 
 use super::*;
-pub(super) use crate::store::integration::{AuditQuery, NewAuditEvent};
+pub(super) use crate::store::integration::{
+    AttemptRow, AuditQuery, HookEvent, HookRow, NewAuditEvent, OutboxRow, Settle,
+};
 
 fn event(org: Option<&str>, at: i64, kind: &str, user: &str) -> NewAuditEvent {
     NewAuditEvent {
@@ -189,4 +191,181 @@ pub async fn audit_notes_ride_with_their_change(s: &dyn Store) {
     // Pruning by age.
     assert_eq!(s.prune_audit(600).await.unwrap(), 4);
     assert_eq!(kinds(s, all()).await.len(), 2);
+}
+
+fn hook(org: &str, stack_id: Option<i64>, name: &str, filters: &[&str]) -> HookRow {
+    HookRow {
+        id: 0,
+        org: org.into(),
+        stack_id,
+        name: name.into(),
+        display_name: name.into(),
+        payload_url: "http://receiver/x".into(),
+        active: true,
+        format: "raw".into(),
+        filters: filters.iter().map(|f| (*f).to_owned()).collect(),
+        groups: vec![],
+        secret: Some(vec![1, 2]),
+        created_at: 1,
+    }
+}
+
+fn hook_event(stack_id: Option<i64>, filter: &str) -> HookEvent {
+    HookEvent {
+        org: "org".into(),
+        stack_id,
+        kind: "stack_update".into(),
+        filter: filter.into(),
+        group: "stacks".into(),
+        payload: format!("{{\"filter\":\"{filter}\"}}"),
+        at: 100,
+    }
+}
+
+pub async fn webhooks_outbox_and_attempts(s: &dyn Store) {
+    let a = stack(s, "a").await;
+    let all = s
+        .create_hook(hook("org", None, "all", &[]), Notes::none())
+        .await
+        .unwrap();
+    let failed = s
+        .create_hook(
+            hook("org", Some(a.id), "failed", &["update_failed"]),
+            Notes::none(),
+        )
+        .await
+        .unwrap();
+    s.create_hook(hook("other", None, "elsewhere", &[]), Notes::none())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_hook(hook("org", None, "all", &[]), Notes::none())
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // The same name in another scope is another hook.
+    s.create_hook(hook("org", Some(a.id), "all", &[]), Notes::none())
+        .await
+        .unwrap();
+    assert_eq!(s.list_hooks("org", None).await.unwrap().len(), 1);
+    assert_eq!(s.list_hooks("org", Some(a.id)).await.unwrap().len(), 2);
+    let got = s
+        .get_hook("org", Some(a.id), "failed")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.filters, ["update_failed"]);
+    assert_eq!(got.secret, Some(vec![1, 2]));
+
+    // A change's events fan out, in its transaction, to the hooks that want them.
+    let notes = Notes {
+        audit: vec![],
+        hooks: vec![hook_event(Some(a.id), "update_succeeded")],
+    };
+    s.set_stack_tags(a.id, Tags::new(), notes).await.unwrap();
+    let notes = Notes {
+        audit: vec![],
+        hooks: vec![hook_event(Some(a.id), "update_failed")],
+    };
+    s.set_stack_tags(a.id, Tags::new(), notes).await.unwrap();
+    // org hook "all": both; stack hook "failed": one; stack hook "all": both; "other": none.
+    assert_eq!(s.next_delivery_due().await.unwrap(), Some(100));
+    let claimed = s.claim_deliveries(150, 200, 100, None).await.unwrap();
+    assert_eq!(claimed.len(), 5);
+    assert!(claimed.iter().all(|c| c.attempts == 0));
+    assert!(
+        s.claim_deliveries(150, 200, 100, None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed deliveries are held"
+    );
+    let to_failed = claimed.iter().find(|c| c.hook.id == failed.id).unwrap();
+    assert_eq!(to_failed.payload, "{\"filter\":\"update_failed\"}");
+    let attempt = |c: &OutboxRow, id: &str, code: Option<i64>| AttemptRow {
+        id: id.into(),
+        outbox_id: c.id,
+        hook_id: c.hook.id,
+        at: 160,
+        kind: c.kind.clone(),
+        payload: c.payload.clone(),
+        request_url: c.hook.payload_url.clone(),
+        request_headers: "Content-Type: application/json\n".into(),
+        duration_ms: 3,
+        response_code: code,
+        response_headers: String::new(),
+        response_body: String::new(),
+    };
+    for (i, c) in claimed.iter().enumerate() {
+        let settle = if c.hook.id == all.id {
+            Settle::RetryAt(300)
+        } else {
+            Settle::Delivered
+        };
+        s.record_attempt(attempt(c, &format!("a{i}"), Some(500)), settle)
+            .await
+            .unwrap();
+    }
+    // After its hold, nothing settled comes back; the retries come back when due.
+    assert!(
+        s.claim_deliveries(250, 400, 100, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = s.claim_deliveries(300, 400, 100, None).await.unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|c| c.hook.id == all.id && c.attempts == 1));
+    let listed = s.list_attempts(all.id, 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        s.get_attempt(all.id, &listed[0].id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.get_attempt(failed.id, &listed[0].id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // One delivery claimed alone (a ping), even when not due.
+    let ping = s
+        .enqueue_delivery(all.id, "ping".into(), "{}".into(), 1_000)
+        .await
+        .unwrap();
+    let one = s.claim_deliveries(500, 600, 10, Some(ping)).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].kind, "ping");
+
+    // Updating and deleting; a stack's hooks go with the stack.
+    let mut changed = got.clone();
+    changed.active = false;
+    changed.secret = None;
+    assert!(s.update_hook(changed, Notes::none()).await.unwrap());
+    let got = s
+        .get_hook("org", Some(a.id), "failed")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!got.active && got.secret.is_none());
+    assert!(s.delete_hook(all.id, Notes::none()).await.unwrap());
+    assert!(!s.delete_hook(all.id, Notes::none()).await.unwrap());
+    assert!(s.list_attempts(all.id, 10).await.unwrap().is_empty());
+    let guard = StackGuard {
+        now: 10_000,
+        force: true,
+        require_empty: false,
+    };
+    s.delete_stack(a.id, guard, Notes::none()).await.unwrap();
+    assert!(
+        s.get_hook("org", Some(a.id), "failed")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.list_hooks("other", None).await.unwrap().len(), 1);
+    // Old records go.
+    assert!(s.prune_deliveries(10_000).await.unwrap() >= 0);
 }

@@ -130,6 +130,7 @@ pub async fn run_all(fresh: &Subject) {
     tokens_and_keys((fresh.fresh)().await.as_ref()).await;
     one_running_update_under_concurrency((fresh.fresh)().await).await;
     integration::audit_notes_ride_with_their_change((fresh.fresh)().await.as_ref()).await;
+    integration::webhooks_outbox_and_attempts((fresh.fresh)().await.as_ref()).await;
     backup_round_trip(fresh).await;
 }
 

@@ -269,3 +269,12 @@ pub fn next_due(tx: &mut dyn Tx) -> StoreResult<Option<i64>> {
         None => Ok(None),
     }
 }
+
+pub fn prune(tx: &mut dyn Tx, before: i64) -> StoreResult<i64> {
+    let attempts = tx.exec("DELETE FROM webhook_attempts WHERE at < ?1", p![before])?;
+    let settled = tx.exec(
+        "DELETE FROM webhook_outbox WHERE state <> 'pending' AND due_at < ?1",
+        p![before],
+    )?;
+    Ok(i64::try_from(attempts + settled).unwrap_or(i64::MAX))
+}

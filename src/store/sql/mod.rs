@@ -716,4 +716,8 @@ impl<B: Backend> IntegrationStore for SqlStore<B> {
     fn next_delivery_due(&self) -> StoreFuture<'_, Option<i64>> {
         self.r(hooks::next_due)
     }
+
+    fn prune_deliveries(&self, before: i64) -> StoreFuture<'_, i64> {
+        self.w(move |tx| hooks::prune(tx, before))
+    }
 }
