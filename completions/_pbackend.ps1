@@ -77,6 +77,7 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'The organization stacks live in (the CLI''s default organization)')
             [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The user name the API token acts as')
             [CompletionResult]::new('--audit-retention', '--audit-retention', [CompletionResultType]::ParameterName, 'How long audit events are kept (a duration: 365d, 90d, ...); older ones are deleted daily. `0` keeps them forever')
+            [CompletionResult]::new('--management-addr', '--management-addr', [CompletionResultType]::ParameterName, 'Address of the management listener (`/healthz`, `/readyz`, `/metrics`); off unless given. Keep it off the public network')
             [CompletionResult]::new('--webhook-max-attempts', '--webhook-max-attempts', [CompletionResultType]::ParameterName, 'Attempts per webhook delivery before it is given up (retries back off from 1 s, doubling, up to an hour apart)')
             [CompletionResult]::new('--webhook-timeout', '--webhook-timeout', [CompletionResultType]::ParameterName, 'The longest one webhook delivery may take')
             [CompletionResult]::new('--lease-duration', '--lease-duration', [CompletionResultType]::ParameterName, 'How long an update''s lease lasts without renewal (seconds, or with s/m/h). The CLI renews every 2.5 minutes assuming 5; keep it at 5m or more outside tests')

@@ -2641,7 +2641,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__serve)
-            opts="-h --addr --db --master-key --master-key-file --auth-mode --public-url --oidc-issuer --oidc-client-id --oidc-client-secret --oidc-client-secret-file --oidc-scopes --oidc-login-claim --oidc-groups-claim --google-hosted-domain --group-map --jwt-hmac-secret --jwt-hmac-secret-file --jwt-public-key-file --jwt-jwks-url --jwt-issuer --jwt-audience --jwt-login-claim --jwt-groups-claim --login-token-ttl --refresh-token-ttl --single-tenant-token --org --user --audit-retention --webhooks-allow-loopback --webhook-max-attempts --webhook-timeout --lease-duration --max-state-versions --delta-cutoff-bytes --max-state-bytes --max-journal-version --db-pool-size --max-connections --max-concurrent-requests --request-queue-timeout --max-inflight-body-bytes --header-read-timeout --body-idle-timeout --body-deadline --writer-queue --rate-limit --durability --log-format --log-level --help"
+            opts="-h --addr --db --master-key --master-key-file --auth-mode --public-url --oidc-issuer --oidc-client-id --oidc-client-secret --oidc-client-secret-file --oidc-scopes --oidc-login-claim --oidc-groups-claim --google-hosted-domain --group-map --jwt-hmac-secret --jwt-hmac-secret-file --jwt-public-key-file --jwt-jwks-url --jwt-issuer --jwt-audience --jwt-login-claim --jwt-groups-claim --login-token-ttl --refresh-token-ttl --single-tenant-token --org --user --audit-retention --management-addr --webhooks-allow-loopback --webhook-max-attempts --webhook-timeout --lease-duration --max-state-versions --delta-cutoff-bytes --max-state-bytes --max-journal-version --db-pool-size --max-connections --max-concurrent-requests --request-queue-timeout --max-inflight-body-bytes --header-read-timeout --body-idle-timeout --body-deadline --writer-queue --rate-limit --durability --log-format --log-level --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2760,6 +2760,10 @@ _pbackend() {
                     return 0
                     ;;
                 --audit-retention)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --management-addr)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -79,6 +79,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l single-tenan
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l org -d 'The organization stacks live in (the CLI\'s default organization)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l user -d 'The user name the API token acts as' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l audit-retention -d 'How long audit events are kept (a duration: 365d, 90d, ...); older ones are deleted daily. `0` keeps them forever' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l management-addr -d 'Address of the management listener (`/healthz`, `/readyz`, `/metrics`); off unless given. Keep it off the public network' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l webhook-max-attempts -d 'Attempts per webhook delivery before it is given up (retries back off from 1 s, doubling, up to an hour apart)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l webhook-timeout -d 'The longest one webhook delivery may take' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l lease-duration -d 'How long an update\'s lease lasts without renewal (seconds, or with s/m/h). The CLI renews every 2.5 minutes assuming 5; keep it at 5m or more outside tests' -r

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real parts the tests start themselves, from the distribution's packages:
 # PostgreSQL's server binaries (the tests run initdb + pg_ctl in a temp directory, as the
-# `postgres` user, on a random port) and HAProxy (two replicas behind a real proxy).
+# `postgres` user, on a random port), HAProxy (two replicas behind a real proxy) and
+# Prometheus (for `promtool check metrics`).
 # Needs root (or sudo) and apt; elsewhere it says what is missing and the tests that need
 # those parts skip, saying so.
 #
@@ -25,6 +26,7 @@ fi
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 SUDO=()

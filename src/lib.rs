@@ -6,6 +6,7 @@ pub mod cli;
 pub mod engine;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 #[doc(hidden)]
 pub mod testkit;
 pub mod types;

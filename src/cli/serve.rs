@@ -53,6 +53,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PULUMI_BACKEND_AUDIT_RETENTION", default_value = "365d", value_parser = parse_retention)]
     pub audit_retention: i64,
 
+    /// Address of the management listener (`/healthz`, `/readyz`, `/metrics`); off unless
+    /// given. Keep it off the public network.
+    #[arg(long, env = "PULUMI_BACKEND_MANAGEMENT_ADDR")]
+    pub management_addr: Option<SocketAddr>,
+
     /// Let webhooks deliver to loopback addresses (refused by default, as are link-local
     /// and cloud-metadata addresses, always).
     #[arg(long, env = "PULUMI_BACKEND_WEBHOOKS_ALLOW_LOOPBACK")]
@@ -345,8 +350,36 @@ pub fn run(args: ServeArgs) -> CliResult {
         );
         let engine = Arc::new(engine);
         tokio::spawn(prune_daily(engine.clone(), args.audit_retention));
-        let result =
-            crate::server::serve(listener, engine, args.server_config(), shutdown_signal()).await;
+        let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let management = match args.management_addr {
+            Some(addr) => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(CliError::io(format!("cannot listen on {addr}")))?;
+                let m = crate::server::management::Management {
+                    engine: engine.clone(),
+                    draining: draining.clone(),
+                    sqlite_file: match &location {
+                        crate::store::open::Location::Sqlite(p) => Some(p.clone()),
+                        crate::store::open::Location::Postgres(_) => None,
+                    },
+                };
+                tracing::info!(addr = %addr, "management listener: /healthz, /readyz, /metrics");
+                Some(tokio::spawn(crate::server::management::serve(l, m)))
+            }
+            None => None,
+        };
+        let shutdown = {
+            let draining = draining.clone();
+            async move {
+                shutdown_signal().await;
+                draining.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        };
+        let result = crate::server::serve(listener, engine, args.server_config(), shutdown).await;
+        if let Some(m) = management {
+            m.abort();
+        }
         store.close();
         result.map_err(CliError::io("the server stopped"))
     })

@@ -125,6 +125,11 @@ impl Engine {
         })
     }
 
+    /// Whether the engine can serve: the store takes a write transaction.
+    pub async fn ready(&self) -> EngineResult<()> {
+        Ok(self.store.probe().await?)
+    }
+
     /// Organizations the caller belongs to.
     pub fn organizations(&self, caller: &Identity) -> Vec<String> {
         caller.organizations()

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod management;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
@@ -205,6 +206,12 @@ async fn access_log(req: Request, next: Next) -> Response {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
+    // The route template for metrics (a fallback answer has none).
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
     let span =
         tracing::info_span!("request", id = %id, peer = %peer, method = %method, path = %path);
     let start = Instant::now();
@@ -226,7 +233,9 @@ async fn access_log(req: Request, next: Next) -> Response {
         }
     };
     let status = resp.status().as_u16();
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    let secs = start.elapsed().as_secs_f64();
+    crate::telemetry::metrics().request(&route, method.as_str(), status, secs);
+    let ms = secs * 1000.0;
     span.in_scope(|| {
         if status >= 500 {
             tracing::error!(status, ms, "request failed");

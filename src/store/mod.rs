@@ -602,4 +602,7 @@ pub trait Store: AccessStore + IntegrationStore + Send + Sync + 'static {
 
     /// The running non-preview update of a stack, if any (its lease may have expired).
     fn running_update(&self, stack_id: i64) -> StoreFuture<'_, Option<UpdateRow>>;
+
+    /// An empty write transaction: the database is open, writable, and its writer answers.
+    fn probe(&self) -> StoreFuture<'_, ()>;
 }

@@ -248,6 +248,21 @@ impl ServerProcess {
         }
     }
 
+    /// Asks the server to stop (SIGTERM) without waiting for it.
+    pub fn terminate(&self) {
+        if let Some(pid) = self.child.as_ref().and_then(|c| c.id()) {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// Waits for the server to exit by itself; its exit code.
+    pub async fn wait_exit(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        c.wait().await.ok().and_then(|s| s.code())
+    }
+
     pub async fn restart(&mut self) {
         self.kill().await;
         self.spawn().await;

@@ -295,6 +295,11 @@ impl Engine {
         if !ok {
             tracing::info!(hook = %hook.name, attempt = attempts, status = ?code, "a webhook delivery failed");
         }
+        crate::telemetry::metrics().webhook_attempt(match settle {
+            Settle::Delivered => "delivered",
+            Settle::RetryAt(_) => "retry",
+            Settle::Failed => "failed",
+        });
         let attempt = AttemptRow {
             id,
             outbox_id: row.id,

@@ -601,6 +601,10 @@ impl<B: Backend> Store for SqlStore<B> {
     fn running_update(&self, stack_id: i64) -> StoreFuture<'_, Option<UpdateRow>> {
         self.r(move |tx| rows::running_update_of(tx, stack_id))
     }
+
+    fn probe(&self) -> StoreFuture<'_, ()> {
+        self.w(|_| Ok(()))
+    }
 }
 
 /// Writes what a change leaves behind (inside the change's transaction): its audit events,

@@ -1,0 +1,229 @@
+//! Process metrics in the Prometheus model (`prometheus-client`): one registry for the
+//! process, fed by the server (requests by route template, refusals) and the engine (webhook
+//! deliveries), exposed by the management listener's `/metrics`. Names and units follow the
+//! Prometheus conventions (`_total`, `_seconds`, `_bytes`).
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route template (`/api/stacks/{org}/{project}/{stack}`), never the raw path: one
+    /// series per route, not per stack.
+    pub route: String,
+    pub method: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+pub struct Metrics {
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Family<RouteLabels, Histogram>,
+    pub auth_failures: Counter,
+    pub webhook_deliveries: Family<OutcomeLabels, Counter>,
+    pub database_size: Gauge,
+    pub uptime: Gauge,
+    started: Instant,
+    registry: Registry,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to ~16 s: journal batches are milliseconds, large exports seconds.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.0005, 2.0, 16,
+    ))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("pbackend");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route template, method and status",
+            requests.clone(),
+        );
+        let request_duration = Family::<RouteLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time to answer an HTTP request, by route template and method",
+            prometheus_client::registry::Unit::Seconds,
+            request_duration.clone(),
+        );
+        let auth_failures = Counter::default();
+        registry.register(
+            "auth_failures",
+            "Requests refused for their credential or a missing permission",
+            auth_failures.clone(),
+        );
+        let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_delivery_attempts",
+            "Webhook delivery attempts, by outcome (delivered, retry, failed)",
+            webhook_deliveries.clone(),
+        );
+        let database_size = Gauge::default();
+        registry.register_with_unit(
+            "database_size",
+            "Size of the SQLite database with its WAL (0 on PostgreSQL)",
+            prometheus_client::registry::Unit::Bytes,
+            database_size.clone(),
+        );
+        let uptime = Gauge::default();
+        registry.register_with_unit(
+            "uptime",
+            "Seconds since the process started",
+            prometheus_client::registry::Unit::Seconds,
+            uptime.clone(),
+        );
+        let info = Family::<Vec<(String, String)>, Gauge>::default();
+        info.get_or_create(&vec![(
+            "version".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        )])
+        .set(1);
+        registry.register("build_info", "The running version", info);
+        Metrics {
+            requests,
+            request_duration,
+            auth_failures,
+            webhook_deliveries,
+            database_size,
+            uptime,
+            started: Instant::now(),
+            registry,
+        }
+    }
+
+    /// Records one answered request.
+    pub fn request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+            })
+            .observe(seconds);
+        if status == 401 || status == 403 {
+            self.auth_failures.inc();
+        }
+    }
+
+    pub fn webhook_attempt(&self, outcome: &str) {
+        self.webhook_deliveries
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The exposition in the classic Prometheus text format (0.0.4), which every scraper
+    /// and `promtool check metrics` read: the OpenMetrics text with counters' metadata under
+    /// their `_total` names and without the `# UNIT`/`# EOF` lines.
+    pub fn render_prometheus(&self) -> String {
+        let open = self.render();
+        let counters: Vec<String> = open
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.strip_suffix(" counter"))
+            .map(str::to_owned)
+            .collect();
+        let mut out = String::with_capacity(open.len());
+        for line in open.lines() {
+            if line.starts_with("# UNIT ") || line == "# EOF" {
+                continue;
+            }
+            let meta = ["# HELP ", "# TYPE "]
+                .iter()
+                .find_map(|p| line.strip_prefix(p).map(|rest| (*p, rest)));
+            match meta {
+                Some((p, rest)) => {
+                    let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                    if counters.iter().any(|c| c == name) {
+                        out.push_str(&format!("{p}{name}_total {tail}\n"));
+                    } else {
+                        out.push_str(line);
+                        out.push('\n');
+                    }
+                }
+                None => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    /// The exposition text (OpenMetrics).
+    pub fn render(&self) -> String {
+        self.uptime
+            .set(i64::try_from(self.started.elapsed().as_secs()).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(Metrics::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_info() {
+        let m = Metrics::new();
+        m.request("/api/stacks/{org}", "GET", 200, 0.002);
+        m.request("/api/user", "GET", 401, 0.0001);
+        m.webhook_attempt("delivered");
+        let text = m.render();
+        assert!(text.contains("pbackend_http_requests_total{route=\"/api/stacks/{org}\",method=\"GET\",status=\"200\"} 1"), "{text}");
+        assert!(
+            text.contains("pbackend_http_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(text.contains("pbackend_auth_failures_total 1"), "{text}");
+        assert!(text.contains("pbackend_webhook_delivery_attempts_total{outcome=\"delivered\"} 1"));
+        assert!(text.contains("pbackend_build_info{version="), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        let classic = m.render_prometheus();
+        assert!(
+            classic.contains("# TYPE pbackend_auth_failures_total counter"),
+            "{classic}"
+        );
+        assert!(classic.contains("# HELP pbackend_http_requests_total HTTP requests"));
+        assert!(!classic.contains("# EOF") && !classic.contains("# UNIT"));
+    }
+}

@@ -1,0 +1,118 @@
+//! The management listener: `/healthz`, `/readyz` (which fails while the server drains on
+//! SIGTERM) and `/metrics` in the Prometheus format, checked with Prometheus's own
+//! `promtool` when it is installed (`scripts/test-deps.sh` installs it; CI requires it).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cli::{CLI_TOKEN, ServerProcess, free_port};
+use tokio::io::AsyncWriteExt;
+
+async fn get(url: &str) -> (u16, String) {
+    match reqwest::get(url).await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let port = free_port();
+    let mgmt = format!("127.0.0.1:{port}");
+    let mut srv = ServerProcess::start(&["--management-addr", &mgmt]).await;
+    let base = format!("http://{mgmt}");
+    assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
+    assert_eq!(get(&format!("{base}/readyz")).await.0, 200);
+    // The API port does not serve them.
+    assert_eq!(get(&format!("{}/metrics", srv.url)).await.0, 404);
+
+    let api = srv.api();
+    api.create_stack("p", "s").await.ok();
+    api.get("/api/stacks/organization/p/s").await.ok();
+    api.with_auth(Some("token nope".into()))
+        .get("/api/user")
+        .await;
+    let (status, text) = get(&format!("{base}/metrics")).await;
+    assert_eq!(status, 200);
+    for needle in [
+        "pbackend_http_requests_total{route=\"/api/stacks/{org}/{project}/{stack}\",method=\"GET\",status=\"200\"} 1",
+        "pbackend_http_request_duration_seconds_bucket",
+        "pbackend_auth_failures_total 1",
+        "pbackend_database_size_bytes",
+        "pbackend_build_info{version=",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+    assert!(
+        !text.contains("/api/stacks/organization/p/s"),
+        "raw paths never become labels"
+    );
+    match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(mut child) => {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "promtool check metrics: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(_) if std::env::var_os("PBACKEND_REQUIRE_PROMTOOL").is_some() => {
+            panic!("promtool is required (PBACKEND_REQUIRE_PROMTOOL) but not installed")
+        }
+        Err(_) => eprintln!("SKIPPED: promtool is not installed (scripts/test-deps.sh)"),
+    }
+
+    // Draining: a request still being sent keeps the server up after SIGTERM, and
+    // readiness fails meanwhile.
+    let mut slow = tokio::net::TcpStream::connect(srv.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/stacks/organization/p HTTP/1.1\r\nHost: x\r\nAuthorization: token \
+         {CLI_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"stack"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    srv.terminate();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = get(&format!("{base}/readyz")).await;
+        if status == 503 {
+            assert!(body.contains("draining"), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readyz never failed while draining ({status})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        get(&format!("{base}/healthz")).await.0,
+        200,
+        "alive while draining"
+    );
+    drop(slow);
+    let code = tokio::time::timeout(Duration::from_secs(30), srv.wait_exit())
+        .await
+        .expect("the server stops once the request is gone");
+    assert_eq!(code, Some(0));
+}
