@@ -34,7 +34,10 @@ async fn audit_log_list_and_export_show_a_real_update_a_removal_and_a_refusal() 
     let carol = user_token(&db, "carol").await;
     let alice = user_token(&db, "alice").await;
     let p = Project::logged_in_as(&tc, &srv.url, "proj", &carol, "acme").await;
-    if p.run(&["org", "audit-log", "list", "--help"]).await.code != 0 {
+    // The audit-log commands as written here (`--org`, `--event-type`, export) are v3.259's.
+    if !version_at_least(&tc.version, 3, 259)
+        || p.run(&["org", "audit-log", "list", "--help"]).await.code != 0
+    {
         eprintln!(
             "SKIPPED: pulumi {} has no org audit-log commands",
             tc.version
