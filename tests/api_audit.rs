@@ -382,3 +382,68 @@ async fn secrets_shown_in_clear_are_recorded() {
         "{d}"
     );
 }
+
+#[tokio::test]
+async fn teams_roles_and_stack_permissions_are_recorded() {
+    let (srv, boss, _dev) = setup().await;
+    boss.post(
+        &format!("/api/stacks/{ACME}/proj"),
+        json!({"stackName": "dev"}),
+    )
+    .await
+    .ok();
+    let db = srv.db_path();
+    pb_ok(&db, false, &["teams", "create", "acme/ops"]).await;
+    pb_ok(&db, false, &["teams", "add-member", "acme/ops", "dev"]).await;
+    pb_ok(
+        &db,
+        false,
+        &["teams", "grant", "acme/ops", "acme/proj/dev", "write"],
+    )
+    .await;
+    let id = pb_ok(
+        &db,
+        false,
+        &["roles", "create", ACME, "auditor", "--scopes", "stack:read"],
+    )
+    .await
+    .stdout
+    .trim()
+    .to_owned();
+    pb_ok(&db, false, &["roles", "assign", "acme/ops", &id]).await;
+    pb_ok(&db, false, &["teams", "delete", "acme/ops"]).await;
+    pb_ok(&db, false, &["roles", "rm", ACME, &id]).await;
+    let out = pb_ok(
+        &db,
+        false,
+        &["audit", "ls", "--org", ACME, "--output", "json"],
+    )
+    .await;
+    let events: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+    let mut kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .filter(|k| !["member-added", "stack-created"].contains(k))
+        .collect();
+    kinds.reverse();
+    assert_eq!(
+        kinds,
+        [
+            "team-created",
+            "team-updated",
+            "stack-permission-changed",
+            "role-created",
+            "team-updated",
+            "team-deleted",
+            "role-deleted"
+        ],
+        "{events:#?}"
+    );
+    let grant = events
+        .iter()
+        .find(|e| e["event"] == "stack-permission-changed")
+        .unwrap();
+    assert_eq!(grant["user"]["githubLogin"], "operator");
+    assert_eq!(grant["reqStackAdmin"], true);
+    assert!(grant["description"].as_str().unwrap().contains("write"));
+}

@@ -276,7 +276,7 @@ pub fn teams(db: &DbArgs, cmd: TeamsCommand) -> CliResult {
         }
         TeamsCommand::Delete { team } => {
             let (org, name) = split_team(&team)?;
-            off.run(off.engine.delete_team(&org, &name))?;
+            off.run(off.engine.delete_team(&Identity::operator(), &org, &name))?;
             eprintln!("Deleted team {org}/{name}.");
             Ok(())
         }
@@ -315,11 +315,21 @@ pub fn teams(db: &DbArgs, cmd: TeamsCommand) -> CliResult {
             let (org, name) = split_team(&team)?;
             off.run(async {
                 off.engine
-                    .change_team(&org, &name, TeamChange::AddMember(login.clone()))
+                    .change_team(
+                        &Identity::operator(),
+                        &org,
+                        &name,
+                        TeamChange::AddMember(login.clone()),
+                    )
                     .await?;
                 if admin {
                     off.engine
-                        .change_team(&org, &name, TeamChange::Promote(login.clone()))
+                        .change_team(
+                            &Identity::operator(),
+                            &org,
+                            &name,
+                            TeamChange::Promote(login.clone()),
+                        )
                         .await?;
                 }
                 Ok::<_, crate::engine::EngineError>(())
@@ -329,10 +339,12 @@ pub fn teams(db: &DbArgs, cmd: TeamsCommand) -> CliResult {
         }
         TeamsCommand::RemoveMember { team, login } => {
             let (org, name) = split_team(&team)?;
-            off.run(
-                off.engine
-                    .change_team(&org, &name, TeamChange::RemoveMember(login.clone())),
-            )?;
+            off.run(off.engine.change_team(
+                &Identity::operator(),
+                &org,
+                &name,
+                TeamChange::RemoveMember(login.clone()),
+            ))?;
             eprintln!("{login} left team {org}/{name}.");
             Ok(())
         }
@@ -348,10 +360,12 @@ pub fn teams(db: &DbArgs, cmd: TeamsCommand) -> CliResult {
                     "{stack} is not in organization {org}"
                 )));
             }
-            off.run(
-                off.engine
-                    .grant_stack(&key, Grantee::Team(name.clone()), permission),
-            )?;
+            off.run(off.engine.grant_stack(
+                &Identity::operator(),
+                &key,
+                Grantee::Team(name.clone()),
+                permission,
+            ))?;
             eprintln!("Team {org}/{name} has {} on {stack}.", permission.as_str());
             Ok(())
         }
@@ -429,17 +443,24 @@ pub fn roles(db: &DbArgs, cmd: RolesCommand) -> CliResult {
                 "permissions": scopes,
             })
             .to_string();
-            let r = off.run(
-                off.engine
-                    .create_role(&org, &name, &description, "role", &details),
-            )?;
+            let r = off.run(off.engine.create_role(
+                &Identity::operator(),
+                &org,
+                &name,
+                &description,
+                "role",
+                &details,
+            ))?;
             eprintln!("Created role {name} (id {}).", r.id);
             println!("{}", r.id);
             Ok(())
         }
         RolesCommand::Rm { org, id, force } => {
             let id = role_id(&off, &org, &id)?;
-            off.run(off.engine.delete_role(&org, &id, force))?;
+            off.run(
+                off.engine
+                    .delete_role(&Identity::operator(), &org, &id, force),
+            )?;
             eprintln!("Deleted role {id}.");
             Ok(())
         }
@@ -449,7 +470,12 @@ pub fn roles(db: &DbArgs, cmd: RolesCommand) -> CliResult {
                 Some(key) if !none => Some(role_id(&off, &org, &key)?),
                 _ => None,
             };
-            off.run(off.engine.assign_team_role(&org, &name, id.as_deref()))?;
+            off.run(off.engine.assign_team_role(
+                &Identity::operator(),
+                &org,
+                &name,
+                id.as_deref(),
+            ))?;
             eprintln!(
                 "Team {org}/{name} role: {}.",
                 id.as_deref().unwrap_or("none")

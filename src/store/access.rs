@@ -210,10 +210,16 @@ pub trait AccessStore: Send + Sync {
 
     // --- teams
     /// `Conflict` when the name is taken.
-    fn create_team(&self, team: TeamRow) -> StoreFuture<'_, ()>;
-    fn update_team(&self, team: TeamRow) -> StoreFuture<'_, bool>;
+    fn create_team(&self, team: TeamRow, notes: Notes) -> StoreFuture<'_, ()>;
+    fn update_team(&self, team: TeamRow, notes: Notes) -> StoreFuture<'_, bool>;
     /// Deletes a team, revokes its tokens and drops its stack grants; false when absent.
-    fn delete_team<'a>(&'a self, org: &'a str, name: &'a str, now: i64) -> StoreFuture<'a, bool>;
+    fn delete_team<'a>(
+        &'a self,
+        org: &'a str,
+        name: &'a str,
+        now: i64,
+        notes: Notes,
+    ) -> StoreFuture<'a, bool>;
     fn get_team<'a>(
         &'a self,
         org: &'a str,
@@ -227,24 +233,27 @@ pub trait AccessStore: Send + Sync {
         team: &'a str,
         login: &'a str,
         role: &'a str,
+        notes: Notes,
     ) -> StoreFuture<'a, bool>;
     fn remove_team_member<'a>(
         &'a self,
         org: &'a str,
         team: &'a str,
         login: &'a str,
+        notes: Notes,
     ) -> StoreFuture<'a, bool>;
 
     // --- custom roles
     /// `Conflict` when the name is taken in the organization.
-    fn create_role(&self, role: RoleRow) -> StoreFuture<'_, ()>;
+    fn create_role(&self, role: RoleRow, notes: Notes) -> StoreFuture<'_, ()>;
     /// Replaces name, description, details and bumps the version; false when absent.
-    fn update_role(&self, role: RoleRow) -> StoreFuture<'_, bool>;
+    fn update_role(&self, role: RoleRow, notes: Notes) -> StoreFuture<'_, bool>;
     fn delete_role<'a>(
         &'a self,
         org: &'a str,
         id: &'a str,
         force: bool,
+        notes: Notes,
     ) -> StoreFuture<'a, RoleDelete>;
     fn get_role<'a>(&'a self, org: &'a str, id: &'a str) -> StoreFuture<'a, Option<RoleRow>>;
     fn list_roles<'a>(
@@ -258,6 +267,7 @@ pub trait AccessStore: Send + Sync {
         org: &'a str,
         team: &'a str,
         role_id: Option<&'a str>,
+        notes: Notes,
     ) -> StoreFuture<'a, bool>;
 
     // --- per-stack grants
@@ -267,6 +277,7 @@ pub trait AccessStore: Send + Sync {
         stack_id: i64,
         grantee: Grantee,
         permission: StackPermission,
+        notes: Notes,
     ) -> StoreFuture<'_, ()>;
     fn stack_grants(&self, stack_id: i64) -> StoreFuture<'_, Vec<StackGrant>>;
 

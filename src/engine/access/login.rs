@@ -572,13 +572,15 @@ impl Engine {
             if *member && !has {
                 if self.store.get_team(org, team).await?.is_some() {
                     self.store
-                        .set_team_member(org, team, login, "member")
+                        .set_team_member(org, team, login, "member", Notes::none())
                         .await?;
                 } else {
                     tracing::warn!(%org, %team, "a group maps to a team that does not exist");
                 }
             } else if !*member && has {
-                self.store.remove_team_member(org, team, login).await?;
+                self.store
+                    .remove_team_member(org, team, login, Notes::none())
+                    .await?;
             }
         }
         Ok(())

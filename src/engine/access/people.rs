@@ -422,26 +422,58 @@ impl Engine {
             role_id: None,
             created_at: self.now(),
         };
+        let notes = self.note(
+            caller,
+            Some(org),
+            AuditKind::TeamCreated,
+            format!("team {org}/{name} created"),
+        );
         self.store
-            .create_team(team.clone())
+            .create_team(team.clone(), notes)
             .await
             .map_err(|e| conflict_or(e, || format!("team '{name}' already exists")))?;
         // Whoever creates a team (a person) administers it.
         if caller.is_user() && caller.orgs.contains_key(org) {
             self.store
-                .set_team_member(org, name, &caller.user, "admin")
+                .set_team_member(org, name, &caller.user, "admin", Notes::none())
                 .await?;
         }
         Ok(team.into())
     }
 
-    pub async fn change_team(&self, org: &str, name: &str, change: TeamChange) -> EngineResult<()> {
+    pub async fn change_team(
+        &self,
+        caller: &Identity,
+        org: &str,
+        name: &str,
+        change: TeamChange,
+    ) -> EngineResult<()> {
         let (team, members) = self.team_row(org, name).await?;
+        let what = match &change {
+            TeamChange::AddMember(l) => format!("{l} added to team {org}/{name}"),
+            TeamChange::Promote(l) => format!("{l} made an admin of team {org}/{name}"),
+            TeamChange::Demote(l) => format!("{l} made a member of team {org}/{name}"),
+            TeamChange::RemoveMember(l) => format!("{l} removed from team {org}/{name}"),
+            TeamChange::Rename { .. } => format!("team {org}/{name} renamed or described"),
+            TeamChange::Stack {
+                project,
+                stack,
+                permission,
+            } => format!(
+                "team {org}/{name} given {} on stack {org}/{project}/{stack}",
+                permission.as_str()
+            ),
+        };
+        let kind = match &change {
+            TeamChange::Stack { .. } => AuditKind::StackPermissionChanged,
+            _ => AuditKind::TeamUpdated,
+        };
+        let notes = self.note(caller, Some(org), kind, what);
         let done = match change {
             TeamChange::AddMember(login) => {
                 self.member(org, &login).await?;
                 self.store
-                    .set_team_member(org, name, &login, "member")
+                    .set_team_member(org, name, &login, "member", notes)
                     .await?
             }
             TeamChange::Promote(login) | TeamChange::Demote(login)
@@ -451,27 +483,32 @@ impl Engine {
             }
             TeamChange::Promote(login) => {
                 self.store
-                    .set_team_member(org, name, &login, "admin")
+                    .set_team_member(org, name, &login, "admin", notes)
                     .await?
             }
             TeamChange::Demote(login) => {
                 self.store
-                    .set_team_member(org, name, &login, "member")
+                    .set_team_member(org, name, &login, "member", notes)
                     .await?
             }
             TeamChange::RemoveMember(login) => {
-                self.store.remove_team_member(org, name, &login).await?
+                self.store
+                    .remove_team_member(org, name, &login, notes)
+                    .await?
             }
             TeamChange::Rename {
                 display_name,
                 description,
             } => {
                 self.store
-                    .update_team(TeamRow {
-                        display_name: display_name.unwrap_or(team.display_name),
-                        description: description.unwrap_or(team.description),
-                        ..team
-                    })
+                    .update_team(
+                        TeamRow {
+                            display_name: display_name.unwrap_or(team.display_name),
+                            description: description.unwrap_or(team.description),
+                            ..team
+                        },
+                        notes,
+                    )
                     .await?
             }
             TeamChange::Stack {
@@ -490,7 +527,7 @@ impl Engine {
                     .await?
                     .ok_or_else(|| not_found("stack", &key.to_string()))?;
                 self.store
-                    .set_stack_grant(s.id, Grantee::Team(name.to_owned()), permission)
+                    .set_stack_grant(s.id, Grantee::Team(name.to_owned()), permission, notes)
                     .await?;
                 true
             }
@@ -502,8 +539,14 @@ impl Engine {
         }
     }
 
-    pub async fn delete_team(&self, org: &str, name: &str) -> EngineResult<()> {
-        if self.store.delete_team(org, name, self.now()).await? {
+    pub async fn delete_team(&self, caller: &Identity, org: &str, name: &str) -> EngineResult<()> {
+        let notes = self.note(
+            caller,
+            Some(org),
+            AuditKind::TeamDeleted,
+            format!("team {org}/{name} deleted (its tokens revoked, its grants removed)"),
+        );
+        if self.store.delete_team(org, name, self.now(), notes).await? {
             Ok(())
         } else {
             Err(not_found("team", name))
@@ -513,6 +556,7 @@ impl Engine {
     /// Assigns a custom role to a team (one per team; a new one replaces the old).
     pub async fn assign_team_role(
         &self,
+        caller: &Identity,
         org: &str,
         team: &str,
         role_id: Option<&str>,
@@ -522,7 +566,16 @@ impl Engine {
         {
             return Err(not_found("role", id));
         }
-        if self.store.set_team_role(org, team, role_id).await? {
+        let notes = self.note(
+            caller,
+            Some(org),
+            AuditKind::TeamUpdated,
+            match role_id {
+                Some(id) => format!("role {id} assigned to team {org}/{team}"),
+                None => format!("team {org}/{team}'s role removed"),
+            },
+        );
+        if self.store.set_team_role(org, team, role_id, notes).await? {
             Ok(())
         } else {
             Err(not_found("team", team))
@@ -568,6 +621,7 @@ impl Engine {
 
     pub async fn create_role(
         &self,
+        caller: &Identity,
         org: &str,
         name: &str,
         description: &str,
@@ -599,8 +653,14 @@ impl Engine {
             created_at: now,
             modified_at: now,
         };
+        let notes = self.note(
+            caller,
+            Some(org),
+            AuditKind::RoleCreated,
+            format!("role '{}' ({}) created in {org}", role.name, role.id),
+        );
         self.store
-            .create_role(role.clone())
+            .create_role(role.clone(), notes)
             .await
             .map_err(|e| conflict_or(e, || "Role with this name already exists".into()))?;
         Ok(role.into())
@@ -608,6 +668,7 @@ impl Engine {
 
     pub async fn update_role(
         &self,
+        caller: &Identity,
         org: &str,
         id: &str,
         name: &str,
@@ -623,9 +684,15 @@ impl Engine {
             modified_at: self.now(),
             ..current
         };
+        let notes = self.note(
+            caller,
+            Some(org),
+            AuditKind::RoleUpdated,
+            format!("role '{}' ({id}) of {org} updated", updated.name),
+        );
         if !self
             .store
-            .update_role(updated)
+            .update_role(updated, notes)
             .await
             .map_err(|e| conflict_or(e, || "Role with this name already exists".into()))?
         {
@@ -634,8 +701,20 @@ impl Engine {
         self.role(org, id).await
     }
 
-    pub async fn delete_role(&self, org: &str, id: &str, force: bool) -> EngineResult<()> {
-        match self.store.delete_role(org, id, force).await? {
+    pub async fn delete_role(
+        &self,
+        caller: &Identity,
+        org: &str,
+        id: &str,
+        force: bool,
+    ) -> EngineResult<()> {
+        let notes = self.note(
+            caller,
+            Some(org),
+            AuditKind::RoleDeleted,
+            format!("role {id} of {org} deleted"),
+        );
+        match self.store.delete_role(org, id, force, notes).await? {
             RoleDelete::Deleted => Ok(()),
             RoleDelete::NotFound => Err(not_found("role", id)),
             RoleDelete::InUse => Err(EngineError::Conflict(format!(
@@ -664,6 +743,7 @@ impl Engine {
 
     pub async fn grant_stack(
         &self,
+        caller: &Identity,
         key: &StackKey,
         grantee: Grantee,
         permission: StackPermission,
@@ -678,9 +758,19 @@ impl Engine {
         {
             return Err(not_found("team", t));
         }
+        let who = match &grantee {
+            Grantee::User(u) => format!("user {u}"),
+            Grantee::Team(t) => format!("team {}/{t}", key.org),
+        };
+        let notes = self.note(
+            caller,
+            Some(&key.org),
+            AuditKind::StackPermissionChanged,
+            format!("{who} given {} on stack {key}", permission.as_str()),
+        );
         Ok(self
             .store
-            .set_stack_grant(s.id, grantee, permission)
+            .set_stack_grant(s.id, grantee, permission, notes)
             .await?)
     }
 }

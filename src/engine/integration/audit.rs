@@ -33,6 +33,13 @@ pub enum AuditKind {
     WebhookCreated,
     WebhookUpdated,
     WebhookDeleted,
+    TeamCreated,
+    TeamUpdated,
+    TeamDeleted,
+    RoleCreated,
+    RoleUpdated,
+    RoleDeleted,
+    StackPermissionChanged,
     /// A credential that matched nobody, or a caller refused a permission.
     AuthFailure,
 }
@@ -57,6 +64,13 @@ impl AuditKind {
         AuditKind::WebhookCreated,
         AuditKind::WebhookUpdated,
         AuditKind::WebhookDeleted,
+        AuditKind::TeamCreated,
+        AuditKind::TeamUpdated,
+        AuditKind::TeamDeleted,
+        AuditKind::RoleCreated,
+        AuditKind::RoleUpdated,
+        AuditKind::RoleDeleted,
+        AuditKind::StackPermissionChanged,
         AuditKind::AuthFailure,
     ];
 
@@ -80,6 +94,13 @@ impl AuditKind {
             AuditKind::WebhookCreated => "webhook-created",
             AuditKind::WebhookUpdated => "webhook-updated",
             AuditKind::WebhookDeleted => "webhook-deleted",
+            AuditKind::TeamCreated => "team-created",
+            AuditKind::TeamUpdated => "team-updated",
+            AuditKind::TeamDeleted => "team-deleted",
+            AuditKind::RoleCreated => "role-created",
+            AuditKind::RoleUpdated => "role-updated",
+            AuditKind::RoleDeleted => "role-deleted",
+            AuditKind::StackPermissionChanged => "stack-permission-changed",
             AuditKind::AuthFailure => "auth-failure",
         }
     }
@@ -94,12 +115,20 @@ impl AuditKind {
                 | AuditKind::WebhookCreated
                 | AuditKind::WebhookUpdated
                 | AuditKind::WebhookDeleted
+                | AuditKind::TeamCreated
+                | AuditKind::TeamDeleted
+                | AuditKind::RoleCreated
+                | AuditKind::RoleUpdated
+                | AuditKind::RoleDeleted
         )
     }
 
     /// Whether the action needs admin on the stack.
     fn requires_stack_admin(self) -> bool {
-        matches!(self, AuditKind::StackDeleted | AuditKind::StackRenamed)
+        matches!(
+            self,
+            AuditKind::StackDeleted | AuditKind::StackRenamed | AuditKind::StackPermissionChanged
+        )
     }
 }
 

@@ -360,6 +360,7 @@ pub async fn list_roles(
 
 pub async fn create_role(
     State(state): State<AppState>,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<OrgPath>,
     Json(req): Json<CreateRoleRequest>,
 ) -> ApiResult<AxumJson<Role>> {
@@ -370,6 +371,7 @@ pub async fn create_role(
     let r = state
         .engine
         .create_role(
+            &caller,
             &p.org,
             &req.name,
             &req.description,
@@ -389,12 +391,14 @@ pub async fn get_role(
 
 pub async fn update_role(
     State(state): State<AppState>,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<RolePath>,
     Json(req): Json<UpdateRoleRequest>,
 ) -> ApiResult<AxumJson<Role>> {
     let r = state
         .engine
         .update_role(
+            &caller,
             &p.org,
             &p.role,
             &req.name,
@@ -407,10 +411,14 @@ pub async fn update_role(
 
 pub async fn delete_role(
     State(state): State<AppState>,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<RolePath>,
     Q(q): Q<ForceQuery>,
 ) -> ApiResult<StatusCode> {
-    state.engine.delete_role(&p.org, &p.role, q.force).await?;
+    state
+        .engine
+        .delete_role(&caller, &p.org, &p.role, q.force)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -536,19 +544,24 @@ fn team_change(req: UpdateTeamRequest) -> ApiResult<TeamChange> {
 
 pub async fn update_team(
     State(state): State<AppState>,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<TeamPath>,
     Json(req): Json<UpdateTeamRequest>,
 ) -> ApiResult<StatusCode> {
     let change = team_change(req)?;
-    state.engine.change_team(&p.org, &p.team, change).await?;
+    state
+        .engine
+        .change_team(&caller, &p.org, &p.team, change)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn delete_team(
     State(state): State<AppState>,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<TeamPath>,
 ) -> ApiResult<StatusCode> {
-    state.engine.delete_team(&p.org, &p.team).await?;
+    state.engine.delete_team(&caller, &p.org, &p.team).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -566,18 +579,20 @@ pub async fn team_roles(
 
 pub async fn assign_team_role(
     State(state): State<AppState>,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<TeamRolePath>,
     OptionalJson(_): OptionalJson<serde_json::Value>,
 ) -> ApiResult<StatusCode> {
     state
         .engine
-        .assign_team_role(&p.org, &p.team, Some(&p.role))
+        .assign_team_role(&caller, &p.org, &p.team, Some(&p.role))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn unassign_team_role(
     State(state): State<AppState>,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<TeamRolePath>,
 ) -> ApiResult<StatusCode> {
     let (t, _) = state.engine.team(&p.org, &p.team).await?;
@@ -587,7 +602,10 @@ pub async fn unassign_team_role(
             p.role, p.team
         )));
     }
-    state.engine.assign_team_role(&p.org, &p.team, None).await?;
+    state
+        .engine
+        .assign_team_role(&caller, &p.org, &p.team, None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -627,6 +645,7 @@ pub async fn stack_teams(
 
 pub async fn set_stack_team(
     State(state): State<AppState>,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<StackTeamPath>,
     Json(req): Json<StackPermissionRequest>,
 ) -> ApiResult<StatusCode> {
@@ -637,7 +656,12 @@ pub async fn set_stack_team(
     };
     state
         .engine
-        .grant_stack(&key, Grantee::Team(p.team), permission(req.permissions)?)
+        .grant_stack(
+            &caller,
+            &key,
+            Grantee::Team(p.team),
+            permission(req.permissions)?,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -672,6 +696,7 @@ pub async fn stack_collaborators(
 
 pub async fn set_stack_collaborator(
     State(state): State<AppState>,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<CollaboratorPath>,
     Json(req): Json<CollaboratorRequest>,
 ) -> ApiResult<StatusCode> {
@@ -683,13 +708,19 @@ pub async fn set_stack_collaborator(
     state.engine.member(&key.org, &p.user).await?;
     state
         .engine
-        .grant_stack(&key, Grantee::User(p.user), permission(req.permission)?)
+        .grant_stack(
+            &caller,
+            &key,
+            Grantee::User(p.user),
+            permission(req.permission)?,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn remove_stack_collaborator(
     State(state): State<AppState>,
+    ApiIdentity(caller): ApiIdentity,
     P(p): P<CollaboratorPath>,
 ) -> ApiResult<StatusCode> {
     let key = StackKey {
@@ -699,7 +730,7 @@ pub async fn remove_stack_collaborator(
     };
     state
         .engine
-        .grant_stack(&key, Grantee::User(p.user), StackPermission::None)
+        .grant_stack(&caller, &key, Grantee::User(p.user), StackPermission::None)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

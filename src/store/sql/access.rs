@@ -97,17 +97,27 @@ impl<B: Backend> AccessStore for SqlStore<B> {
         self.r(move |tx| people::list_members(tx, &org))
     }
 
-    fn create_team(&self, team: access::TeamRow) -> StoreFuture<'_, ()> {
-        self.w(move |tx| teams::create_team(tx, &team))
+    fn create_team(&self, team: access::TeamRow, notes: Notes) -> StoreFuture<'_, ()> {
+        self.wn(notes, |_| true, move |tx| teams::create_team(tx, &team))
     }
 
-    fn update_team(&self, team: access::TeamRow) -> StoreFuture<'_, bool> {
-        self.w(move |tx| teams::update_team(tx, &team))
+    fn update_team(&self, team: access::TeamRow, notes: Notes) -> StoreFuture<'_, bool> {
+        self.wn(notes, |done| *done, move |tx| teams::update_team(tx, &team))
     }
 
-    fn delete_team<'a>(&'a self, org: &'a str, name: &'a str, now: i64) -> StoreFuture<'a, bool> {
+    fn delete_team<'a>(
+        &'a self,
+        org: &'a str,
+        name: &'a str,
+        now: i64,
+        notes: Notes,
+    ) -> StoreFuture<'a, bool> {
         let (org, name) = (org.to_owned(), name.to_owned());
-        self.w(move |tx| teams::delete_team(tx, &org, &name, now))
+        self.wn(
+            notes,
+            |done| *done,
+            move |tx| teams::delete_team(tx, &org, &name, now),
+        )
     }
 
     fn get_team<'a>(
@@ -130,6 +140,7 @@ impl<B: Backend> AccessStore for SqlStore<B> {
         team: &'a str,
         login: &'a str,
         role: &'a str,
+        notes: Notes,
     ) -> StoreFuture<'a, bool> {
         let (org, team, login, role) = (
             org.to_owned(),
@@ -137,7 +148,11 @@ impl<B: Backend> AccessStore for SqlStore<B> {
             login.to_owned(),
             role.to_owned(),
         );
-        self.w(move |tx| teams::set_team_member(tx, &org, &team, &login, &role))
+        self.wn(
+            notes,
+            |done| *done,
+            move |tx| teams::set_team_member(tx, &org, &team, &login, &role),
+        )
     }
 
     fn remove_team_member<'a>(
@@ -145,17 +160,22 @@ impl<B: Backend> AccessStore for SqlStore<B> {
         org: &'a str,
         team: &'a str,
         login: &'a str,
+        notes: Notes,
     ) -> StoreFuture<'a, bool> {
         let (org, team, login) = (org.to_owned(), team.to_owned(), login.to_owned());
-        self.w(move |tx| teams::remove_team_member(tx, &org, &team, &login))
+        self.wn(
+            notes,
+            |done| *done,
+            move |tx| teams::remove_team_member(tx, &org, &team, &login),
+        )
     }
 
-    fn create_role(&self, role: access::RoleRow) -> StoreFuture<'_, ()> {
-        self.w(move |tx| teams::create_role(tx, &role))
+    fn create_role(&self, role: access::RoleRow, notes: Notes) -> StoreFuture<'_, ()> {
+        self.wn(notes, |_| true, move |tx| teams::create_role(tx, &role))
     }
 
-    fn update_role(&self, role: access::RoleRow) -> StoreFuture<'_, bool> {
-        self.w(move |tx| teams::update_role(tx, &role))
+    fn update_role(&self, role: access::RoleRow, notes: Notes) -> StoreFuture<'_, bool> {
+        self.wn(notes, |done| *done, move |tx| teams::update_role(tx, &role))
     }
 
     fn delete_role<'a>(
@@ -163,9 +183,14 @@ impl<B: Backend> AccessStore for SqlStore<B> {
         org: &'a str,
         id: &'a str,
         force: bool,
+        notes: Notes,
     ) -> StoreFuture<'a, access::RoleDelete> {
         let (org, id) = (org.to_owned(), id.to_owned());
-        self.w(move |tx| teams::delete_role(tx, &org, &id, force))
+        self.wn(
+            notes,
+            |o| matches!(o, access::RoleDelete::Deleted),
+            move |tx| teams::delete_role(tx, &org, &id, force),
+        )
     }
 
     fn get_role<'a>(
@@ -191,9 +216,14 @@ impl<B: Backend> AccessStore for SqlStore<B> {
         org: &'a str,
         team: &'a str,
         role_id: Option<&'a str>,
+        notes: Notes,
     ) -> StoreFuture<'a, bool> {
         let (org, team, id) = (org.to_owned(), team.to_owned(), role_id.map(str::to_owned));
-        self.w(move |tx| teams::set_team_role(tx, &org, &team, id.as_deref()))
+        self.wn(
+            notes,
+            |done| *done,
+            move |tx| teams::set_team_role(tx, &org, &team, id.as_deref()),
+        )
     }
 
     fn set_stack_grant(
@@ -201,8 +231,13 @@ impl<B: Backend> AccessStore for SqlStore<B> {
         stack_id: i64,
         grantee: Grantee,
         permission: StackPermission,
+        notes: Notes,
     ) -> StoreFuture<'_, ()> {
-        self.w(move |tx| teams::grant(tx, stack_id, &grantee, permission))
+        self.wn(
+            notes,
+            |_| true,
+            move |tx| teams::grant(tx, stack_id, &grantee, permission),
+        )
     }
 
     fn stack_grants(&self, stack_id: i64) -> StoreFuture<'_, Vec<access::StackGrant>> {
