@@ -92,27 +92,38 @@ pub struct ServerProcess {
     pub key: String,
     child: Option<tokio::process::Child>,
     starts: usize,
+    /// The port was picked free here and no client knows it yet: when another process took
+    /// it meanwhile (the pick is released before `serve` binds it), pick again.
+    movable_port: bool,
 }
 
 impl ServerProcess {
     pub async fn start(extra: &[&str]) -> Self {
-        Self::start_at(free_port(), extra).await
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = super::test_database(dir.path());
+        Self::launch_on(dir, db, free_port(), true, extra).await
     }
 
     /// On a port chosen beforehand (for flags that name the server's own URL).
     pub async fn start_at(port: u16, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = super::test_database(dir.path());
-        Self::launch_on(dir, db, port, extra).await
+        Self::launch_on(dir, db, port, false, extra).await
     }
 
     /// Another `pbackend serve` on the database `db` (a replica when it is PostgreSQL).
     pub async fn start_on(db: PathBuf, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        Self::launch_on(dir, db, free_port(), extra).await
+        Self::launch_on(dir, db, free_port(), true, extra).await
     }
 
-    async fn launch_on(dir: TempDir, db: PathBuf, port: u16, extra: &[&str]) -> Self {
+    async fn launch_on(
+        dir: TempDir,
+        db: PathBuf,
+        port: u16,
+        movable_port: bool,
+        extra: &[&str],
+    ) -> Self {
         let mut s = ServerProcess {
             dir,
             db,
@@ -122,8 +133,10 @@ impl ServerProcess {
             key: MASTER_KEY.to_owned(),
             child: None,
             starts: 0,
+            movable_port,
         };
         s.spawn().await;
+        s.movable_port = false;
         s
     }
 
@@ -221,6 +234,17 @@ impl ServerProcess {
         let deadline = Instant::now() + Duration::from_secs(20);
         let http = reqwest::Client::new();
         loop {
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited
+                && self.movable_port
+                && self.log(self.starts).contains("Address already in use")
+            {
+                self.port = free_port();
+                return Box::pin(self.spawn()).await;
+            }
             if let Ok(r) = http
                 .get(format!("{}/api/capabilities", self.url))
                 .send()
