@@ -6,22 +6,11 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::ops::{pb, pb_ok};
+use common::ops::{pb, pb_ok, user_token};
 use common::*;
 use serde_json::{Value, json};
 
 const ACME: &str = "acme";
-
-async fn token(srv: &TestServer, user: &str) -> String {
-    let out = pb_ok(
-        &srv.db_path(),
-        false,
-        &["tokens", "create", "--user", user, "--output", "json"],
-    )
-    .await;
-    let v: Value = serde_json::from_str(&out.stdout).expect("token JSON");
-    v["token"].as_str().expect("token").to_owned()
-}
 
 /// Organization `acme` with an admin and a plain member.
 async fn setup() -> (TestServer, Api, Api) {
@@ -35,8 +24,8 @@ async fn setup() -> (TestServer, Api, Api) {
     )
     .await;
     pb_ok(&db, false, &["orgs", "set-member", ACME, "dev"]).await;
-    let boss = Api::new(&srv.url, &token(&srv, "boss").await);
-    let dev = Api::new(&srv.url, &token(&srv, "dev").await);
+    let boss = Api::new(&srv.url, &user_token(&db, "boss").await);
+    let dev = Api::new(&srv.url, &user_token(&db, "dev").await);
     (srv, boss, dev)
 }
 

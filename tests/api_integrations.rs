@@ -172,14 +172,10 @@ async fn org_stacks_config_and_update_paging() {
     // The instance's admin sees every organization (here: an empty one); a user only theirs.
     let none = api.get("/api/stacks/elsewhere").await.json();
     assert_eq!(none["stacks"], json!([]));
-    let out = common::ops::pb_ok(
-        &srv.db_path(),
-        false,
-        &["tokens", "create", "--user", "bob", "--output", "json"],
-    )
-    .await;
-    let bob: Value = serde_json::from_str(&out.stdout).unwrap();
-    let bob = Api::new(&srv.url, bob["token"].as_str().unwrap());
+    let bob = Api::new(
+        &srv.url,
+        &common::ops::user_token(&srv.db_path(), "bob").await,
+    );
     assert_eq!(
         bob.get(&format!("/api/stacks/{ORG}")).await.json()["stacks"]
             .as_array()

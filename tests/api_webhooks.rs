@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::ops::pb_ok;
+use common::ops::user_token;
 use common::receiver::{Receiver, signature_ok};
 use common::*;
 use serde_json::{Value, json};
@@ -99,14 +99,7 @@ async fn hooks_are_validated_and_replaced_whole() {
     assert_eq!(api.patch(&one, edit).await.json()["hasSecret"], false);
 
     // Members may not manage organization hooks.
-    let out = pb_ok(
-        &srv.db_path(),
-        false,
-        &["tokens", "create", "--user", "dev", "--output", "json"],
-    )
-    .await;
-    let t: Value = serde_json::from_str(&out.stdout).unwrap();
-    let dev = Api::new(&srv.url, t["token"].as_str().unwrap());
+    let dev = Api::new(&srv.url, &user_token(&srv.db_path(), "dev").await);
     assert_eq!(dev.get(&hooks).await.status, 403);
 
     assert_eq!(api.delete(&one).await.status, 204);

@@ -6,17 +6,9 @@
 mod common;
 
 use common::cli::*;
-use common::ops::pb_ok;
+use common::ops::{pb_ok, user_token};
 use common::receiver::{Receiver, signature_ok};
 use serde_json::Value;
-
-async fn user_token(db: &std::path::Path, user: &str) -> String {
-    pb_ok(db, false, &["tokens", "create", "--user", user])
-        .await
-        .stdout
-        .trim()
-        .to_owned()
-}
 
 #[tokio::test]
 async fn audit_log_list_and_export_show_a_real_update_a_removal_and_a_refusal() {

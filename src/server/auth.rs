@@ -7,7 +7,7 @@
 //! `update-token <lease>` and yield a [`Lease`] for that very update. Handlers take either
 //! from the request through the extractors below. Credentials are never logged.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request, State};
 use axum::http::request::Parts;
@@ -44,7 +44,7 @@ pub async fn require(
         Access::Public => Ok(()),
         Access::Token(permission) => match authenticate(&parts, &state).await {
             Ok(mut identity) => {
-                identity.source_ip = ip.clone();
+                identity.source_ip = ip;
                 let target = target(&mut parts, &state).await;
                 match state.engine.authorize(&identity, permission, &target).await {
                     Ok(()) => match throttle(&parts, &state, &identity) {
@@ -133,11 +133,11 @@ fn call_of(parts: &Parts) -> String {
 }
 
 /// The address the request came from (the connection's peer).
-fn source_ip(parts: &Parts) -> Option<String> {
+fn source_ip(parts: &Parts) -> Option<IpAddr> {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+        .map(|c| c.0.ip())
 }
 
 /// What the path names: a stack (`{org}/{project}/{stack}`), an organization, or nothing.

@@ -148,15 +148,12 @@ impl ServerProcess {
         self.dir.path().join(format!("server-{n}.log"))
     }
 
-    /// Starts the server and returns whether it came up (false: it exited, e.g. refused to
-    /// start), without panicking.
-    pub async fn try_start(&mut self) -> bool {
-        self.kill().await;
-        self.starts += 1;
-        self.url = format!("http://127.0.0.1:{}", self.port);
+    /// `pbackend serve` on this server's port, database and key, logging to the current
+    /// start's log file.
+    fn serve_command(&self, debug: bool) -> tokio::process::Command {
         let log = std::fs::File::create(self.log_path(self.starts)).expect("log file");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pbackend"))
-            .arg("serve")
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pbackend"));
+        cmd.arg("serve")
             .arg("--addr")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--db")
@@ -164,19 +161,28 @@ impl ServerProcess {
             .arg("--master-key")
             .arg(&self.key)
             .arg("--single-tenant-token")
-            .arg(CLI_TOKEN)
-            // Tests that are not about rate limits must not be slowed by them.
-            .args(if self.extra.iter().any(|a| a == "--rate-limit") {
-                vec![]
-            } else {
-                vec!["--rate-limit", "off"]
-            })
-            .args(&self.extra)
+            .arg(CLI_TOKEN);
+        if debug {
+            cmd.args(["--log-level", "debug"]);
+        }
+        // Tests that are not about rate limits must not be slowed by them.
+        if !self.extra.iter().any(|a| a == "--rate-limit") {
+            cmd.args(["--rate-limit", "off"]);
+        }
+        cmd.args(&self.extra)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("pbackend starts");
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Starts the server and returns whether it came up (false: it exited, e.g. refused to
+    /// start), without panicking.
+    pub async fn try_start(&mut self) -> bool {
+        self.kill().await;
+        self.starts += 1;
+        self.url = format!("http://127.0.0.1:{}", self.port);
+        let mut child = self.serve_command(false).spawn().expect("pbackend starts");
         let deadline = Instant::now() + Duration::from_secs(20);
         let http = reqwest::Client::new();
         loop {
@@ -206,29 +212,7 @@ impl ServerProcess {
 
     async fn spawn(&mut self) {
         self.starts += 1;
-        let log = std::fs::File::create(self.log_path(self.starts)).expect("log file");
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pbackend"));
-        cmd.arg("serve")
-            .arg("--addr")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--db")
-            .arg(self.db())
-            .arg("--master-key")
-            .arg(&self.key)
-            .arg("--single-tenant-token")
-            .arg(CLI_TOKEN)
-            .arg("--log-level")
-            .arg("debug")
-            .args(if self.extra.iter().any(|a| a == "--rate-limit") {
-                vec![]
-            } else {
-                vec!["--rate-limit", "off"]
-            })
-            .args(&self.extra)
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .kill_on_drop(true);
-        let child = cmd.spawn().expect("pbackend starts");
+        let child = self.serve_command(true).spawn().expect("pbackend starts");
         self.child = Some(child);
         self.url = format!("http://127.0.0.1:{}", self.port);
         let deadline = Instant::now() + Duration::from_secs(20);

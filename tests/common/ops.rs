@@ -40,6 +40,15 @@ pub async fn pb_ok(db: &Path, key: bool, args: &[&str]) -> Out {
     out
 }
 
+/// A personal token for `user` (created, with the user, by `pbackend tokens create`).
+pub async fn user_token(db: &Path, user: &str) -> String {
+    pb_ok(db, false, &["tokens", "create", "--user", user])
+        .await
+        .stdout
+        .trim()
+        .to_owned()
+}
+
 pub fn resource(name: &str, extra: Value) -> Value {
     let mut r = json!({"urn": format!("urn:pulumi:dev::proj::pbtest:index:Item::{name}"),
         "custom": true, "id": format!("{name}-id"), "type": "pbtest:index:Item",

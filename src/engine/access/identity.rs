@@ -55,7 +55,7 @@ pub struct Identity {
     /// The operator at the database (offline commands).
     pub operator: bool,
     /// Where the request came from, for the audit log (`None` offline).
-    pub source_ip: Option<String>,
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 /// What a permission check needs to know about a stack.

@@ -45,35 +45,6 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: &'static [AuditKind] = &[
-        AuditKind::StackCreated,
-        AuditKind::StackDeleted,
-        AuditKind::StackRenamed,
-        AuditKind::StackTagsUpdated,
-        AuditKind::StackImported,
-        AuditKind::UpdateStarted,
-        AuditKind::UpdateSucceeded,
-        AuditKind::UpdateFailed,
-        AuditKind::UpdateCancelled,
-        AuditKind::SecretsDecrypted,
-        AuditKind::TokenCreated,
-        AuditKind::TokenRevoked,
-        AuditKind::MemberAdded,
-        AuditKind::MemberRoleChanged,
-        AuditKind::MemberRemoved,
-        AuditKind::WebhookCreated,
-        AuditKind::WebhookUpdated,
-        AuditKind::WebhookDeleted,
-        AuditKind::TeamCreated,
-        AuditKind::TeamUpdated,
-        AuditKind::TeamDeleted,
-        AuditKind::RoleCreated,
-        AuditKind::RoleUpdated,
-        AuditKind::RoleDeleted,
-        AuditKind::StackPermissionChanged,
-        AuditKind::AuthFailure,
-    ];
-
     pub fn id(self) -> &'static str {
         match self {
             AuditKind::StackCreated => "stack-created",
@@ -292,7 +263,7 @@ impl Engine {
         description: String,
     ) -> NewAuditEvent {
         let source_ip = match (&caller.source_ip, caller.operator) {
-            (Some(ip), _) => ip.clone(),
+            (Some(ip), _) => ip.to_string(),
             (None, true) => "operator".into(),
             (None, false) => String::new(),
         };
@@ -323,7 +294,7 @@ impl Engine {
     pub async fn note_refusal(
         &self,
         caller: Option<&Identity>,
-        source_ip: Option<String>,
+        source_ip: Option<std::net::IpAddr>,
         org: Option<&str>,
         what: String,
     ) {

@@ -29,7 +29,7 @@ pub struct Lease {
     pub(crate) check: LeaseCheck,
     pub(crate) key: StackKey,
     /// Where the call came from, for the audit log.
-    pub(crate) source_ip: Option<String>,
+    pub(crate) source_ip: Option<std::net::IpAddr>,
 }
 
 impl Lease {
@@ -42,7 +42,7 @@ impl Lease {
     }
 
     /// The same lease, noting the address the call came from.
-    pub fn from_address(mut self, ip: Option<String>) -> Self {
+    pub fn from_address(mut self, ip: Option<std::net::IpAddr>) -> Self {
         self.source_ip = ip;
         self
     }

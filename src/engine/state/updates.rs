@@ -409,7 +409,7 @@ impl Engine {
                 )));
             }
         };
-        let (key, source_ip) = (lease.key.clone(), lease.source_ip.clone());
+        let (key, source_ip) = (lease.key.clone(), lease.source_ip);
         let lease = lease.check.clone();
         let update = self.update_of(lease.stack_id, &lease.update_id).await?;
         if update.status.is_finished() {
@@ -428,7 +428,7 @@ impl Engine {
         };
         // The update's author is who the lease acts for.
         let author = Identity {
-            source_ip: source_ip.clone(),
+            source_ip,
             ..Identity::user(&update.author)
         };
         let notes = self
