@@ -77,3 +77,55 @@ async fn kill_9_during_pulumi_up_then_the_stack_is_usable() {
         "CLI crash loop: {rounds} rounds, {completed} updates completed across a kill -9, {failed} failed cleanly"
     );
 }
+
+/// SIGTERM in the middle of an update: the server finishes what it has in hand, exits by
+/// itself within its grace period, and once it is back the CLI's retries carry the same
+/// `pulumi up` to the end with nothing lost.
+#[tokio::test]
+async fn sigterm_during_pulumi_up_then_the_update_completes_after_the_restart() {
+    let tc = require_cli!();
+    let mut srv = ServerProcess::start(&["--shutdown-grace", "10s"]).await;
+    let stack = stack_path("proj", "dev");
+    let p = Project::new(&tc, &srv, "proj").await;
+    p.ok(&["stack", "init", "dev"]).await;
+    p.write_program(&items(RESOURCES, "t", 200), "");
+    let running = p
+        .command(&["up", "--yes", "--skip-preview"])
+        .spawn()
+        .expect("pulumi up");
+    let started = Instant::now();
+    loop {
+        let s = srv.api().get(&stack).await;
+        if s.status == 200 && s.json().get("currentOperation").is_some() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no update started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    srv.terminate();
+    let code = tokio::time::timeout(Duration::from_secs(30), srv.wait_exit())
+        .await
+        .expect("the server exits within its grace period");
+    assert_eq!(code, Some(0), "{}", srv.log(1));
+    assert!(srv.log(1).contains("shutting down"), "{}", srv.log(1));
+    srv.restart().await;
+    let up = running.wait_with_output().await.unwrap();
+    assert!(
+        up.status.success(),
+        "the update did not survive the restart: {}{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let verify = pb(&srv.db(), true, &["verify"]).await;
+    assert_eq!(verify.code, 0, "{}", verify.all());
+    let e = srv.api().get(&format!("{stack}/export")).await.json();
+    let n = e["deployment"]["resources"].as_array().unwrap().len();
+    assert_eq!(n, RESOURCES + 2, "{n} resources");
+    p.ok(&["preview", "--expect-no-changes"]).await;
+    let history = p.ok(&["stack", "history", "--json"]).await.json();
+    assert_eq!(history[0]["result"], "succeeded", "{history}");
+}

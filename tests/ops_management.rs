@@ -116,3 +116,26 @@ async fn health_readiness_and_metrics() {
         .expect("the server stops once the request is gone");
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test]
+async fn a_stuck_request_holds_the_exit_no_longer_than_the_shutdown_grace() {
+    // The body idle timeout (60 s) would keep this request alive far longer than the grace.
+    let mut srv = ServerProcess::start(&["--shutdown-grace", "2s"]).await;
+    let mut stuck = tokio::net::TcpStream::connect(srv.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/stacks/organization/p HTTP/1.1\r\nHost: x\r\nAuthorization: token \
+         {CLI_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"stack"
+    );
+    stuck.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    srv.terminate();
+    let code = tokio::time::timeout(Duration::from_secs(30), srv.wait_exit())
+        .await
+        .expect("the server stops once the grace period is over");
+    assert_eq!(code, Some(0));
+    let log = srv.log(1);
+    assert!(log.contains("after the shutdown grace period"), "{log}");
+    drop(stuck);
+}

@@ -5,6 +5,7 @@ use crate::engine::integration::delivery::WebhookConfig;
 use crate::server::ratelimit::RateLimits;
 use crate::store::lock::LockMode;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,30 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "PULUMI_BACKEND_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: String,
+
+    /// Serve HTTPS with this PEM certificate chain (leaf first). It and --tls-key are loaded
+    /// again when either file changes on disk, and on SIGHUP.
+    #[arg(long, env = "PULUMI_BACKEND_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "PULUMI_BACKEND_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve plain HTTP on a non-loopback --addr. Refused without this flag: tokens and
+    /// secrets would cross the network in clear. Give it when a proxy in front terminates
+    /// TLS (and set --trusted-proxies to that proxy).
+    #[arg(
+        long,
+        env = "PULUMI_BACKEND_INSECURE_HTTP",
+        conflicts_with = "tls_cert"
+    )]
+    pub insecure_http: bool,
+
+    /// On SIGTERM or SIGINT: stop accepting, fail /readyz, and give requests in flight this
+    /// long to finish before their connections are closed (the CLI retries what was cut).
+    #[arg(long, env = "PULUMI_BACKEND_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration_secs)]
+    pub shutdown_grace: i64,
 
     #[command(flatten)]
     pub db: DbArgs,
@@ -162,7 +187,7 @@ pub struct LimitArgs {
 }
 
 impl ServeArgs {
-    pub fn server_config(&self) -> ServerConfig {
+    pub fn server_config(&self, tls: Option<crate::server::tls::Tls>) -> ServerConfig {
         let l = &self.limits;
         let secs = |s: i64| Duration::from_secs(s.max(1) as u64);
         ServerConfig {
@@ -179,6 +204,8 @@ impl ServeArgs {
             body_idle_timeout: secs(l.body_idle_timeout),
             body_deadline: secs(l.body_deadline),
             rate_limits: l.rate_limit.clone(),
+            tls,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace.max(0) as u64),
         }
     }
 
@@ -270,12 +297,39 @@ async fn prune_daily(engine: Arc<Engine>, audit_keep_secs: i64) {
 }
 
 /// The URL to give `pulumi login` for a listening address.
-pub fn login_url(addr: SocketAddr) -> String {
+pub fn login_url(addr: SocketAddr, https: bool) -> String {
     let ip = match addr.ip() {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         other => other,
     };
-    format!("http://{}", SocketAddr::new(ip, addr.port()))
+    let scheme = if https { "https" } else { "http" };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Plain HTTP only where nothing crosses a network: on loopback, or when the operator says
+/// a proxy in front terminates TLS.
+fn check_plain_http(addr: SocketAddr, args: &ServeArgs) -> CliResult {
+    if args.tls_cert.is_some() || args.insecure_http || addr.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(CliError::Invalid(format!(
+        "refusing to serve plain HTTP on {addr}, which is reachable from other machines: API \
+         tokens and decrypted secrets would cross the network in clear. Give --tls-cert and \
+         --tls-key, or --insecure-http when a proxy in front terminates TLS"
+    )))
+}
+
+fn load_tls(args: &ServeArgs) -> CliResult<Option<crate::server::tls::Tls>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let files = crate::server::tls::TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+    };
+    crate::server::tls::Tls::load(files)
+        .map(Some)
+        .map_err(|e| CliError::Invalid(format!("TLS: {e}")))
 }
 
 pub fn run(args: ServeArgs) -> CliResult {
@@ -317,7 +371,9 @@ pub fn run(args: ServeArgs) -> CliResult {
         let local = listener
             .local_addr()
             .map_err(CliError::io("cannot read the listening address"))?;
-        let url = login_url(local);
+        check_plain_http(local, &args)?;
+        let tls = load_tls(&args)?;
+        let url = login_url(local, tls.is_some());
         let has_key = crate::engine::bootstrap_has_master_key(store.store.as_ref()).await?;
         let (master, key_source) = args.db.master_key(!has_key)?;
         let (engine, boot) = Engine::open(
@@ -376,7 +432,12 @@ pub fn run(args: ServeArgs) -> CliResult {
                 draining.store(true, std::sync::atomic::Ordering::SeqCst);
             }
         };
-        let result = crate::server::serve(listener, engine, args.server_config(), shutdown).await;
+        let reload = tls.clone().map(|t| tokio::spawn(t.watch()));
+        let result =
+            crate::server::serve(listener, engine, args.server_config(tls), shutdown).await;
+        if let Some(r) = reload {
+            r.abort();
+        }
         if let Some(m) = management {
             m.abort();
         }

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
 pub mod state;
+pub mod tls;
 pub mod version;
 pub mod wire;
 
@@ -64,6 +65,11 @@ pub struct ServerConfig {
     pub body_deadline: Duration,
     /// Per-credential limits on reads (none by default here; `serve` applies the service's).
     pub rate_limits: ratelimit::RateLimits,
+    /// Serve HTTPS with this certificate (plain HTTP when none).
+    pub tls: Option<tls::Tls>,
+    /// On shutdown, how long requests in flight may take to finish before their connections
+    /// are closed.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +83,8 @@ impl Default for ServerConfig {
             body_idle_timeout: Duration::from_secs(60),
             body_deadline: Duration::from_secs(600),
             rate_limits: Default::default(),
+            tls: None,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -157,15 +165,45 @@ pub async fn serve(
         http.timer(TokioTimer::new())
             .header_read_timeout(cfg.header_read_timeout)
             .keep_alive(true);
-        let conn = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(svc));
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let tls = cfg.tls.clone();
+        // A handshake is held to the same bound as the headers that follow it.
+        let handshake_timeout = cfg.header_read_timeout;
         tokio::spawn(async move {
-            let _ = conn.await;
+            let svc = TowerToHyperService::new(svc);
+            match tls {
+                None => {
+                    let _ = watcher
+                        .watch(http.serve_connection(TokioIo::new(tcp), svc))
+                        .await;
+                }
+                Some(tls) => {
+                    match tokio::time::timeout(handshake_timeout, tls.acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = watcher
+                                .watch(http.serve_connection(TokioIo::new(stream), svc))
+                                .await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %remote, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(peer = %remote, "TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(cfg.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = cfg.shutdown_grace.as_secs(),
+            "requests still running after the shutdown grace period; closing their connections"
+        );
+    }
     deliveries.abort();
     Ok(())
 }

@@ -181,10 +181,10 @@ impl ServerProcess {
     pub async fn try_start(&mut self) -> bool {
         self.kill().await;
         self.starts += 1;
-        self.url = format!("http://127.0.0.1:{}", self.port);
+        self.url = self.own_url();
         let mut child = self.serve_command(false).spawn().expect("pbackend starts");
         let deadline = Instant::now() + Duration::from_secs(20);
-        let http = reqwest::Client::new();
+        let http = self.probe_client();
         loop {
             if let Ok(Some(_)) = child.try_wait() {
                 return false;
@@ -214,9 +214,9 @@ impl ServerProcess {
         self.starts += 1;
         let child = self.serve_command(true).spawn().expect("pbackend starts");
         self.child = Some(child);
-        self.url = format!("http://127.0.0.1:{}", self.port);
+        self.url = self.own_url();
         let deadline = Instant::now() + Duration::from_secs(20);
-        let http = reqwest::Client::new();
+        let http = self.probe_client();
         loop {
             let exited = self
                 .child
@@ -244,6 +244,25 @@ impl ServerProcess {
         }
     }
 
+    /// `https://` when the server was given a certificate.
+    fn own_url(&self) -> String {
+        let scheme = if self.tls() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    fn tls(&self) -> bool {
+        self.extra.iter().any(|a| a == "--tls-cert")
+    }
+
+    /// The client that waits for the server to come up: it only asks whether the server
+    /// answers, so it does not check the certificate (the TLS tests do that themselves).
+    fn probe_client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_danger_accept_invalid_certs(self.tls())
+            .build()
+            .expect("client")
+    }
+
     pub fn log(&self, n: usize) -> String {
         std::fs::read_to_string(self.log_path(n)).unwrap_or_default()
     }
@@ -258,9 +277,14 @@ impl ServerProcess {
 
     /// Asks the server to stop (SIGTERM) without waiting for it.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the server a signal by name (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
         if let Some(pid) = self.child.as_ref().and_then(|c| c.id()) {
             let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
+                .args([&format!("-{name}"), &pid.to_string()])
                 .status();
         }
     }
