@@ -2,6 +2,7 @@
 
 use crate::cli::error::{CliError, CliResult};
 use crate::engine::integration::delivery::WebhookConfig;
+use crate::server::client_addr::TrustedProxies;
 use crate::server::ratelimit::RateLimits;
 use crate::store::lock::LockMode;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -44,6 +45,13 @@ pub struct ServeArgs {
         conflicts_with = "tls_cert"
     )]
     pub insecure_http: bool,
+
+    /// Proxies (addresses or networks, comma-separated: `10.0.0.0/8,192.168.1.10`) whose
+    /// X-Forwarded-For / X-Real-IP headers name the client. The client's address then goes to
+    /// the logs, audit events and leases; from anyone else those headers are ignored.
+    /// Default: none.
+    #[arg(long, env = "PULUMI_BACKEND_TRUSTED_PROXIES", default_value = "", hide_default_value = true, value_parser = TrustedProxies::parse)]
+    pub trusted_proxies: TrustedProxies,
 
     /// On SIGTERM or SIGINT: stop accepting, fail /readyz, and give requests in flight this
     /// long to finish before their connections are closed (the CLI retries what was cut).
@@ -204,6 +212,7 @@ impl ServeArgs {
             body_idle_timeout: secs(l.body_idle_timeout),
             body_deadline: secs(l.body_deadline),
             rate_limits: l.rate_limit.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
             tls,
             shutdown_grace: Duration::from_secs(self.shutdown_grace.max(0) as u64),
         }

@@ -7,9 +7,9 @@
 //! `update-token <lease>` and yield a [`Lease`] for that very update. Handlers take either
 //! from the request through the extractors below. Credentials are never logged.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request, State};
+use axum::extract::{FromRequestParts, RawPathParams, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
 use axum::middleware::Next;
@@ -132,12 +132,12 @@ fn call_of(parts: &Parts) -> String {
     format!("{} {}", parts.method, parts.uri.path())
 }
 
-/// The address the request came from (the connection's peer).
+/// The address the request came from (the peer, or the client a trusted proxy names).
 fn source_ip(parts: &Parts) -> Option<IpAddr> {
     parts
         .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+        .get::<crate::server::client_addr::ClientAddr>()
+        .map(|c| c.0)
 }
 
 /// What the path names: a stack (`{org}/{project}/{stack}`), an organization, or nothing.

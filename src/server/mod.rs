@@ -9,6 +9,7 @@
 //! budget of body bytes in flight across all requests.
 
 pub mod auth;
+pub mod client_addr;
 pub mod error;
 pub mod extract;
 pub mod handlers;
@@ -22,13 +23,12 @@ pub mod version;
 pub mod wire;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -65,6 +65,8 @@ pub struct ServerConfig {
     pub body_deadline: Duration,
     /// Per-credential limits on reads (none by default here; `serve` applies the service's).
     pub rate_limits: ratelimit::RateLimits,
+    /// Proxies whose `X-Forwarded-For`/`X-Real-IP` name the client (none by default).
+    pub trusted_proxies: client_addr::TrustedProxies,
     /// Serve HTTPS with this certificate (plain HTTP when none).
     pub tls: Option<tls::Tls>,
     /// On shutdown, how long requests in flight may take to finish before their connections
@@ -83,6 +85,7 @@ impl Default for ServerConfig {
             body_idle_timeout: Duration::from_secs(60),
             body_deadline: Duration::from_secs(600),
             rate_limits: Default::default(),
+            trusted_proxies: Default::default(),
             tls: None,
             shutdown_grace: Duration::from_secs(30),
         }
@@ -132,6 +135,7 @@ pub async fn serve(
     let app = router(engine, &cfg);
     let connections = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
+    let trusted = Arc::new(cfg.trusted_proxies.clone());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -155,10 +159,12 @@ pub async fn serve(
         };
         // The CLI waits on each state write before the next: never let Nagle hold a reply.
         let _ = tcp.set_nodelay(true);
+        let proxies = trusted.clone();
         let svc = app
             .clone()
             .map_request(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(remote));
+                let client = proxies.client(remote, req.headers());
+                req.extensions_mut().insert(client);
                 req.map(axum::body::Body::new)
             });
         let mut http = hyper::server::conn::http1::Builder::new();
@@ -241,8 +247,8 @@ async fn access_log(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let peer = req
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+        .get::<client_addr::ClientAddr>()
+        .map(|c| c.0.to_string())
         .unwrap_or_default();
     // The route template for metrics (a fallback answer has none).
     let route = req

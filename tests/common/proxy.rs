@@ -73,7 +73,7 @@ impl Haproxy {
         let config = format!(
             "global\n  maxconn 1024\n\
              defaults\n  mode http\n  timeout connect 2s\n  timeout client 300s\n  timeout server 300s\n  \
-             retries 3\n  option redispatch 1\n\
+             retries 3\n  option redispatch 1\n  option forwardfor\n\
              frontend api\n  bind 127.0.0.1:{port}\n  default_backend replicas\n\
              backend replicas\n  {balance}\n  option httpchk GET /api/capabilities\n{servers}"
         );
