@@ -7,7 +7,7 @@
 #    missing primary or newest CLI a test failure. Without Go the real-CLI tests skip,
 #    saying so, and everything else still runs.
 # 2. cargo test: unit tests, HTTP API tests, property tests, a short crash loop, and the
-#    real-CLI suite on the primary CLI.
+#    real-CLI suite on the primary CLI; then `systemd-analyze verify` on the packaged unit.
 # 3. The whole real-CLI suite again on the newest CLI, then on each older CLI (all but its
 #    slowest scenario).
 # 4. When PostgreSQL's server binaries are installed (scripts/test-deps.sh installs them and
@@ -33,7 +33,7 @@ CLI_TESTS=(--test cli_access --test cli_integration --test cli_stacks --test cli
 API_TESTS=(--test api_access --test api_audit --test api_integrations --test api_openapi --test api_webhooks --test api_bad_input --test api_login --test api_conflicts --test api_hostile --test api_limits --test api_lifecycle
   --test api_newest_cli --test api_races --test api_restart_retention --test api_secrets)
 OPS_TESTS=(--test ops_backup --test ops_cli_basics --test ops_maint --test ops_management --test ops_migrate --test ops_stack
-  --test ops_tokens)
+  --test ops_tokens --test ops_tls --test ops_config --test ops_trusted_proxies)
 
 if command -v go >/dev/null 2>&1; then
   # shellcheck disable=SC2086
@@ -44,6 +44,8 @@ else
 fi
 
 cargo test --locked
+echo "== the systemd unit of reference/deploy (systemd-analyze verify)"
+reference/deploy/check-unit.sh target/debug/pbackend
 
 if [ -x "$CACHE/pulumi-$NEWEST_CLI/pulumi" ]; then
   echo "== the whole real-CLI suite on the newest CLI, pulumi $NEWEST_CLI"

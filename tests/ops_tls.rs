@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::cli::*;
+use common::ops::serve_until_up;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
 /// A CA and a server certificate for 127.0.0.1 and localhost that it signed, as PEM files.
@@ -203,33 +204,28 @@ async fn sighup_loads_the_certificate_again() {
     srv.stop().await;
 }
 
-/// Runs `pbackend serve ARGS` until it prints that it serves (then kills it) or exits.
-fn serve_outcome(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let log = dir.join("serve.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pbackend"))
-        .arg("serve")
-        .args(["--db", &dir.join("t.db").display().to_string()])
-        .args(args)
-        .stdout(std::fs::File::create(&log).expect("log"))
-        .stderr(std::fs::File::create(dir.join("serve.err")).expect("log"))
-        .spawn()
-        .expect("spawn");
+#[tokio::test]
+async fn sighup_without_tls_is_harmless() {
+    let mut srv = ServerProcess::start(&[]).await;
+    srv.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(20);
-    let read = || {
-        std::fs::read_to_string(&log).unwrap_or_default()
-            + &std::fs::read_to_string(dir.join("serve.err")).unwrap_or_default()
-    };
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return (status.code(), read());
-        }
-        if read().contains("pbackend is serving") || Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return (None, read());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    while !srv.log(1).contains("nothing to do") {
+        assert!(
+            Instant::now() < deadline,
+            "no word of the SIGHUP: {}",
+            srv.log(1)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    srv.api().get("/api/user").await.ok();
+    srv.stop().await;
+}
+
+fn serve_outcome(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let db = dir.join("t.db").display().to_string();
+    let mut all = vec!["serve", "--db", &db];
+    all.extend_from_slice(args);
+    serve_until_up(dir, &all, &[])
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod completions;
+pub mod config;
 pub mod error;
 pub mod jsonfmt;
 pub mod maint;
@@ -33,7 +34,8 @@ use clap::{Parser, Subcommand, ValueEnum};
         (`pulumi login http://HOST:PORT`). The other subcommands maintain the database \
         directly, through the same rules as the server.\n\n\
         Every flag can also be set through an environment variable PULUMI_BACKEND_<FLAG> \
-        (for example PULUMI_BACKEND_DB); a flag given on the command line wins."
+        (for example PULUMI_BACKEND_DB), or in the --config file under its long name; a \
+        flag given on the command line wins over the environment, which wins over the file."
 )]
 pub struct Cli {
     /// Log format.
@@ -49,6 +51,9 @@ pub struct Cli {
         default_value = "info"
     )]
     pub log_level: String,
+
+    #[command(flatten)]
+    pub config: config::ConfigArg,
 
     #[command(subcommand)]
     pub command: Command,
@@ -170,6 +175,11 @@ pub enum Command {
         #[command(flatten)]
         args: migrate::MigrateStoreArgs,
     },
+    /// Show the effective configuration (`config show`).
+    Config {
+        #[command(subcommand)]
+        cmd: config::ConfigCommand,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -197,7 +207,21 @@ pub fn report(err: &dyn std::fmt::Display) {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Err(e) = config::apply(&argv) {
+        report(&e);
+        return ExitCode::from(1);
+    }
+    let cli = Cli::parse_from(argv);
+    if !matches!(cli.command, Command::Serve(_)) {
+        // A listing piped into `head` ends quietly, as other command-line tools do, rather
+        // than with a panic about a broken pipe. (The server keeps Rust's default: a client
+        // closing its socket must surface as an error, not end the process.)
+        // SAFETY: resetting a signal's disposition before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     init_logging(cli.log_format, &cli.log_level);
     for w in args::warn_secret_flags(std::env::args()) {
         eprintln!("{w}");
@@ -219,6 +243,7 @@ pub fn main() -> ExitCode {
         Command::Verify { db, args } => maint::verify(&db, args),
         Command::ReplayJournal { db, args } => maint::replay_journal(&db, args),
         Command::MigrateStore { db, args } => migrate::run(&db, args),
+        Command::Config { cmd } => config::run(cmd),
         Command::Completions { shell } => completions::run(shell),
     };
     match result {

@@ -441,12 +441,13 @@ pub fn run(args: ServeArgs) -> CliResult {
                 draining.store(true, std::sync::atomic::Ordering::SeqCst);
             }
         };
-        let reload = tls.clone().map(|t| tokio::spawn(t.watch()));
+        let reload = match tls.clone() {
+            Some(t) => tokio::spawn(t.watch()),
+            None => tokio::spawn(crate::server::tls::absorb_hangups()),
+        };
         let result =
             crate::server::serve(listener, engine, args.server_config(tls), shutdown).await;
-        if let Some(r) = reload {
-            r.abort();
-        }
+        reload.abort();
         if let Some(m) = management {
             m.abort();
         }

@@ -219,6 +219,18 @@ fn load_pair(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey
     }
 }
 
+/// Without TLS there is nothing to reload, but a SIGHUP (what `systemctl reload` sends) must
+/// not end the process, as it would by default. Installed before this returns.
+pub fn absorb_hangups() -> impl std::future::Future<Output = ()> + Send {
+    let mut hup = Hangup::install();
+    async move {
+        loop {
+            hup.recv().await;
+            tracing::info!("SIGHUP: no TLS certificate to reload; nothing to do");
+        }
+    }
+}
+
 /// SIGHUP as a stream of wake-ups (never, where there are no signals).
 struct Hangup {
     #[cfg(unix)]

@@ -97,3 +97,43 @@ pub async fn journal_update(api: &Api, project: &str, stack: &str, names: &[&str
         .ok();
     id
 }
+
+/// Runs `pbackend ARGS` (with `envs`, and no other `PULUMI_BACKEND_*` variable) in `dir` until
+/// it logs that it serves — then kills it: `(None, output)` — or exits: `(Some(code), output)`.
+pub fn serve_until_up(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
+    use std::time::{Duration, Instant};
+    let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    let (out, err) = (
+        dir.join(format!("run-{n}.out")),
+        dir.join(format!("run-{n}.err")),
+    );
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pbackend"));
+    cmd.args(args).current_dir(dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PULUMI_BACKEND_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .envs(envs.iter().copied())
+        .stdout(std::fs::File::create(&out).expect("log"))
+        .stderr(std::fs::File::create(&err).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let read = || {
+        std::fs::read_to_string(&out).unwrap_or_default()
+            + &std::fs::read_to_string(&err).unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return (status.code(), read());
+        }
+        if read().contains("pbackend is serving") || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (None, read());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
