@@ -39,6 +39,8 @@ pub struct Metrics {
     pub auth_failures: Counter,
     pub webhook_deliveries: Family<OutcomeLabels, Counter>,
     pub database_size: Gauge,
+    pub backups: Family<OutcomeLabels, Counter>,
+    pub backup_last_success: Gauge,
     pub uptime: Gauge,
     started: Instant,
     registry: Registry,
@@ -88,6 +90,19 @@ impl Metrics {
             prometheus_client::registry::Unit::Bytes,
             database_size.clone(),
         );
+        let backups = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "backups",
+            "Scheduled backups taken by this process, by outcome (succeeded, failed)",
+            backups.clone(),
+        );
+        let backup_last_success = Gauge::default();
+        registry.register_with_unit(
+            "backup_last_success_timestamp",
+            "Unix time of this process's last successful scheduled backup (0: none yet)",
+            prometheus_client::registry::Unit::Seconds,
+            backup_last_success.clone(),
+        );
         let uptime = Gauge::default();
         registry.register_with_unit(
             "uptime",
@@ -108,6 +123,8 @@ impl Metrics {
             auth_failures,
             webhook_deliveries,
             database_size,
+            backups,
+            backup_last_success,
             uptime,
             started: Instant::now(),
             registry,
@@ -131,6 +148,17 @@ impl Metrics {
             .observe(seconds);
         if status == 401 || status == 403 {
             self.auth_failures.inc();
+        }
+    }
+
+    pub fn backup(&self, outcome: &str, at: Option<i64>) {
+        self.backups
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        if let Some(t) = at {
+            self.backup_last_success.set(t);
         }
     }
 

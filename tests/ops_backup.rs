@@ -210,3 +210,209 @@ async fn import_all_merges_only_when_asked() {
         .await;
     busy.ok();
 }
+
+/// The `.pbk` backups in `dir` (names), sorted.
+fn backups_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".pbk"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn backup_sets_rotate_are_checksummed_and_restore_only_when_intact() {
+    let mut srv = ServerProcess::start(&[]).await;
+    populate(&srv).await;
+    let db = srv.db();
+    let sets = srv.dir.path().join("backups");
+    let to = sets.to_str().unwrap();
+    // Three backups while the server runs (several in one second get -2, -3), keeping two.
+    let mut taken = Vec::new();
+    for _ in 0..3 {
+        let out = pb_ok(
+            &db,
+            false,
+            &["backup", "--to", to, "--keep", "2", "--output", "json"],
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+        assert_eq!(v["stacks"], 3, "{v}");
+        taken.push(v["backup"]["name"].as_str().unwrap().to_owned());
+    }
+    let left = backups_in(&sets);
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(
+        !left.contains(&taken[0]) && left.contains(&taken[2]),
+        "{taken:?} {left:?}"
+    );
+    // Each has a checksum file in sha256sum's format.
+    for name in &left {
+        let sum = std::fs::read_to_string(sets.join(format!("{name}.sha256"))).unwrap();
+        assert!(sum.ends_with(&format!("  {name}\n")) && sum.len() == 64 + 2 + name.len() + 1);
+    }
+    srv.stop().await;
+    let original = records(&db).await;
+
+    // The directory restores its newest backup, identical to the source.
+    let target_dir = tempfile::tempdir().unwrap();
+    let restored = target_dir.path().join("restored.db");
+    let out = pb_ok(&restored, true, &["restore", to]).await;
+    assert!(out.stdout.contains(&taken[2]), "{}", out.all());
+    assert_eq!(records(&restored).await, original);
+    // Not into a database that has stacks.
+    let out = pb(&restored, true, &["restore", to]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("empty database"), "{}", out.all());
+    assert_eq!(records(&restored).await, original);
+
+    // A damaged copy is refused before any database is created.
+    let damaged = target_dir.path().join(&taken[2]);
+    let mut bytes = std::fs::read(sets.join(&taken[2])).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&damaged, &bytes).unwrap();
+    std::fs::copy(
+        sets.join(format!("{}.sha256", taken[2])),
+        target_dir.path().join(format!("{}.sha256", taken[2])),
+    )
+    .unwrap();
+    let fresh = target_dir.path().join("fresh.db");
+    let out = pb(&fresh, true, &["restore", damaged.to_str().unwrap()]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("is damaged"), "{}", out.all());
+    assert!(
+        !fresh.exists(),
+        "a database was created for a damaged backup"
+    );
+    // Without its checksum file: incomplete.
+    std::fs::remove_file(target_dir.path().join(format!("{}.sha256", taken[2]))).unwrap();
+    let out = pb(&fresh, true, &["restore", damaged.to_str().unwrap()]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("no checksum file"), "{}", out.all());
+    // With another master key: refused, nothing created.
+    let out = {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pbackend"));
+        cmd.args(["restore", to, "--db", fresh.to_str().unwrap()])
+            .args(["--master-key", &"11".repeat(32)]);
+        cmd.output().await.unwrap()
+    };
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("different master key"));
+    assert!(!fresh.exists());
+}
+
+#[tokio::test]
+async fn serve_takes_scheduled_backups_and_keeps_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let sets = dir.path().join("sets");
+    let to = sets.to_str().unwrap().to_owned();
+    let srv = ServerProcess::start(&[
+        "--backup-to",
+        &to,
+        "--backup-schedule",
+        "1s",
+        "--backup-keep",
+        "2",
+    ])
+    .await;
+    srv.api().create_stack("proj", "dev").await.ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while srv.log(1).matches("scheduled backup taken").count() < 4 {
+        assert!(std::time::Instant::now() < deadline, "{}", srv.log(1));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let left = backups_in(&sets);
+    assert_eq!(left.len(), 2, "{left:?}");
+    for name in &left {
+        assert!(sets.join(format!("{name}.sha256")).exists());
+    }
+}
+
+/// `(version, sha256)` of every kept version of `organization/proj/dev` in `db`.
+async fn kept_versions(db: &std::path::Path) -> Vec<(i64, String)> {
+    let out = pb_ok(
+        db,
+        true,
+        &["stack", "show", "organization/proj/dev", "--output", "json"],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    v["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|x| {
+            (
+                x["version"].as_i64().unwrap(),
+                x["sha256"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_backup_taken_during_pulumi_up_restores_to_a_verified_consistent_instance() {
+    use common::cli::{Project, items};
+    let tc = require_cli!();
+    let srv = ServerProcess::start(&[]).await;
+    let db = srv.db();
+    let p = Project::new(&tc, &srv, "proj").await;
+    p.write_program(&items(20, "a", 50), "");
+    p.ok(&["stack", "init", "dev"]).await;
+    p.ok(&["up", "--yes"]).await;
+    p.write_program(&items(200, "b", 200), "");
+    let running = p
+        .command(&["up", "--yes", "--skip-preview"])
+        .spawn()
+        .expect("pulumi up");
+    let dev = stack_path("proj", "dev");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let s = srv.api().get(&dev).await;
+        if s.status == 200 && s.json().get("currentOperation").is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no update started");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let sets = srv.dir.path().join("sets");
+    pb_ok(&db, false, &["backup", "--to", sets.to_str().unwrap()]).await;
+    let up = running.wait_with_output().await.unwrap();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+
+    let target = tempfile::tempdir().unwrap();
+    let restored = target.path().join("restored.db");
+    pb_ok(&restored, true, &["restore", sets.to_str().unwrap()]).await;
+    let verify = pb(&restored, true, &["verify"]).await;
+    assert_eq!(verify.code, 0, "{}", verify.all());
+    let show = pb_ok(
+        &restored,
+        true,
+        &["stack", "show", "organization/proj/dev", "--output", "json"],
+    )
+    .await;
+    let show: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert!(
+        !show["activeUpdate"].is_null(),
+        "the backup was meant to catch the update running: {show}"
+    );
+    // Every version the backup holds is the source's version, byte for byte (by SHA-256):
+    // the snapshot is one point of the source's history, not a mix of two.
+    let source = kept_versions(&db).await;
+    let copy = kept_versions(&restored).await;
+    assert!(!copy.is_empty());
+    for v in &copy {
+        assert!(source.contains(v), "{v:?} is not in the source: {source:?}");
+    }
+}

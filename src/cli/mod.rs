@@ -91,6 +91,22 @@ pub enum Command {
         #[command(flatten)]
         args: backup::ImportAllArgs,
     },
+    /// Take a checksummed backup into a directory, safe while the server runs (`--keep N`
+    /// rotates).
+    Backup {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(flatten)]
+        args: backup::BackupArgs,
+    },
+    /// Restore a backup made by `pbackend backup` into a new database, after checking its
+    /// checksum and master key.
+    Restore {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(flatten)]
+        args: backup::RestoreArgs,
+    },
     /// Create, list and revoke API access tokens.
     Tokens {
         #[command(flatten)]
@@ -231,6 +247,8 @@ pub fn main() -> ExitCode {
         Command::Stack { db, cmd } => stack::run(&db, cmd),
         Command::Export { db, args } => backup::export_all(&db, args),
         Command::Import { db, args } => backup::import_all(&db, args),
+        Command::Backup { db, args } => backup::backup(&db, args),
+        Command::Restore { db, args } => backup::restore(&db, args),
         Command::Tokens { db, cmd } => tokens::run(&db, cmd),
         Command::Users { db, cmd } => access::users(&db, cmd),
         Command::Orgs { db, cmd } => access::orgs(&db, cmd),

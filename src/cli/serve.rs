@@ -105,6 +105,22 @@ pub struct ServeArgs {
     #[arg(long, env = "PULUMI_BACKEND_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration_secs)]
     pub webhook_timeout: i64,
 
+    /// Take scheduled backups into this directory (`pbackend-<UTC time>.pbk` with a
+    /// `.sha256`, as `pbackend backup` makes them; restore with `pbackend restore`). Off
+    /// unless given. With replicas on PostgreSQL, give it to one of them.
+    #[arg(long, env = "PULUMI_BACKEND_BACKUP_TO", value_name = "DIR")]
+    pub backup_to: Option<PathBuf>,
+
+    /// How often to back up to --backup-to. The first backup is due one interval after the
+    /// newest one already there (at once when there is none).
+    #[arg(long, env = "PULUMI_BACKEND_BACKUP_SCHEDULE", default_value = "1h", value_parser = parse_duration_secs)]
+    pub backup_schedule: i64,
+
+    /// Backups to keep in --backup-to; the oldest beyond this are deleted after each
+    /// successful backup (0 keeps all).
+    #[arg(long, env = "PULUMI_BACKEND_BACKUP_KEEP", default_value_t = 48)]
+    pub backup_keep: usize,
+
     /// How long an update's lease lasts without renewal (seconds, or with s/m/h). The CLI
     /// renews every 2.5 minutes assuming 5; keep it at 5m or more outside tests.
     #[arg(long, env = "PULUMI_BACKEND_LEASE_DURATION", default_value = "5m", value_parser = parse_duration_secs)]
@@ -305,6 +321,50 @@ async fn prune_daily(engine: Arc<Engine>, audit_keep_secs: i64) {
     }
 }
 
+/// Takes a backup every `every` into `dir`, keeping `keep`. A failed backup is logged and
+/// counted, and tried again at the next interval.
+async fn scheduled_backups(engine: Arc<Engine>, dir: PathBuf, every: Duration, keep: usize) {
+    let newest = {
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::engine::backup::set::list_backups(&d)
+                .ok()
+                .and_then(|mut l| l.pop())
+                .and_then(|b| std::fs::metadata(&b.path).ok())
+                .and_then(|m| m.modified().ok())
+        })
+        .await
+        .ok()
+        .flatten()
+    };
+    let since = newest
+        .and_then(|t| t.elapsed().ok())
+        .unwrap_or(Duration::MAX);
+    let mut wait = every.saturating_sub(since);
+    loop {
+        tokio::time::sleep(wait).await;
+        let progress = Arc::new(crate::engine::operator::NoProgress);
+        match engine.backup_to(&dir, keep, progress).await {
+            Ok(r) => {
+                crate::telemetry::metrics().backup("succeeded", Some(engine.now()));
+                tracing::info!(
+                    file = %r.backup.path.display(),
+                    bytes = r.backup.bytes,
+                    stacks = r.stacks,
+                    seconds = r.seconds,
+                    pruned = r.pruned.len(),
+                    "scheduled backup taken"
+                );
+            }
+            Err(e) => {
+                crate::telemetry::metrics().backup("failed", None);
+                tracing::error!(dir = %dir.display(), error = %e, "scheduled backup failed");
+            }
+        }
+        wait = every;
+    }
+}
+
 /// The URL to give `pulumi login` for a listening address.
 pub fn login_url(addr: SocketAddr, https: bool) -> String {
     let ip = match addr.ip() {
@@ -415,6 +475,11 @@ pub fn run(args: ServeArgs) -> CliResult {
         );
         let engine = Arc::new(engine);
         tokio::spawn(prune_daily(engine.clone(), args.audit_retention));
+        if let Some(dir) = args.backup_to.clone() {
+            let every = Duration::from_secs(args.backup_schedule.max(1) as u64);
+            tracing::info!(dir = %dir.display(), every_secs = every.as_secs(), keep = args.backup_keep, "scheduled backups");
+            tokio::spawn(scheduled_backups(engine.clone(), dir, every, args.backup_keep));
+        }
         let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let management = match args.management_addr {
             Some(addr) => {

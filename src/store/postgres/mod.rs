@@ -177,12 +177,14 @@ impl PgBackend {
 fn run_tx<T>(conn: &mut Conn, mut job: Job<T>, read_only: bool) -> StoreResult<T> {
     let mut last = None;
     for _ in 0..ATTEMPTS {
-        let mut tx = conn
-            .client
-            .build_transaction()
-            .read_only(read_only)
-            .start()
-            .map_err(map_pg)?;
+        let mut builder = conn.client.build_transaction().read_only(read_only);
+        if read_only {
+            // One snapshot for the whole read: a dump or a multi-query view must not see a
+            // write land between two of its statements. Read-only transactions at this level
+            // never fail with serialization errors, so it costs nothing.
+            builder = builder.isolation_level(postgres::IsolationLevel::RepeatableRead);
+        }
+        let mut tx = builder.start().map_err(map_pg)?;
         let mut pg = PgTx {
             tx: &mut tx,
             stmts: &mut conn.stmts,

@@ -1,4 +1,5 @@
-//! Whole-instance backups (`pbackend export --all` / `import --all`).
+//! Whole-instance archives (`pbackend export --all` / `import --all`, and the backup sets of
+//! `pbackend backup` in [`set`]).
 //!
 //! Archive format, version 1: a gzip stream of JSON lines. The first line is the header
 //! `{"format":"pbackend-backup","version":1,"created":<unix seconds>,"pbackend":"<version>"}`;
@@ -24,6 +25,8 @@ use crate::engine::operator::Progress;
 use crate::store::StoreError;
 use crate::store::backup::{DumpReport, LoadReport, Merge, Record};
 
+pub mod set;
+
 pub const ARCHIVE_FORMAT: &str = "pbackend-backup";
 pub const ARCHIVE_VERSION: i64 = 1;
 
@@ -35,7 +38,36 @@ struct Header {
     pbackend: String,
 }
 
-type Writer = GzEncoder<BufWriter<File>>;
+type Writer = GzEncoder<Hashing<BufWriter<File>>>;
+
+/// Passes bytes through to `inner`, hashing and counting them: an archive's checksum is made
+/// as it is written, not by reading it back.
+struct Hashing<W> {
+    inner: W,
+    sha: sha2::Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// An archive written: what went in, and the SHA-256 and size of the file.
+pub struct Written {
+    pub report: DumpReport,
+    pub sha256: String,
+    pub bytes: u64,
+}
 
 fn io_err(path: &Path, e: std::io::Error) -> EngineError {
     EngineError::Invalid(format!("{}: {e}", path.display()))
@@ -49,9 +81,24 @@ impl Engine {
         path: &Path,
         progress: Arc<dyn Progress>,
     ) -> EngineResult<DumpReport> {
+        Ok(self.write_archive(path, progress).await?.report)
+    }
+
+    /// [`Engine::export_all`], also giving the archive's checksum and size. The rows come
+    /// from one read transaction: a consistent snapshot, even while updates run.
+    pub async fn write_archive(
+        &self,
+        path: &Path,
+        progress: Arc<dyn Progress>,
+    ) -> EngineResult<Written> {
         let tmp = PathBuf::from(format!("{}.partial", path.display()));
         let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-        let mut w: Writer = GzEncoder::new(BufWriter::new(file), Compression::fast());
+        let hashing = Hashing {
+            inner: BufWriter::new(file),
+            sha: Default::default(),
+            bytes: 0,
+        };
+        let mut w: Writer = GzEncoder::new(hashing, Compression::fast());
         let header = Header {
             format: ARCHIVE_FORMAT.into(),
             version: ARCHIVE_VERSION,
@@ -84,16 +131,26 @@ impl Engine {
             }
         };
         let w = w.ok_or_else(|| EngineError::Internal("archive writer lost".into()))?;
-        let finish = w
-            .finish()
-            .and_then(|b| b.into_inner().map_err(|e| e.into_error()))
-            .and_then(|f| f.sync_all());
-        if let Err(e) = finish {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io_err(&tmp, e));
-        }
+        let finish = w.finish().and_then(|h| {
+            use sha2::Digest;
+            let (sha256, bytes) = (hex::encode(h.sha.finalize()), h.bytes);
+            let file = h.inner.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            Ok((sha256, bytes))
+        });
+        let (sha256, bytes) = match finish {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io_err(&tmp, e));
+            }
+        };
         std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
-        Ok(report)
+        Ok(Written {
+            report,
+            sha256,
+            bytes,
+        })
     }
 
     /// Restores an archive into this database in one transaction. Needs the master key the
