@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs the real parts the tests start themselves, from the distribution's packages:
 # PostgreSQL's server binaries (the tests run initdb + pg_ctl in a temp directory, as the
-# `postgres` user, on a random port), HAProxy (two replicas behind a real proxy) and
-# Prometheus (for `promtool check metrics`) and systemd (`systemd-analyze verify` of the unit
-# in reference/deploy).
+# `postgres` user, on a random port), HAProxy (two replicas behind a real proxy; a proxy for
+# --trusted-proxies), Prometheus (for `promtool check metrics`) and systemd
+# (`systemd-analyze verify` of the unit in reference/deploy).
 # Needs root (or sudo) and apt; elsewhere it says what is missing and the tests that need
 # those parts skip, saying so.
 #
 # Also a real OpenID provider for the login tests: npm `oidc-provider` (pinned) into
-# $PBACKEND_OIDC_DIR (default ~/.cache/pbackend-oidc), run on the machine's Node.
+# $PBACKEND_OIDC_DIR (default ~/.cache/pbackend-oidc), run on the machine's Node; and a real
+# S3-compatible server for the backup tests: PyPI `moto[server]` (pinned) into
+# $PBACKEND_S3_VENV (default ~/.cache/pbackend-s3/venv).
 set -euo pipefail
 
 OIDC_VERSION=9.13.3
@@ -21,6 +23,19 @@ if [ ! -f "$OIDC_DIR/node_modules/oidc-provider/package.json" ]; then
     (cd "$OIDC_DIR" && npm install --no-audit --no-fund --silent "oidc-provider@$OIDC_VERSION" >&2)
   else
     echo "test-deps.sh: no npm; the OpenID login tests will skip" >&2
+  fi
+fi
+
+# An S3-compatible server for the backup tests: moto's standalone server, from PyPI, pinned.
+MOTO_VERSION=5.2.6
+S3_VENV=${PBACKEND_S3_VENV:-$HOME/.cache/pbackend-s3/venv}
+if [ ! -x "$S3_VENV/bin/moto_server" ]; then
+  if command -v python3 >/dev/null 2>&1; then
+    echo "test-deps.sh: installing moto[server]==$MOTO_VERSION into $S3_VENV" >&2
+    python3 -m venv "$S3_VENV" >&2
+    "$S3_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
+  else
+    echo "test-deps.sh: no python3; the S3 backup test will skip" >&2
   fi
 fi
 

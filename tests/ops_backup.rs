@@ -416,3 +416,106 @@ async fn a_backup_taken_during_pulumi_up_restores_to_a_verified_consistent_insta
         assert!(source.contains(v), "{v:?} is not in the source: {source:?}");
     }
 }
+
+#[tokio::test]
+async fn backups_to_an_s3_bucket_rotate_and_restore() {
+    let Some(s3) = common::s3::S3Server::start().await else {
+        return;
+    };
+    s3.bucket("pbackend-backups").await;
+    let env = s3.env();
+    let mut srv = ServerProcess::start_with_env(
+        &[
+            "--backup-to",
+            "s3://pbackend-backups/scheduled",
+            "--backup-schedule",
+            "1s",
+            "--backup-keep",
+            "2",
+        ],
+        env.clone(),
+    )
+    .await;
+    populate(&srv).await;
+    // Taken after populate: a backup that starts later than this count.
+    let before = srv.log(1).matches("scheduled backup taken").count();
+    let db = srv.db();
+    // By hand, under another prefix, keeping two.
+    let mut taken = Vec::new();
+    for _ in 0..3 {
+        let out = pb_env(
+            &db,
+            false,
+            &[
+                "backup",
+                "--to",
+                "s3://pbackend-backups/manual",
+                "--keep",
+                "2",
+                "--output",
+                "json",
+            ],
+            &env,
+        )
+        .await;
+        assert_eq!(out.code, 0, "{}", out.all());
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+        assert!(
+            v["backup"]["location"]
+                .as_str()
+                .unwrap()
+                .starts_with("s3://pbackend-backups/manual/pbackend-")
+        );
+        taken.push(v["backup"]["name"].as_str().unwrap().to_owned());
+        if taken.len() == 3 {
+            assert_eq!(v["pruned"], json!([taken[0]]), "{v}");
+        }
+    }
+    // The server's own, on its schedule.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while srv.log(1).matches("scheduled backup taken").count() < before + 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", srv.log(1));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    srv.stop().await;
+    let original = records(&db).await;
+
+    // The newest of a prefix, and one named backup, each into a new database.
+    let target = tempfile::tempdir().unwrap();
+    for (i, from) in [
+        "s3://pbackend-backups/manual".to_owned(),
+        format!("s3://pbackend-backups/manual/{}", taken[1]),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let restored = target.path().join(format!("r{i}.db"));
+        let out = pb_env(&restored, true, &["restore", from], &env).await;
+        assert_eq!(out.code, 0, "{from}: {}", out.all());
+        assert_eq!(records(&restored).await, original, "{from}");
+    }
+    // The pruned one is gone.
+    let out = pb_env(
+        &target.path().join("gone.db"),
+        true,
+        &[
+            "restore",
+            &format!("s3://pbackend-backups/manual/{}", taken[0]),
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("no backup at"), "{}", out.all());
+    // The newest scheduled one restores too, with the same rows.
+    let restored = target.path().join("scheduled.db");
+    let out = pb_env(
+        &restored,
+        true,
+        &["restore", "s3://pbackend-backups/scheduled"],
+        &env,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(records(&restored).await.len(), original.len());
+}

@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use crate::cli::args::DbArgs;
 use crate::cli::offline::{Offline, OpenOptions};
 use crate::cli::output::{Format, OutputArgs, QuietArgs, Reporter, print_json};
+use crate::engine::backup::dest::Destination;
 use crate::store::backup::Merge;
 
 #[derive(Args, Debug)]
@@ -99,12 +100,13 @@ pub fn import_all(db: &DbArgs, a: ImportAllArgs) -> CliResult {
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
-    /// The directory to write the backup into (created if missing): an archive
-    /// `pbackend-<UTC time>.pbk` and its `.sha256`. Safe while the server runs: the backup is
-    /// one consistent snapshot.
-    #[arg(long = "to", value_name = "DIR")]
-    pub to: PathBuf,
-    /// Complete backups to keep in DIR; after a successful backup the oldest beyond this are
+    /// Where to write the backup: a directory (created if missing) or `s3://bucket/prefix`
+    /// (S3 credentials, region and endpoint from the AWS_* environment variables). It gets
+    /// an archive `pbackend-<UTC time>.pbk` and its `.sha256`. Safe while the server runs:
+    /// the backup is one consistent snapshot.
+    #[arg(long = "to", value_name = "DEST")]
+    pub to: String,
+    /// Complete backups to keep in DEST; after a successful backup the oldest beyond this are
     /// deleted. 0 keeps them all.
     #[arg(long, default_value_t = 0)]
     pub keep: usize,
@@ -116,10 +118,10 @@ pub struct BackupArgs {
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// A backup made by `pbackend backup` (its `.sha256` beside it), or a directory of them
-    /// (the newest is restored). Its checksum and master key are checked before anything is
-    /// written; the database (--db) must be new or empty.
-    pub from: PathBuf,
+    /// A backup made by `pbackend backup` (its `.sha256` beside it), or a directory or
+    /// `s3://bucket/prefix` of them (the newest is restored). Its checksum and master key are
+    /// checked before anything is written; the database (--db) must be new or empty.
+    pub from: String,
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]
@@ -131,7 +133,8 @@ pub fn backup(db: &DbArgs, a: BackupArgs) -> CliResult {
     let progress = Arc::new(Reporter::new(
         a.quiet.quiet || a.output.output == Format::Json,
     ));
-    let r = off.run(off.engine.backup_to(&a.to, a.keep, progress))?;
+    let dest = Destination::parse(&a.to)?;
+    let r = off.run(off.engine.backup_to(&dest, a.keep, progress))?;
     if a.output.output == Format::Json {
         return print_json(&r);
     }
@@ -140,7 +143,7 @@ pub fn backup(db: &DbArgs, a: BackupArgs) -> CliResult {
         r.stacks,
         r.records,
         crate::cli::output::bytes(r.backup.bytes as i64),
-        r.backup.path.display(),
+        r.backup.location,
         r.seconds,
         r.backup.sha256
     );
@@ -156,12 +159,6 @@ pub fn backup(db: &DbArgs, a: BackupArgs) -> CliResult {
 }
 
 pub fn restore(db: &DbArgs, a: RestoreArgs) -> CliResult {
-    if !a.from.exists() {
-        return Err(CliError::Invalid(format!(
-            "no backup at {}",
-            a.from.display()
-        )));
-    }
     // The checks come first, before the target database is even created.
     let Some(master) = db.master_key_if_available()? else {
         return Err(CliError::Invalid(format!(
@@ -170,7 +167,12 @@ pub fn restore(db: &DbArgs, a: RestoreArgs) -> CliResult {
             db.default_key_file().display()
         )));
     };
-    let backup = crate::engine::backup::set::verify_backup(&a.from, &master)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::io("cannot start the async runtime"))?;
+    let backup = rt.block_on(crate::engine::backup::set::verify_backup(&a.from, &master))?;
+    drop(rt);
     let off = Offline::open(
         db,
         OpenOptions {
@@ -191,7 +193,7 @@ pub fn restore(db: &DbArgs, a: RestoreArgs) -> CliResult {
          verified.",
         r.stacks,
         r.records,
-        r.backup.path.display(),
+        r.backup.location,
         db.db.display(),
         r.seconds
     );

@@ -14,6 +14,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use crate::cli::args::{DbArgs, KeySource, Secret, parse_duration_secs};
+use crate::engine::backup::dest::Destination;
 use crate::engine::clock::SystemClock;
 use crate::engine::{Engine, EngineConfig};
 use crate::server::ServerConfig;
@@ -105,11 +106,12 @@ pub struct ServeArgs {
     #[arg(long, env = "PULUMI_BACKEND_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration_secs)]
     pub webhook_timeout: i64,
 
-    /// Take scheduled backups into this directory (`pbackend-<UTC time>.pbk` with a
-    /// `.sha256`, as `pbackend backup` makes them; restore with `pbackend restore`). Off
-    /// unless given. With replicas on PostgreSQL, give it to one of them.
-    #[arg(long, env = "PULUMI_BACKEND_BACKUP_TO", value_name = "DIR")]
-    pub backup_to: Option<PathBuf>,
+    /// Take scheduled backups into this directory or `s3://bucket/prefix` (S3 credentials,
+    /// region and endpoint from the AWS_* environment variables): `pbackend-<UTC time>.pbk`
+    /// with a `.sha256`, as `pbackend backup` makes them; restore with `pbackend restore`.
+    /// Off unless given. With replicas on PostgreSQL, give it to one of them.
+    #[arg(long, env = "PULUMI_BACKEND_BACKUP_TO", value_name = "DEST")]
+    pub backup_to: Option<String>,
 
     /// How often to back up to --backup-to. The first backup is due one interval after the
     /// newest one already there (at once when there is none).
@@ -323,32 +325,29 @@ async fn prune_daily(engine: Arc<Engine>, audit_keep_secs: i64) {
 
 /// Takes a backup every `every` into `dir`, keeping `keep`. A failed backup is logged and
 /// counted, and tried again at the next interval.
-async fn scheduled_backups(engine: Arc<Engine>, dir: PathBuf, every: Duration, keep: usize) {
-    let newest = {
-        let d = dir.clone();
-        tokio::task::spawn_blocking(move || {
-            crate::engine::backup::set::list_backups(&d)
-                .ok()
-                .and_then(|mut l| l.pop())
-                .and_then(|b| std::fs::metadata(&b.path).ok())
-                .and_then(|m| m.modified().ok())
-        })
-        .await
-        .ok()
-        .flatten()
+async fn scheduled_backups(engine: Arc<Engine>, dest: Destination, every: Duration, keep: usize) {
+    use crate::engine::backup::set::list_backups;
+    // Due one interval after the newest backup already there (at once when there is none).
+    let newest = match list_backups(&dest).await {
+        Ok(list) => list.last().and_then(|b| b.modified),
+        Err(e) => {
+            tracing::warn!(dest = %dest.shown(), error = %e, "cannot list the backups already taken");
+            None
+        }
     };
-    let since = newest
-        .and_then(|t| t.elapsed().ok())
-        .unwrap_or(Duration::MAX);
-    let mut wait = every.saturating_sub(since);
+    let age = newest.map(|t| (engine.now() - t).max(0) as u64);
+    let mut wait = match age {
+        Some(age) => every.saturating_sub(Duration::from_secs(age)),
+        None => Duration::ZERO,
+    };
     loop {
         tokio::time::sleep(wait).await;
         let progress = Arc::new(crate::engine::operator::NoProgress);
-        match engine.backup_to(&dir, keep, progress).await {
+        match engine.backup_to(&dest, keep, progress).await {
             Ok(r) => {
                 crate::telemetry::metrics().backup("succeeded", Some(engine.now()));
                 tracing::info!(
-                    file = %r.backup.path.display(),
+                    backup = %r.backup.location,
                     bytes = r.backup.bytes,
                     stacks = r.stacks,
                     seconds = r.seconds,
@@ -358,7 +357,7 @@ async fn scheduled_backups(engine: Arc<Engine>, dir: PathBuf, every: Duration, k
             }
             Err(e) => {
                 crate::telemetry::metrics().backup("failed", None);
-                tracing::error!(dir = %dir.display(), error = %e, "scheduled backup failed");
+                tracing::error!(dest = %dest.shown(), error = %e, "scheduled backup failed");
             }
         }
         wait = every;
@@ -475,10 +474,11 @@ pub fn run(args: ServeArgs) -> CliResult {
         );
         let engine = Arc::new(engine);
         tokio::spawn(prune_daily(engine.clone(), args.audit_retention));
-        if let Some(dir) = args.backup_to.clone() {
+        if let Some(dest) = &args.backup_to {
+            let dest = Destination::parse(dest)?;
             let every = Duration::from_secs(args.backup_schedule.max(1) as u64);
-            tracing::info!(dir = %dir.display(), every_secs = every.as_secs(), keep = args.backup_keep, "scheduled backups");
-            tokio::spawn(scheduled_backups(engine.clone(), dir, every, args.backup_keep));
+            tracing::info!(dest = %dest.shown(), every_secs = every.as_secs(), keep = args.backup_keep, "scheduled backups");
+            tokio::spawn(scheduled_backups(engine.clone(), dest, every, args.backup_keep));
         }
         let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let management = match args.management_addr {

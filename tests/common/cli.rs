@@ -88,6 +88,8 @@ pub struct ServerProcess {
     pub url: String,
     pub port: u16,
     extra: Vec<String>,
+    /// Environment variables the server starts with (beside the test's own).
+    env: Vec<(String, String)>,
     /// The master key the server starts with.
     pub key: String,
     child: Option<tokio::process::Child>,
@@ -102,6 +104,18 @@ impl ServerProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = super::test_database(dir.path());
         Self::launch_on(dir, db, free_port(), true, extra).await
+    }
+
+    /// With extra environment variables (e.g. an S3 endpoint and its credentials).
+    pub async fn start_with_env(extra: &[&str], env: Vec<(String, String)>) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = super::test_database(dir.path());
+        let mut s = ServerProcess::unstarted(dir, db, free_port(), extra);
+        s.env = env;
+        s.movable_port = true;
+        s.spawn().await;
+        s.movable_port = false;
+        s
     }
 
     /// On a port chosen beforehand (for flags that name the server's own URL).
@@ -124,20 +138,26 @@ impl ServerProcess {
         movable_port: bool,
         extra: &[&str],
     ) -> Self {
-        let mut s = ServerProcess {
+        let mut s = ServerProcess::unstarted(dir, db, port, extra);
+        s.movable_port = movable_port;
+        s.spawn().await;
+        s.movable_port = false;
+        s
+    }
+
+    fn unstarted(dir: TempDir, db: PathBuf, port: u16, extra: &[&str]) -> Self {
+        ServerProcess {
             dir,
             db,
             url: String::new(),
             port,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             key: MASTER_KEY.to_owned(),
             child: None,
             starts: 0,
-            movable_port,
-        };
-        s.spawn().await;
-        s.movable_port = false;
-        s
+            movable_port: false,
+        }
     }
 
     pub fn db(&self) -> PathBuf {
@@ -170,6 +190,7 @@ impl ServerProcess {
             cmd.args(["--rate-limit", "off"]);
         }
         cmd.args(&self.extra)
+            .envs(self.env.iter().cloned())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .kill_on_drop(true);

@@ -9,6 +9,7 @@ pub mod pg;
 pub mod proxy;
 pub mod raw;
 pub mod receiver;
+pub mod s3;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;

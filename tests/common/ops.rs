@@ -9,6 +9,11 @@ use super::{Api, stack_path};
 
 /// Runs `pbackend ARGS --db DB --master-key MASTER_KEY` (key omitted when `key` is false).
 pub async fn pb(db: &Path, key: bool, args: &[&str]) -> Out {
+    pb_env(db, key, args, &[]).await
+}
+
+/// [`pb`] with extra environment variables.
+pub async fn pb_env(db: &Path, key: bool, args: &[&str], env: &[(String, String)]) -> Out {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pbackend"));
     cmd.args(args).arg("--db").arg(db);
     if key {
@@ -19,6 +24,7 @@ pub async fn pb(db: &Path, key: bool, args: &[&str]) -> Out {
             cmd.env_remove(k);
         }
     }
+    cmd.envs(env.iter().cloned());
     let out = cmd.output().await.expect("pbackend runs");
     Out {
         code: out.status.code().unwrap_or(-1),

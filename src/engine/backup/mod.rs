@@ -25,6 +25,7 @@ use crate::engine::operator::Progress;
 use crate::store::StoreError;
 use crate::store::backup::{DumpReport, LoadReport, Merge, Record};
 
+pub mod dest;
 pub mod set;
 
 pub const ARCHIVE_FORMAT: &str = "pbackend-backup";

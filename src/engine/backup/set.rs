@@ -1,14 +1,16 @@
-//! Backup sets: `pbackend backup --to DIR` and `serve --backup-to DIR --backup-schedule 1h`.
+//! Backup sets: `pbackend backup --to DEST` and `serve --backup-to DEST --backup-schedule 1h`,
+//! where DEST is a directory or `s3://bucket/prefix` ([`super::dest`]).
 //!
 //! A backup is a whole-instance archive (this module's parent) taken from one read
 //! transaction while the server runs, named `pbackend-<UTC time>.pbk`, with a
-//! `<name>.sha256` beside it in `sha256sum` format. Both are written under temporary names
-//! and renamed into place, the archive first: a backup without its checksum file is
-//! incomplete and is neither listed, pruned as a good one, nor restored. `restore` checks the
-//! checksum and the master key before it writes a row.
+//! `<name>.sha256` beside it in `sha256sum` format. The archive is stored first (renamed into
+//! place, or uploaded whole), its checksum second: a backup without its checksum is
+//! incomplete and is never listed, restored or counted as one to keep; pruning deletes the
+//! checksum first for the same reason. `restore` checks the checksum and the master key
+//! before a database is even created.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,6 +20,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::engine::Engine;
+use crate::engine::backup::dest::Destination;
 use crate::engine::crypto::MasterKey;
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::operator::Progress;
@@ -27,13 +30,16 @@ const PREFIX: &str = "pbackend-";
 const EXT: &str = ".pbk";
 const SUM_EXT: &str = ".sha256";
 
-/// One complete backup in a directory.
+/// One complete backup of a destination.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupFile {
     pub name: String,
-    pub path: PathBuf,
+    /// Where it is: a path, or an `s3://` URL.
+    pub location: String,
     pub bytes: u64,
     pub sha256: String,
+    /// Unix seconds it was stored at, when the destination says.
+    pub modified: Option<i64>,
 }
 
 /// What one `backup` did.
@@ -56,6 +62,22 @@ pub struct RestoreOutcome {
     pub seconds: f64,
 }
 
+/// A backup checked and readable on this machine (fetched, for a bucket's).
+pub struct VerifiedBackup {
+    pub file: BackupFile,
+    local: PathBuf,
+    /// A fetched copy, deleted when this is dropped.
+    fetched: bool,
+}
+
+impl Drop for VerifiedBackup {
+    fn drop(&mut self) {
+        if self.fetched {
+            let _ = std::fs::remove_file(&self.local);
+        }
+    }
+}
+
 fn io_err(path: &Path, e: std::io::Error) -> EngineError {
     EngineError::Invalid(format!("{}: {e}", path.display()))
 }
@@ -69,39 +91,32 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Engine {
-    /// Takes a backup into `dir` (created if missing), then deletes the oldest complete
-    /// backups there beyond `keep` (0 keeps all).
+    /// Takes a backup into `dest`, then deletes the oldest complete backups there beyond
+    /// `keep` (0 keeps all).
     pub async fn backup_to(
         &self,
-        dir: &Path,
+        dest: &Destination,
         keep: usize,
         progress: Arc<dyn Progress>,
     ) -> EngineResult<BackupOutcome> {
         let start = Instant::now();
-        let now = self.now();
-        let d = dir.to_owned();
-        let name = blocking(move || {
-            std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
-            free_name(&d, now)
-        })
-        .await?;
-        let path = dir.join(&name);
-        let written = self.write_archive(&path, progress).await?;
-        let sum = dir.join(format!("{name}{SUM_EXT}"));
+        dest.prepare().await?;
+        let taken: Vec<String> = dest.entries().await?.into_iter().map(|e| e.name).collect();
+        let name = free_name(&taken, self.now())?;
+        let staged = dest.staging(&name);
+        let written = self.write_archive(&staged, progress).await?;
+        dest.publish(&staged, &name).await?;
         let line = format!("{}  {name}\n", written.sha256);
-        let d = dir.to_owned();
-        let pruned = blocking(move || {
-            write_atomically(&sum, line.as_bytes())?;
-            sync_dir(&d);
-            prune(&d, keep)
-        })
-        .await?;
+        dest.put_small(&format!("{name}{SUM_EXT}"), line.as_bytes())
+            .await?;
+        let pruned = prune(dest, keep).await?;
         Ok(BackupOutcome {
             backup: BackupFile {
+                location: dest.location(&name),
                 name,
-                path,
                 bytes: written.bytes,
                 sha256: written.sha256,
+                modified: Some(self.now()),
             },
             stacks: written.report.stacks,
             records: written.report.records,
@@ -114,15 +129,15 @@ impl Engine {
     /// empty; the rows go in one transaction.
     pub async fn restore_backup(
         &self,
-        backup: BackupFile,
+        backup: VerifiedBackup,
         progress: Arc<dyn Progress>,
     ) -> EngineResult<RestoreOutcome> {
         let start = Instant::now();
         let loaded: LoadReport = self
-            .import_all(&backup.path, Merge::Refuse, progress)
+            .import_all(&backup.local, Merge::Refuse, progress)
             .await?;
         Ok(RestoreOutcome {
-            backup,
+            backup: backup.file.clone(),
             stacks: loaded.stacks,
             records: loaded.records,
             seconds: start.elapsed().as_secs_f64(),
@@ -130,27 +145,74 @@ impl Engine {
     }
 }
 
-/// Finds the backup to restore (`from` itself, or the newest complete backup in the directory
-/// `from`) and checks its checksum and that `master` opens it — all before any database is
-/// opened or created. Blocking: reads the whole archive.
-pub fn verify_backup(from: &Path, master: &MasterKey) -> EngineResult<BackupFile> {
-    let backup = if from.is_dir() {
-        list_backups(from)?.pop().ok_or_else(|| {
+/// Finds the backup `from` names — a backup file or object (`…/pbackend-….pbk`), or a
+/// destination whose newest complete backup is meant — fetches it when it is in a bucket,
+/// and checks its checksum and that `master` opens it: all before any database is opened.
+pub async fn verify_backup(from: &str, master: &MasterKey) -> EngineResult<VerifiedBackup> {
+    let (dest, name) = match from.strip_suffix('/').unwrap_or(from) {
+        f if f.ends_with(EXT) => {
+            let (parent, name) = match f.rsplit_once('/') {
+                Some(("", name)) => ("/", name),
+                Some(split) => split,
+                None => (".", f),
+            };
+            (Destination::parse(parent)?, Some(name.to_owned()))
+        }
+        f => (Destination::parse(f)?, None),
+    };
+    let backups = list_backups(&dest).await?;
+    let file = match name {
+        Some(n) => match backups.into_iter().find(|b| b.name == n) {
+            Some(b) => b,
+            None if dest.exists(&n).await? => {
+                return Err(EngineError::Invalid(format!(
+                    "{} has no checksum file {n}{SUM_EXT} beside it: the backup is incomplete, \
+                     or is an `export --all` archive (restore those with `pbackend import --all`)",
+                    dest.location(&n)
+                )));
+            }
+            None => {
+                return Err(EngineError::Invalid(format!(
+                    "no backup at {}",
+                    dest.location(&n)
+                )));
+            }
+        },
+        None => backups.into_iter().last().ok_or_else(|| {
             EngineError::Invalid(format!(
                 "{} holds no complete backup (pbackend-*.pbk with its .sha256)",
-                from.display()
+                dest.shown()
             ))
-        })?
-    } else {
-        checked_file(from)?
+        })?,
     };
-    check_sum(&backup)?;
-    check_key(&backup.path, master)?;
-    Ok(backup)
+    let (local, fetched) = match dest.local(&file.name) {
+        Some(p) => (p, false),
+        None => {
+            let into = dest.staging(&file.name);
+            dest.fetch(&file.name, &into).await?;
+            (into, true)
+        }
+    };
+    let verified = VerifiedBackup {
+        file,
+        local,
+        fetched,
+    };
+    let (path, sum, key) = (
+        verified.local.clone(),
+        verified.file.sha256.clone(),
+        master.clone(),
+    );
+    blocking(move || {
+        check_sum(&path, &sum)?;
+        check_key(&path, &key)
+    })
+    .await?;
+    Ok(verified)
 }
 
 /// `pbackend-20261206T020304Z.pbk`, or with `-2`, `-3`… when two backups share a second.
-fn free_name(dir: &Path, now: i64) -> EngineResult<String> {
+fn free_name(taken: &[String], now: i64) -> EngineResult<String> {
     let stamp = time::OffsetDateTime::from_unix_timestamp(now)
         .map_err(EngineError::internal)?
         .format(time::macros::format_description!(
@@ -162,78 +224,50 @@ fn free_name(dir: &Path, now: i64) -> EngineResult<String> {
             1 => format!("{PREFIX}{stamp}{EXT}"),
             n => format!("{PREFIX}{stamp}-{n}{EXT}"),
         };
-        if !dir.join(&name).exists() && !dir.join(format!("{name}.partial")).exists() {
+        let partial = format!("{name}.partial");
+        if !taken.iter().any(|t| *t == name || *t == partial) {
             return Ok(name);
         }
     }
     Err(EngineError::internal("no free backup name"))
 }
 
-fn write_atomically(path: &Path, data: &[u8]) -> EngineResult<()> {
-    let tmp = PathBuf::from(format!("{}.partial", path.display()));
-    let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| io_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
-}
-
-/// Makes the renames durable (best effort: not every filesystem lets a directory be synced).
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
-/// The checksum a backup's `.sha256` file records.
-fn recorded_sum(archive: &Path) -> EngineResult<String> {
-    let sum = PathBuf::from(format!("{}{SUM_EXT}", archive.display()));
-    let text = std::fs::read_to_string(&sum).map_err(|_| {
-        EngineError::Invalid(format!(
-            "{} has no checksum file {} beside it: the backup is incomplete, or is an \
-             `export --all` archive (restore those with `pbackend import --all`)",
-            archive.display(),
-            sum.display()
-        ))
-    })?;
-    let hex = text.split_whitespace().next().unwrap_or_default();
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(EngineError::Invalid(format!(
-            "{} is not a SHA-256 checksum file",
-            sum.display()
-        )));
-    }
-    Ok(hex.to_ascii_lowercase())
-}
-
-fn checked_file(path: &Path) -> EngineResult<BackupFile> {
-    let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
-    Ok(BackupFile {
-        name: path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        path: path.to_owned(),
-        bytes: meta.len(),
-        sha256: recorded_sum(path)?,
-    })
-}
-
-/// The complete backups in `dir`, oldest first (their names sort by time).
-pub fn list_backups(dir: &Path) -> EngineResult<Vec<BackupFile>> {
+/// The complete backups of a destination, oldest first.
+pub async fn list_backups(dest: &Destination) -> EngineResult<Vec<BackupFile>> {
+    let entries = dest.entries().await?;
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with(PREFIX) && name.ends_with(EXT)) {
+    for e in &entries {
+        if !(e.name.starts_with(PREFIX) && e.name.ends_with(EXT)) {
             continue;
         }
-        if let Ok(b) = checked_file(&entry.path()) {
-            out.push(b);
+        let sum_name = format!("{}{SUM_EXT}", e.name);
+        if !entries.iter().any(|x| x.name == sum_name) {
+            continue;
         }
+        let Some(text) = dest.get_small(&sum_name).await? else {
+            continue;
+        };
+        let Some(sha256) = parse_sum(&text) else {
+            continue;
+        };
+        out.push(BackupFile {
+            name: e.name.clone(),
+            location: dest.location(&e.name),
+            bytes: e.bytes,
+            sha256,
+            modified: e.modified,
+        });
     }
     out.sort_by_key(|b| order(&b.name));
     Ok(out)
+}
+
+/// The hex digest of a `sha256sum` line.
+fn parse_sum(text: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(text).ok()?;
+    let hex = text.split_whitespace().next()?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| hex.to_ascii_lowercase())
 }
 
 /// Sort key of a backup name: its time stamp, then its `-N` (a later backup in the same
@@ -249,42 +283,41 @@ fn order(name: &str) -> (String, u32) {
     }
 }
 
-fn prune(dir: &Path, keep: usize) -> EngineResult<Vec<String>> {
+async fn prune(dest: &Destination, keep: usize) -> EngineResult<Vec<String>> {
     if keep == 0 {
         return Ok(Vec::new());
     }
-    let all = list_backups(dir)?;
+    let all = list_backups(dest).await?;
     let excess = all.len().saturating_sub(keep);
     let mut pruned = Vec::new();
     for b in all.into_iter().take(excess) {
-        // The checksum first: a crash in between leaves an incomplete backup, never a
+        // The checksum first: a failure in between leaves an incomplete backup, never a
         // checksum that names a missing archive.
-        let _ = std::fs::remove_file(format!("{}{SUM_EXT}", b.path.display()));
-        std::fs::remove_file(&b.path).map_err(|e| io_err(&b.path, e))?;
+        dest.remove(&format!("{}{SUM_EXT}", b.name)).await?;
+        dest.remove(&b.name).await?;
         pruned.push(b.name);
     }
     Ok(pruned)
 }
 
 /// Reads the whole archive and compares its SHA-256 with the recorded one.
-fn check_sum(b: &BackupFile) -> EngineResult<()> {
-    let mut f = File::open(&b.path).map_err(|e| io_err(&b.path, e))?;
+fn check_sum(path: &Path, recorded: &str) -> EngineResult<()> {
+    let mut f = File::open(path).map_err(|e| io_err(path, e))?;
     let mut sha = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = f.read(&mut buf).map_err(|e| io_err(&b.path, e))?;
+        let n = f.read(&mut buf).map_err(|e| io_err(path, e))?;
         if n == 0 {
             break;
         }
         sha.update(&buf[..n]);
     }
     let actual = hex::encode(sha.finalize());
-    if actual != b.sha256 {
+    if actual != recorded {
         return Err(EngineError::Invalid(format!(
-            "{} is damaged: its SHA-256 is {actual} but its checksum file records {}; nothing \
-             was restored",
-            b.path.display(),
-            b.sha256
+            "{} is damaged: its SHA-256 is {actual} but its checksum file records {recorded}; \
+             nothing was restored",
+            path.display()
         )));
     }
     Ok(())
