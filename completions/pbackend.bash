@@ -19,8 +19,14 @@ _pbackend() {
             pbackend,audit)
                 cmd="pbackend__subcmd__audit"
                 ;;
+            pbackend,backup)
+                cmd="pbackend__subcmd__backup"
+                ;;
             pbackend,completions)
                 cmd="pbackend__subcmd__completions"
+                ;;
+            pbackend,config)
+                cmd="pbackend__subcmd__config"
                 ;;
             pbackend,export)
                 cmd="pbackend__subcmd__export"
@@ -45,6 +51,9 @@ _pbackend() {
                 ;;
             pbackend,replay-journal)
                 cmd="pbackend__subcmd__replay__subcmd__journal"
+                ;;
+            pbackend,restore)
+                cmd="pbackend__subcmd__restore"
                 ;;
             pbackend,roles)
                 cmd="pbackend__subcmd__roles"
@@ -94,11 +103,29 @@ _pbackend() {
             pbackend__subcmd__audit__subcmd__help,prune)
                 cmd="pbackend__subcmd__audit__subcmd__help__subcmd__prune"
                 ;;
+            pbackend__subcmd__config,help)
+                cmd="pbackend__subcmd__config__subcmd__help"
+                ;;
+            pbackend__subcmd__config,show)
+                cmd="pbackend__subcmd__config__subcmd__show"
+                ;;
+            pbackend__subcmd__config__subcmd__help,help)
+                cmd="pbackend__subcmd__config__subcmd__help__subcmd__help"
+                ;;
+            pbackend__subcmd__config__subcmd__help,show)
+                cmd="pbackend__subcmd__config__subcmd__help__subcmd__show"
+                ;;
             pbackend__subcmd__help,audit)
                 cmd="pbackend__subcmd__help__subcmd__audit"
                 ;;
+            pbackend__subcmd__help,backup)
+                cmd="pbackend__subcmd__help__subcmd__backup"
+                ;;
             pbackend__subcmd__help,completions)
                 cmd="pbackend__subcmd__help__subcmd__completions"
+                ;;
+            pbackend__subcmd__help,config)
+                cmd="pbackend__subcmd__help__subcmd__config"
                 ;;
             pbackend__subcmd__help,export)
                 cmd="pbackend__subcmd__help__subcmd__export"
@@ -123,6 +150,9 @@ _pbackend() {
                 ;;
             pbackend__subcmd__help,replay-journal)
                 cmd="pbackend__subcmd__help__subcmd__replay__subcmd__journal"
+                ;;
+            pbackend__subcmd__help,restore)
+                cmd="pbackend__subcmd__help__subcmd__restore"
                 ;;
             pbackend__subcmd__help,roles)
                 cmd="pbackend__subcmd__help__subcmd__roles"
@@ -156,6 +186,9 @@ _pbackend() {
                 ;;
             pbackend__subcmd__help__subcmd__audit,prune)
                 cmd="pbackend__subcmd__help__subcmd__audit__subcmd__prune"
+                ;;
+            pbackend__subcmd__help__subcmd__config,show)
+                cmd="pbackend__subcmd__help__subcmd__config__subcmd__show"
                 ;;
             pbackend__subcmd__help__subcmd__oidc,add)
                 cmd="pbackend__subcmd__help__subcmd__oidc__subcmd__add"
@@ -503,7 +536,7 @@ _pbackend() {
 
     case "${cmd}" in
         pbackend)
-            opts="-h -V --log-format --log-level --help --version serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help"
+            opts="-h -V --log-format --log-level --config --help --version serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -517,6 +550,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -525,7 +562,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__audit)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --help ls export prune help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --config --help ls export prune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -551,6 +588,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -559,7 +600,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__audit__subcmd__export)
-            opts="-h --org --event --user --since --until --limit --format --db --master-key --log-format --log-level --help"
+            opts="-h --org --event --user --since --until --limit --format --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -606,6 +647,10 @@ _pbackend() {
                     return 0
                     ;;
                 --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -687,7 +732,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__audit__subcmd__ls)
-            opts="-h --org --event --user --since --until --limit --output --db --master-key --log-format --log-level --help"
+            opts="-h --org --event --user --since --until --limit --output --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -737,6 +782,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -745,7 +794,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__audit__subcmd__prune)
-            opts="-h --older-than --db --master-key --log-format --log-level --help"
+            opts="-h --older-than --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -771,6 +820,60 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__backup)
+            opts="-q -h --db --master-key --master-key-file --to --keep --output --quiet --log-format --log-level --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -779,7 +882,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__completions)
-            opts="-h --log-format --log-level --help bash zsh fish powershell"
+            opts="-h --log-format --log-level --config --help bash zsh fish powershell"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -793,6 +896,108 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__config)
+            opts="-h --log-format --log-level --config --help show help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__config__subcmd__help)
+            opts="show help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__config__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__config__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__config__subcmd__show)
+            opts="-h --output --log-format --log-level --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -801,7 +1006,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__export)
-            opts="-o -q -h --db --master-key --master-key-file --all --output --quiet --log-format --log-level --help"
+            opts="-o -q -h --db --master-key --master-key-file --all --output --quiet --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -835,6 +1040,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -843,7 +1052,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__help)
-            opts="serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help"
+            opts="serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -912,9 +1121,51 @@ _pbackend() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pbackend__subcmd__help__subcmd__backup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pbackend__subcmd__help__subcmd__completions)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__help__subcmd__config)
+            opts="show"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__help__subcmd__config__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1151,6 +1402,20 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__help__subcmd__replay__subcmd__journal)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__help__subcmd__restore)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1613,7 +1878,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__import)
-            opts="-q -h --db --master-key --master-key-file --all --merge --quiet --log-format --log-level --help"
+            opts="-q -h --db --master-key --master-key-file --all --merge --quiet --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1643,6 +1908,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1651,7 +1920,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__migrate__subcmd__store)
-            opts="-q -h --db --master-key --master-key-file --from --to --quiet --log-format --log-level --help"
+            opts="-q -h --db --master-key --master-key-file --from --to --quiet --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1685,6 +1954,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1693,7 +1966,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__oidc)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --help ls add rm help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --config --help ls add rm help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1719,6 +1992,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1727,7 +2004,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__oidc__subcmd__add)
-            opts="-h --org --issuer --audience --token-kind --team --user --rule --max-expiration --db --master-key --log-format --log-level --help"
+            opts="-h --org --issuer --audience --token-kind --team --user --rule --max-expiration --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1778,6 +2055,10 @@ _pbackend() {
                     return 0
                     ;;
                 --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1859,7 +2140,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__oidc__subcmd__ls)
-            opts="-h --org --output --db --master-key --log-format --log-level --help"
+            opts="-h --org --output --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1889,6 +2170,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1897,7 +2182,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__oidc__subcmd__rm)
-            opts="-h --db --master-key --log-format --log-level --help"
+            opts="-h --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1919,6 +2204,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1927,7 +2216,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__orgs)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --help ls create set-default-permission members set-member remove-member help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --config --help ls create set-default-permission members set-member remove-member help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1953,6 +2242,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1961,7 +2254,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__orgs__subcmd__create)
-            opts="-h --db --master-key --log-format --log-level --help"
+            opts="-h --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1980,6 +2273,10 @@ _pbackend() {
                     return 0
                     ;;
                 --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2103,7 +2400,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__orgs__subcmd__ls)
-            opts="-h --output --db --master-key --log-format --log-level --help"
+            opts="-h --output --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2126,6 +2423,10 @@ _pbackend() {
                     return 0
                     ;;
                 --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2137,7 +2438,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__orgs__subcmd__members)
-            opts="-h --output --db --master-key --log-format --log-level --help"
+            opts="-h --output --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2163,6 +2464,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2171,7 +2476,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__orgs__subcmd__remove__subcmd__member)
-            opts="-h --db --master-key --log-format --log-level --help"
+            opts="-h --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2190,6 +2495,10 @@ _pbackend() {
                     return 0
                     ;;
                 --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2201,7 +2510,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__orgs__subcmd__set__subcmd__default__subcmd__permission)
-            opts="-h --db --master-key --log-format --log-level --help"
+            opts="-h --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2223,6 +2532,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2231,7 +2544,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__orgs__subcmd__set__subcmd__member)
-            opts="-h --role --db --master-key --log-format --log-level --help"
+            opts="-h --role --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2257,6 +2570,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2265,7 +2582,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__prune__subcmd__versions)
-            opts="-q -h --db --master-key --master-key-file --keep --stack --dry-run --vacuum --output --quiet --log-format --log-level --help"
+            opts="-q -h --db --master-key --master-key-file --keep --stack --dry-run --vacuum --output --quiet --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2303,6 +2620,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2311,7 +2632,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__replay__subcmd__journal)
-            opts="-q -h --db --master-key --master-key-file --update --dry-run --output --quiet --log-format --log-level --help"
+            opts="-q -h --db --master-key --master-key-file --update --dry-run --output --quiet --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2345,6 +2666,52 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__restore)
+            opts="-q -h --db --master-key --master-key-file --output --quiet --log-format --log-level --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2353,7 +2720,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__roles)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --help ls create rm assign help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --config --help ls create rm assign help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2379,6 +2746,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2387,7 +2758,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__roles__subcmd__assign)
-            opts="-h --none --db --master-key --log-format --log-level --help"
+            opts="-h --none --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2409,6 +2780,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2417,7 +2792,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__roles__subcmd__create)
-            opts="-h --scopes --description --db --master-key --log-format --log-level --help"
+            opts="-h --scopes --description --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2444,6 +2819,10 @@ _pbackend() {
                     return 0
                     ;;
                 --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2539,7 +2918,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__roles__subcmd__ls)
-            opts="-h --output --db --master-key --log-format --log-level --help"
+            opts="-h --output --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2565,6 +2944,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2573,7 +2956,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__roles__subcmd__rm)
-            opts="-h --force --db --master-key --log-format --log-level --help"
+            opts="-h --force --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2595,6 +2978,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2603,7 +2990,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__rotate__subcmd__keys)
-            opts="-q -h --db --master-key --master-key-file --new-master-key --dry-run --quiet --log-format --log-level --help"
+            opts="-q -h --db --master-key --master-key-file --new-master-key --dry-run --quiet --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2633,6 +3020,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2641,13 +3032,29 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__serve)
-            opts="-h --addr --db --master-key --master-key-file --auth-mode --public-url --oidc-issuer --oidc-client-id --oidc-client-secret --oidc-client-secret-file --oidc-scopes --oidc-login-claim --oidc-groups-claim --google-hosted-domain --group-map --jwt-hmac-secret --jwt-hmac-secret-file --jwt-public-key-file --jwt-jwks-url --jwt-issuer --jwt-audience --jwt-login-claim --jwt-groups-claim --login-token-ttl --refresh-token-ttl --single-tenant-token --org --user --audit-retention --management-addr --webhooks-allow-loopback --webhook-max-attempts --webhook-timeout --lease-duration --max-state-versions --delta-cutoff-bytes --max-state-bytes --max-journal-version --db-pool-size --max-connections --max-concurrent-requests --request-queue-timeout --max-inflight-body-bytes --header-read-timeout --body-idle-timeout --body-deadline --writer-queue --rate-limit --durability --log-format --log-level --help"
+            opts="-h --addr --tls-cert --tls-key --insecure-http --trusted-proxies --shutdown-grace --db --master-key --master-key-file --auth-mode --public-url --oidc-issuer --oidc-client-id --oidc-client-secret --oidc-client-secret-file --oidc-scopes --oidc-login-claim --oidc-groups-claim --google-hosted-domain --group-map --jwt-hmac-secret --jwt-hmac-secret-file --jwt-public-key-file --jwt-jwks-url --jwt-issuer --jwt-audience --jwt-login-claim --jwt-groups-claim --login-token-ttl --refresh-token-ttl --single-tenant-token --org --user --audit-retention --management-addr --webhooks-allow-loopback --webhook-max-attempts --webhook-timeout --backup-to --backup-schedule --backup-keep --lease-duration --max-state-versions --delta-cutoff-bytes --max-state-bytes --max-journal-version --db-pool-size --max-connections --max-concurrent-requests --request-queue-timeout --max-inflight-body-bytes --header-read-timeout --body-idle-timeout --body-deadline --writer-queue --rate-limit --durability --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trusted-proxies)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shutdown-grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2775,6 +3182,18 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --backup-to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup-schedule)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup-keep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lease-duration)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2847,6 +3266,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2855,7 +3278,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --help ls show rm unlock export import help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --config --help ls show rm unlock export import help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2881,6 +3304,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2889,7 +3316,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack__subcmd__export)
-            opts="-o -h --version --show-secrets --output --db --master-key --log-format --log-level --help"
+            opts="-o -h --version --show-secrets --output --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2920,6 +3347,10 @@ _pbackend() {
                     return 0
                     ;;
                 --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3043,7 +3474,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack__subcmd__import)
-            opts="-h --create --db --master-key --log-format --log-level --help"
+            opts="-h --create --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3065,6 +3496,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3073,7 +3508,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack__subcmd__ls)
-            opts="-h --org --project --tag --output --db --master-key --log-format --log-level --help"
+            opts="-h --org --project --tag --output --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3111,6 +3546,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3119,7 +3558,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack__subcmd__rm)
-            opts="-h --force --db --master-key --log-format --log-level --help"
+            opts="-h --force --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3141,6 +3580,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3149,7 +3592,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack__subcmd__show)
-            opts="-h --output --db --master-key --log-format --log-level --help"
+            opts="-h --output --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3175,6 +3618,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3183,7 +3630,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack__subcmd__unlock)
-            opts="-h --db --master-key --log-format --log-level --help"
+            opts="-h --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3205,6 +3652,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3213,7 +3664,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__teams)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --help ls create delete show add-member remove-member grant help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --config --help ls create delete show add-member remove-member grant help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3239,6 +3690,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3247,7 +3702,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__teams__subcmd__add__subcmd__member)
-            opts="-h --admin --db --master-key --log-format --log-level --help"
+            opts="-h --admin --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3269,6 +3724,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3277,7 +3736,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__teams__subcmd__create)
-            opts="-h --description --db --master-key --log-format --log-level --help"
+            opts="-h --description --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3303,6 +3762,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3311,7 +3774,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__teams__subcmd__delete)
-            opts="-h --db --master-key --log-format --log-level --help"
+            opts="-h --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3330,6 +3793,10 @@ _pbackend() {
                     return 0
                     ;;
                 --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3341,7 +3808,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__teams__subcmd__grant)
-            opts="-h --db --master-key --log-format --log-level --help"
+            opts="-h --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3360,6 +3827,10 @@ _pbackend() {
                     return 0
                     ;;
                 --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3497,7 +3968,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__teams__subcmd__ls)
-            opts="-h --output --db --master-key --log-format --log-level --help"
+            opts="-h --output --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3520,6 +3991,10 @@ _pbackend() {
                     return 0
                     ;;
                 --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3531,7 +4006,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__teams__subcmd__remove__subcmd__member)
-            opts="-h --db --master-key --log-format --log-level --help"
+            opts="-h --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3553,6 +4028,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3561,7 +4040,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__teams__subcmd__show)
-            opts="-h --output --db --master-key --log-format --log-level --help"
+            opts="-h --output --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3587,6 +4066,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3595,7 +4078,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__tokens)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --help create ls revoke help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --config --help create ls revoke help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3621,6 +4104,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3629,7 +4116,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__tokens__subcmd__create)
-            opts="-h --user --org --role --team --name --admin --description --expires --refresh --output --db --master-key --log-format --log-level --help"
+            opts="-h --user --org --role --team --name --admin --description --expires --refresh --output --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3680,6 +4167,10 @@ _pbackend() {
                     return 0
                     ;;
                 --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3761,7 +4252,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__tokens__subcmd__ls)
-            opts="-h --user --org --team --output --db --master-key --log-format --log-level --help"
+            opts="-h --user --org --team --output --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3799,6 +4290,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3807,7 +4302,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__tokens__subcmd__revoke)
-            opts="-h --user --team --db --master-key --log-format --log-level --help"
+            opts="-h --user --team --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3837,6 +4332,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3845,7 +4344,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__users)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --help ls create disable enable help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --config --help ls create disable enable help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3871,6 +4370,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3879,7 +4382,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__users__subcmd__create)
-            opts="-h --db --master-key --log-format --log-level --help"
+            opts="-h --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3898,6 +4401,10 @@ _pbackend() {
                     return 0
                     ;;
                 --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3909,7 +4416,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__users__subcmd__disable)
-            opts="-h --db --master-key --log-format --log-level --help"
+            opts="-h --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3928,6 +4435,10 @@ _pbackend() {
                     return 0
                     ;;
                 --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3939,7 +4450,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__users__subcmd__enable)
-            opts="-h --db --master-key --log-format --log-level --help"
+            opts="-h --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3958,6 +4469,10 @@ _pbackend() {
                     return 0
                     ;;
                 --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -4053,7 +4568,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__users__subcmd__ls)
-            opts="-h --output --db --master-key --log-format --log-level --help"
+            opts="-h --output --db --master-key --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4079,6 +4594,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -4087,7 +4606,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__verify)
-            opts="-q -h --db --master-key --master-key-file --stack --output --quiet --log-format --log-level --help"
+            opts="-q -h --db --master-key --master-key-file --stack --output --quiet --log-format --log-level --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4118,6 +4637,10 @@ _pbackend() {
                     return 0
                     ;;
                 --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

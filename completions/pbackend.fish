@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pbackend_global_optspecs
-    string join \n log-format= log-level= h/help V/version
+    string join \n log-format= log-level= config= h/help V/version
 end
 
 function __fish_pbackend_needs_command
@@ -27,12 +27,15 @@ end
 complete -c pbackend -n "__fish_pbackend_needs_command" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_needs_command" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_needs_command" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pbackend -n "__fish_pbackend_needs_command" -s V -l version -d 'Print version'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "serve" -d 'Run the HTTP server'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "stack" -d 'Inspect and maintain stacks on the database directly'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "export" -d 'Export the whole instance to an archive (`--all`), for disaster recovery'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "import" -d 'Restore a whole-instance archive (`--all`) into a database'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "backup" -d 'Take a checksummed backup into a directory, safe while the server runs (`--keep N` rotates)'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "restore" -d 'Restore a backup made by `pbackend backup` into a new database, after checking its checksum and master key'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "tokens" -d 'Create, list and revoke API access tokens'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "users" -d 'Users: list, create, disable (their tokens stop at the next request), enable'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "orgs" -d 'Organizations, their members and default stack permission'
@@ -45,9 +48,14 @@ complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "prune-versions" -
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "verify" -d 'Check every stored version, journal, key and the database itself; exit 1 on problems'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "replay-journal" -d 'Rebuild a stack\'s state from its stored journal'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "migrate-store" -d 'Copy a whole instance to another database (SQLite to PostgreSQL, or back), verified'
+complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "config" -d 'Show the effective configuration (`config show`)'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c pbackend -n "__fish_pbackend_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l addr -d 'Address to listen on' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l tls-cert -d 'Serve HTTPS with this PEM certificate chain (leaf first). It and --tls-key are loaded again when either file changes on disk, and on SIGHUP' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l tls-key -d 'The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l trusted-proxies -d 'Proxies (addresses or networks, comma-separated: `10.0.0.0/8,192.168.1.10`) whose X-Forwarded-For / X-Real-IP headers name the client. The client\'s address then goes to the logs, audit events and leases; from anyone else those headers are ignored. Default: none' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l shutdown-grace -d 'On SIGTERM or SIGINT: stop accepting, fail /readyz, and give requests in flight this long to finish before their connections are closed (the CLI retries what was cut)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
@@ -82,6 +90,9 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l audit-retent
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l management-addr -d 'Address of the management listener (`/healthz`, `/readyz`, `/metrics`); off unless given. Keep it off the public network' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l webhook-max-attempts -d 'Attempts per webhook delivery before it is given up (retries back off from 1 s, doubling, up to an hour apart)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l webhook-timeout -d 'The longest one webhook delivery may take' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l backup-to -d 'Take scheduled backups into this directory or `s3://bucket/prefix` (S3 credentials, region and endpoint from the AWS_* environment variables): `pbackend-<UTC time>.pbk` with a `.sha256`, as `pbackend backup` makes them; restore with `pbackend restore`. Off unless given. With replicas on PostgreSQL, give it to one of them' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l backup-schedule -d 'How often to back up to --backup-to. The first backup is due one interval after the newest one already there (at once when there is none)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l backup-keep -d 'Backups to keep in --backup-to; the oldest beyond this are deleted after each successful backup (0 keeps all)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l lease-duration -d 'How long an update\'s lease lasts without renewal (seconds, or with s/m/h). The CLI renews every 2.5 minutes assuming 5; keep it at 5m or more outside tests' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l max-state-versions -d 'Versions of each stack\'s state to keep (older ones are deleted)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l delta-cutoff-bytes -d 'Checkpoints smaller than this are uploaded whole instead of as deltas' -r
@@ -102,6 +113,8 @@ full\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l insecure-http -d 'Serve plain HTTP on a non-loopback --addr. Refused without this flag: tokens and secrets would cross the network in clear. Give it when a proxy in front terminates TLS (and set --trusted-proxies to that proxy)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l webhooks-allow-loopback -d 'Let webhooks deliver to loopback addresses (refused by default, as are link-local and cloud-metadata addresses, always)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -110,6 +123,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -f -a "ls" -d 'List stacks: resources, last update, version, the update holding it, state size'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -f -a "show" -d 'Show one stack: tags, kept versions, recent history, lock, secrets key'
@@ -128,6 +142,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
 json\t''"
@@ -136,12 +151,14 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l force -d 'Delete even with resources in its state, or while an update holds it'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -149,6 +166,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l version -d 'A kept older version instead of the current state' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -s o -l output -d 'Write to this file instead of stdout' -r -F
@@ -157,6 +175,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l show-secrets -d 'Decrypt service-encrypted secrets (needs the master key)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -164,6 +183,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l create -d 'Create the stack when it does not exist'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List stacks: resources, last update, version, the update holding it, state size'
@@ -180,6 +200,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand export" -s o -l output
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l all -d 'Export the whole instance (every stack with its versions, history, tags, events, journals and wrapped keys, and the access tokens)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -s h -l help -d 'Print help'
@@ -190,15 +211,41 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l merge -d 'H
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l all -d 'Import a whole-instance archive made by `pbackend export --all`'
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l to -d 'Where to write the backup: a directory (created if missing) or `s3://bucket/prefix` (S3 credentials, region and endpoint from the AWS_* environment variables). It gets an archive `pbackend-<UTC time>.pbk` and its `.sha256`. Safe while the server runs: the backup is one consistent snapshot' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l keep -d 'Complete backups to keep in DEST; after a successful backup the oldest beyond this are deleted. 0 keeps them all' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -s q -l quiet -d 'Show no progress'
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -s q -l quiet -d 'Show no progress'
+complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l master-key-file -d 'File holding the master key (64 hex characters)' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -f -a "create" -d 'Create a token; it is printed once and only its hash is stored. With --user: a personal token (the user is created, and made a member of --org, when new). Without --user: an organization token (--org and --name) or a team token (--team and --name)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -f -a "ls" -d 'List tokens (never their secrets)'
@@ -220,6 +267,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_see
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l admin -d 'An organization token with admin rights'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l refresh -d 'Also print a refresh token, exchangeable at /api/oauth/token for new access tokens (personal tokens; the access token then lives --expires, default 1h)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
@@ -233,6 +281,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_see
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l user -d 'Revoke every token of this user' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l team -d 'Revoke every token of this team (ORG/TEAM)' -r
@@ -241,6 +290,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_see
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a token; it is printed once and only its hash is stored. With --user: a personal token (the user is created, and made a member of --org, when new). Without --user: an organization token (--org and --name) or a team token (--team and --name)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List tokens (never their secrets)'
@@ -252,6 +302,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -f -a "ls" -d 'List users'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -f -a "create" -d 'Add a user (they log in with a token from `pbackend tokens create --user`)'
@@ -265,24 +316,28 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List users'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from help" -f -a "create" -d 'Add a user (they log in with a token from `pbackend tokens create --user`)'
@@ -295,6 +350,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_s
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -f -a "ls" -d 'List organizations'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -f -a "create" -d 'Create an organization'
@@ -310,18 +366,21 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
 json\t''"
@@ -330,6 +389,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l role -r -f -a "member\t''
 admin\t''
@@ -339,12 +399,14 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List organizations'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create an organization'
@@ -359,6 +421,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -f -a "ls" -d 'List an organization\'s teams'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -f -a "create" -d 'Create a team'
@@ -375,6 +438,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l description -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -382,12 +446,14 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
 json\t''"
@@ -396,12 +462,14 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l admin -d 'As a team admin'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -409,12 +477,14 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List an organization\'s teams'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a team'
@@ -430,6 +500,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -f -a "ls" -d 'List an organization\'s custom roles'
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -f -a "create" -d 'Create a custom role granting scopes (stack:read, stack:write, team:create, ...)'
@@ -443,6 +514,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l scopes -d 'Scopes, comma-separated' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l description -r
@@ -451,12 +523,14 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l force
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -464,6 +538,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l none
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List an organization\'s custom roles'
@@ -477,6 +552,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_s
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -f -a "ls" -d 'List trust policies: which identity providers\' tokens an organization exchanges'
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -f -a "add" -d 'Trust an issuer\'s ID tokens for `pulumi login --oidc-token`'
@@ -490,6 +566,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l org -d 'The organization whose tokens the exchange issues (`pulumi login --oidc-org`)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l issuer -d 'The token\'s `iss` (its keys come from the issuer\'s OpenID discovery)' -r
@@ -506,12 +583,14 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l master-key -d 'Master key that wraps every stack\'s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List trust policies: which identity providers\' tokens an organization exchanges'
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from help" -f -a "add" -d 'Trust an issuer\'s ID tokens for `pulumi login --oidc-token`'
@@ -523,6 +602,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -f -a "ls" -d 'List audit events, newest first'
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -f -a "export" -d 'Print audit events as CSV or CEF (for a SIEM), newest first'
@@ -541,6 +621,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l org -d 'Only this organization\'s events' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l event -d 'Only events of this kind (`stack-created`, `auth-failure`, ...; see reference/integrations.md)' -r
@@ -554,6 +635,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l older-than -d 'How long events are kept' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -561,6 +643,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List audit events, newest first'
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "export" -d 'Print audit events as CSV or CEF (for a SIEM), newest first'
@@ -573,6 +656,7 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l new-ma
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l dry-run -d 'Check that every key re-wraps, and change nothing'
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -s h -l help -d 'Print help'
@@ -586,6 +670,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l dry-run -d 'Report what would be deleted, and delete nothing'
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l vacuum -d 'Afterwards, VACUUM the database to return the freed space to the filesystem (needs the database to itself)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -s q -l quiet -d 'Show no progress'
@@ -599,6 +684,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -610,6 +696,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l dry-run -d 'Print the differences from the stored state, and change nothing'
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -s h -l help -d 'Print help'
@@ -621,30 +708,51 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l to -
 complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -f -a "show" -d 'The configuration `pbackend serve` would run with here (flags aside): each setting, its value (secrets redacted) and where it came from (env, file, default)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -l log-format -d 'Log format' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "show" -d 'The configuration `pbackend serve` would run with here (flags aside): each setting, its value (secrets redacted) and where it came from (env, file, default)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "serve" -d 'Run the HTTP server'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "stack" -d 'Inspect and maintain stacks on the database directly'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "export" -d 'Export the whole instance to an archive (`--all`), for disaster recovery'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "import" -d 'Restore a whole-instance archive (`--all`) into a database'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "tokens" -d 'Create, list and revoke API access tokens'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "users" -d 'Users: list, create, disable (their tokens stop at the next request), enable'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "orgs" -d 'Organizations, their members and default stack permission'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "teams" -d 'Teams: members and the stacks they may use'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "roles" -d 'Custom roles and their assignment to teams'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "oidc" -d 'OIDC trust policies for `pulumi login --oidc-token`'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "audit" -d 'Read the audit log: every change and refused request, by whom, from where'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "rotate-keys" -d 'Re-wrap every stack\'s secrets key under a new master key, in one transaction'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "prune-versions" -d 'Delete old versions of stack states beyond --keep'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "verify" -d 'Check every stored version, journal, key and the database itself; exit 1 on problems'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "replay-journal" -d 'Rebuild a stack\'s state from its stored journal'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "migrate-store" -d 'Copy a whole instance to another database (SQLite to PostgreSQL, or back), verified'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "completions" -d 'Print shell completions'
-complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "serve" -d 'Run the HTTP server'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "stack" -d 'Inspect and maintain stacks on the database directly'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "export" -d 'Export the whole instance to an archive (`--all`), for disaster recovery'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "import" -d 'Restore a whole-instance archive (`--all`) into a database'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "backup" -d 'Take a checksummed backup into a directory, safe while the server runs (`--keep N` rotates)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "restore" -d 'Restore a backup made by `pbackend backup` into a new database, after checking its checksum and master key'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "tokens" -d 'Create, list and revoke API access tokens'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "users" -d 'Users: list, create, disable (their tokens stop at the next request), enable'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "orgs" -d 'Organizations, their members and default stack permission'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "teams" -d 'Teams: members and the stacks they may use'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "roles" -d 'Custom roles and their assignment to teams'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "oidc" -d 'OIDC trust policies for `pulumi login --oidc-token`'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "audit" -d 'Read the audit log: every change and refused request, by whom, from where'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "rotate-keys" -d 'Re-wrap every stack\'s secrets key under a new master key, in one transaction'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "prune-versions" -d 'Delete old versions of stack states beyond --keep'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "verify" -d 'Check every stored version, journal, key and the database itself; exit 1 on problems'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "replay-journal" -d 'Rebuild a stack\'s state from its stored journal'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "migrate-store" -d 'Copy a whole instance to another database (SQLite to PostgreSQL, or back), verified'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "config" -d 'Show the effective configuration (`config show`)'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "completions" -d 'Print shell completions'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from stack" -f -a "ls" -d 'List stacks: resources, last update, version, the update holding it, state size'
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from stack" -f -a "show" -d 'Show one stack: tags, kept versions, recent history, lock, secrets key'
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from stack" -f -a "rm" -d 'Delete a stack with its history. Refused while it has resources, unless --force'
@@ -681,3 +789,4 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "ls" -d 'List audit events, newest first'
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "export" -d 'Print audit events as CSV or CEF (for a SIEM), newest first'
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "prune" -d 'Delete events older than a duration (`90d`); `serve --audit-retention` does it daily'
+complete -c pbackend -n "__fish_pbackend_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'The configuration `pbackend serve` would run with here (flags aside): each setting, its value (secrets redacted) and where it came from (env, file, default)'
