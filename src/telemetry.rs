@@ -29,6 +29,12 @@ pub struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabels {
+    /// `checkpoint`, `verbatim`, `delta` or `journal`: how the CLI sent state.
+    pub mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: String,
 }
@@ -39,6 +45,13 @@ pub struct Metrics {
     pub auth_failures: Counter,
     pub webhook_deliveries: Family<OutcomeLabels, Counter>,
     pub database_size: Gauge,
+    pub state_writes: Family<ModeLabels, Counter>,
+    pub state_write_bytes: Family<ModeLabels, Counter>,
+    pub journal_entries: Counter,
+    pub running_updates: Gauge,
+    pub live_leases: Gauge,
+    pub writer_queue: Gauge,
+    pub write_transaction_duration: Histogram,
     pub backups: Family<OutcomeLabels, Counter>,
     pub backup_last_success: Gauge,
     pub uptime: Gauge,
@@ -90,6 +103,50 @@ impl Metrics {
             prometheus_client::registry::Unit::Bytes,
             database_size.clone(),
         );
+        let state_writes = Family::<ModeLabels, Counter>::default();
+        registry.register(
+            "state_writes",
+            "State writes accepted from updates, by how the CLI sent them (checkpoint, verbatim, delta, journal)",
+            state_writes.clone(),
+        );
+        let state_write_bytes = Family::<ModeLabels, Counter>::default();
+        registry.register_with_unit(
+            "state_write",
+            "Request-body bytes (decompressed) of those state writes",
+            prometheus_client::registry::Unit::Bytes,
+            state_write_bytes.clone(),
+        );
+        let journal_entries = Counter::default();
+        registry.register(
+            "journal_entries",
+            "Journal entries stored",
+            journal_entries.clone(),
+        );
+        let running_updates = Gauge::default();
+        registry.register(
+            "running_updates",
+            "Updates (not previews) holding a stack, as of the last scrape",
+            running_updates.clone(),
+        );
+        let live_leases = Gauge::default();
+        registry.register(
+            "live_leases",
+            "Of those, the ones whose lease has not expired",
+            live_leases.clone(),
+        );
+        let writer_queue = Gauge::default();
+        registry.register(
+            "writer_queue_depth",
+            "SQLite: writes waiting for the writer thread",
+            writer_queue.clone(),
+        );
+        let write_transaction_duration = latency_histogram();
+        registry.register_with_unit(
+            "write_transaction_duration",
+            "Time from a write reaching the database to its commit",
+            prometheus_client::registry::Unit::Seconds,
+            write_transaction_duration.clone(),
+        );
         let backups = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "backups",
@@ -123,6 +180,13 @@ impl Metrics {
             auth_failures,
             webhook_deliveries,
             database_size,
+            state_writes,
+            state_write_bytes,
+            journal_entries,
+            running_updates,
+            live_leases,
+            writer_queue,
+            write_transaction_duration,
             backups,
             backup_last_success,
             uptime,
@@ -149,6 +213,17 @@ impl Metrics {
         if status == 401 || status == 403 {
             self.auth_failures.inc();
         }
+    }
+
+    /// One state write of an update, `bytes` long (decompressed).
+    pub fn state_write(&self, mode: &str, bytes: usize) {
+        let labels = ModeLabels {
+            mode: mode.to_owned(),
+        };
+        self.state_writes.get_or_create(&labels).inc();
+        self.state_write_bytes
+            .get_or_create(&labels)
+            .inc_by(bytes as u64);
     }
 
     pub fn backup(&self, outcome: &str, at: Option<i64>) {

@@ -36,6 +36,23 @@ async fn health_readiness_and_metrics() {
     api.with_auth(Some("token nope".into()))
         .get("/api/user")
         .await;
+    // An update holding the stack, with a journal batch of two entries and a checkpoint
+    // sent the old way on another stack.
+    let path = "/api/stacks/organization/p/s";
+    let (id, token, _) = api.begin(path, "update", false).await;
+    let r = api
+        .lease(&token)
+        .patch_gz(
+            &format!("{path}/update/{id}/journalentries"),
+            serde_json::json!({"entries": [
+                {"version":1,"kind":6,"sequenceID":1,"operationID":0,"removeOld":null,"removeNew":null,
+                 "secretsProvider":{"type":"service","state":{"url":"u","owner":"organization","project":"p","stack":"s"}}},
+                {"version":1,"kind":0,"sequenceID":2,"operationID":1,"removeOld":null,"removeNew":null,
+                 "operation":{"resource":common::ops::resource("a", serde_json::json!({})),"type":"creating"}}
+            ]}),
+        )
+        .await;
+    assert!(r.status < 300, "{}", String::from_utf8_lossy(&r.body));
     let (status, text) = get(&format!("{base}/metrics")).await;
     assert_eq!(status, 200);
     for needle in [
@@ -44,6 +61,13 @@ async fn health_readiness_and_metrics() {
         "pbackend_auth_failures_total 1",
         "pbackend_database_size_bytes",
         "pbackend_build_info{version=",
+        "pbackend_running_updates 1",
+        "pbackend_live_leases 1",
+        "pbackend_state_writes_total{mode=\"journal\"} 1",
+        "pbackend_state_write_bytes_total{mode=\"journal\"}",
+        "pbackend_journal_entries_total 2",
+        "pbackend_writer_queue_depth 0",
+        "pbackend_write_transaction_duration_seconds_count",
     ] {
         assert!(text.contains(needle), "{needle} missing:\n{text}");
     }

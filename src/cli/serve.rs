@@ -441,14 +441,22 @@ pub fn run(args: ServeArgs) -> CliResult {
             .map_err(CliError::io("cannot read the listening address"))?;
         check_plain_http(local, &args)?;
         let tls = load_tls(&args)?;
-        let url = login_url(local, tls.is_some());
+        let listening = login_url(local, tls.is_some());
+        // What users reach: the public URL when one is set (a proxy, a DNS name), else the
+        // listening address. Every URL printed or logged is this one.
+        let url = args
+            .auth
+            .public_url
+            .clone()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| listening.clone());
         let has_key = crate::engine::bootstrap_has_master_key(store.store.as_ref()).await?;
         let (master, key_source) = args.db.master_key(!has_key)?;
         let (engine, boot) = Engine::open(
             store.store.clone(),
             master,
             args.single_tenant_token.as_ref().map(|t| t.0.clone()),
-            args.engine_config(&url)?,
+            args.engine_config(&listening)?,
             Arc::new(SystemClock),
         )
         .await?;
@@ -468,6 +476,7 @@ pub fn run(args: ServeArgs) -> CliResult {
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             url = %url,
+            listening = %listening,
             db = %location.shown(),
             org = %args.org,
             "pbackend is serving"

@@ -106,6 +106,13 @@ pub struct Engine {
     webhooks: Arc<integration::delivery::Sender>,
 }
 
+/// Updates in progress across the instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Activity {
+    pub running_updates: i64,
+    pub live_leases: i64,
+}
+
 impl Engine {
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
@@ -128,6 +135,16 @@ impl Engine {
     /// Whether the engine can serve: the store takes a write transaction.
     pub async fn ready(&self) -> EngineResult<()> {
         Ok(self.store.probe().await?)
+    }
+
+    /// How many updates hold a stack right now, and how many of those still have a live
+    /// lease (for the metrics).
+    pub async fn activity(&self) -> EngineResult<Activity> {
+        let r = self.store.running_updates(self.now()).await?;
+        Ok(Activity {
+            running_updates: r.running,
+            live_leases: r.live_leases,
+        })
     }
 
     /// Organizations the caller belongs to.

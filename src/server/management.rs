@@ -49,6 +49,10 @@ async fn readyz(State(m): State<Management>) -> (StatusCode, String) {
 
 async fn metrics(State(m): State<Management>) -> impl IntoResponse {
     let metrics = crate::telemetry::metrics();
+    if let Ok(Ok(a)) = tokio::time::timeout(Duration::from_secs(2), m.engine.activity()).await {
+        metrics.running_updates.set(a.running_updates);
+        metrics.live_leases.set(a.live_leases);
+    }
     if let Some(db) = &m.sqlite_file {
         let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let mut wal = db.clone().into_os_string();

@@ -236,6 +236,13 @@ pub struct JournalBatch {
     pub gz: Vec<u8>,
 }
 
+/// Counts for the process's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunningUpdates {
+    pub running: i64,
+    pub live_leases: i64,
+}
+
 /// One applied delta checkpoint: the edits (gzip of the `deploymentDelta` JSON) and the hash
 /// of the text they produced.
 #[derive(Debug, Clone)]
@@ -602,6 +609,10 @@ pub trait Store: AccessStore + IntegrationStore + Send + Sync + 'static {
 
     /// The running non-preview update of a stack, if any (its lease may have expired).
     fn running_update(&self, stack_id: i64) -> StoreFuture<'_, Option<UpdateRow>>;
+
+    /// Running updates (not previews) across every stack, and how many of their leases are
+    /// still live at `now`.
+    fn running_updates(&self, now: i64) -> StoreFuture<'_, RunningUpdates>;
 
     /// An empty write transaction: the database is open, writable, and its writer answers.
     fn probe(&self) -> StoreFuture<'_, ()>;

@@ -159,6 +159,7 @@ impl Engine {
     pub async fn save_full_checkpoint(&self, lease: &Lease, body: Vec<u8>) -> EngineResult<()> {
         let update_id = lease.update_id();
         let lease = lease.check.clone();
+        crate::telemetry::metrics().state_write("checkpoint", body.len());
         let blob = run_blocking(move || {
             let json = untyped_from_full_checkpoint(&body)?;
             Ok(blob_of(&json, -1))
@@ -186,6 +187,7 @@ impl Engine {
     pub async fn save_verbatim_checkpoint(&self, lease: &Lease, body: Vec<u8>) -> EngineResult<()> {
         let update_id = lease.update_id();
         let lease = lease.check.clone();
+        crate::telemetry::metrics().state_write("verbatim", body.len());
         let (json, blob, sequence) = run_blocking(move || {
             let (json, seq) = untyped_from_verbatim(&body)?;
             let blob = blob_of(&json, -1);
@@ -238,6 +240,7 @@ impl Engine {
     pub async fn save_delta_checkpoint(&self, lease: &Lease, body: Vec<u8>) -> EngineResult<()> {
         let update_id = lease.update_id();
         let lease = lease.check.clone();
+        crate::telemetry::metrics().state_write("delta", body.len());
         let slot = self.live.slot(update_id);
         let mut live = slot.lock().await;
         let body = Arc::new(body);
@@ -380,8 +383,12 @@ impl Engine {
                 return self.store.check_lease(lease).await.map_err(Into::into);
             };
             batch.ordinal = live.batches + 1;
+            let entries = batch.count;
             match self.store.append_journal(lease.clone(), batch).await {
                 Ok(ordinal) => {
+                    let m = crate::telemetry::metrics();
+                    m.state_write("journal", json.len());
+                    m.journal_entries.inc_by(entries.max(0) as u64);
                     live.batches = ordinal;
                     live.replayer = Some(replayer);
                     live.touch();

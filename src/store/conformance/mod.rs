@@ -365,6 +365,21 @@ pub async fn update_lifecycle_and_leases(s: &dyn Store) {
         StartOutcome::Started(r) if r.version == 0
     ));
     assert_eq!(s.running_update(st.id).await.unwrap().unwrap().id, "u1");
+    // The metrics' counts: the preview is not counted; a lease seen from far later is dead.
+    assert_eq!(
+        s.running_updates(1000).await.unwrap(),
+        RunningUpdates {
+            running: 1,
+            live_leases: 1
+        }
+    );
+    assert_eq!(
+        s.running_updates(1 << 40).await.unwrap(),
+        RunningUpdates {
+            running: 1,
+            live_leases: 0
+        }
+    );
 
     // Leases.
     let ls = s.lease_state(&key("a"), "u1").await.unwrap().unwrap();

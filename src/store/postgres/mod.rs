@@ -164,7 +164,13 @@ impl PgBackend {
             let pool = inner.clone();
             tokio::task::spawn_blocking(move || {
                 let mut conn = pool.take()?;
+                let started = std::time::Instant::now();
                 let result = run_tx(&mut conn, job, read_only);
+                if !read_only {
+                    crate::telemetry::metrics()
+                        .write_transaction_duration
+                        .observe(started.elapsed().as_secs_f64());
+                }
                 pool.put(conn);
                 result
             })

@@ -602,6 +602,10 @@ impl<B: Backend> Store for SqlStore<B> {
         self.r(move |tx| rows::running_update_of(tx, stack_id))
     }
 
+    fn running_updates(&self, now: i64) -> StoreFuture<'_, RunningUpdates> {
+        self.r(move |tx| rows::running_updates(tx, now))
+    }
+
     fn probe(&self) -> StoreFuture<'_, ()> {
         self.w(|_| Ok(()))
     }

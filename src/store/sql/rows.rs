@@ -91,6 +91,22 @@ pub fn update_by_id(tx: &mut dyn Tx, id: &str, lock: bool) -> StoreResult<Option
     tx.one(&sql, p![id])?.map(|r| update(&r)).transpose()
 }
 
+/// Running non-preview updates and their live leases (the lock's partial index serves it).
+pub fn running_updates(tx: &mut dyn Tx, now: i64) -> StoreResult<crate::store::RunningUpdates> {
+    let row = tx.one(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN lease_expires >= ?1 THEN 1 ELSE 0 END), 0) \
+         FROM updates WHERE status = 'running' AND dry_run = 0",
+        p![now],
+    )?;
+    Ok(match row {
+        Some(r) => crate::store::RunningUpdates {
+            running: r.i64(0)?,
+            live_leases: r.i64(1)?,
+        },
+        None => Default::default(),
+    })
+}
+
 /// The stack's running non-preview update (its lease may have expired).
 pub fn running_update_of(tx: &mut dyn Tx, stack_id: i64) -> StoreResult<Option<UpdateRow>> {
     tx.one(

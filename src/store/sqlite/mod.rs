@@ -387,10 +387,16 @@ fn catch_panic<T>(f: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
 }
 
 fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriterJob>) {
+    let metrics = crate::telemetry::metrics();
     while let Some(job) = rx.blocking_recv() {
+        metrics.writer_queue.set(rx.len() as i64);
+        let started = std::time::Instant::now();
         // Jobs catch their own panics (see `write_raw`); this one guards the loop itself.
         let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
         roll_back_leftover(&conn);
+        metrics
+            .write_transaction_duration
+            .observe(started.elapsed().as_secs_f64());
     }
     // Fold the WAL back into the main file so a closed database is one self-contained file.
     let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
