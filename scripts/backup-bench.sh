@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Times backup and restore of an instance of many stacks, with the release build:
 #
-#   scripts/backup-bench.sh [STACKS] [VERSIONS] [RESOURCES]     (default 100 3 200)
+#   scripts/backup-bench.sh [STACKS] [VERSIONS] [RESOURCES]     (default 100 3 1000)
 #
 # A server on a temp SQLite database gets STACKS stacks, each imported VERSIONS times with a
-# state of RESOURCES resources (~300 bytes of inputs and outputs each). Then, with the server
+# state of RESOURCES resources (~450 bytes each, half of it random hex, so that compression
+# is no better than on real states). Then, with the server
 # still running, `pbackend backup --to DIR`; then, the server stopped, `pbackend restore DIR`
 # into a new database and `pbackend verify` of it. Prints one table (figures for
 # reference/operations.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STACKS=${1:-100} VERSIONS=${2:-3} RESOURCES=${3:-200}
+STACKS=${1:-100} VERSIONS=${2:-3} RESOURCES=${3:-1000}
 cargo build --release --locked --quiet
 BIN=$PWD/target/release/pbackend
 KEY=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
@@ -24,7 +25,7 @@ srv=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/api/capabilities" >/dev/null && break; sleep 0.1; done
 
 python3 - "$port" "$TOKEN" "$STACKS" "$VERSIONS" "$RESOURCES" <<'PY'
-import json, sys, urllib.request
+import json, os, sys, urllib.request
 port, token, stacks, versions, resources = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
 base = f"http://127.0.0.1:{port}/api/stacks/organization"
 def call(method, path, body):
@@ -39,7 +40,7 @@ for s in range(stacks):
         root = f"urn:pulumi:{stack}::{project}::pulumi:pulumi:Stack::{project}-{stack}"
         res = [{"urn": root, "custom": False, "type": "pulumi:pulumi:Stack", "outputs": {}}]
         for i in range(resources):
-            val = f"v{v}-{i}-" + "x" * 100
+            val = f"v{v}-{i}-" + os.urandom(48).hex()  # incompressible, like ids and hashes
             res.append({"urn": f"urn:pulumi:{stack}::{project}::pbtest:index:Item::r{i}",
                         "custom": True, "id": f"id-{i}", "type": "pbtest:index:Item",
                         "inputs": {"value": val}, "outputs": {"value": val, "n": i},
@@ -55,9 +56,10 @@ t0=$(date +%s.%N)
 t1=$(date +%s.%N)
 kill "$srv"; wait "$srv" 2>/dev/null || true
 t2=$(date +%s.%N)
-"$BIN" restore "$work/sets" --db "$work/restored.db" --master-key "$KEY" --quiet >/dev/null
+echo "$KEY" >"$work/key"
+"$BIN" restore "$work/sets" --db "$work/restored.db" --master-key-file "$work/key" --quiet >/dev/null
 t3=$(date +%s.%N)
-"$BIN" verify --db "$work/restored.db" --master-key "$KEY" --quiet >/dev/null
+"$BIN" verify --db "$work/restored.db" --master-key-file "$work/key" --quiet >/dev/null
 t4=$(date +%s.%N)
 archive=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["backup"]["bytes"])' "$work/backup.json")
 records=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["records"])' "$work/backup.json")
