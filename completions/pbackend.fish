@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pbackend_global_optspecs
-    string join \n log-format= log-level= config= h/help V/version
+    string join \n log-format= log-level= log-file= access-log= access-log-format= audit-log= audit-log-format= config= h/help V/version
 end
 
 function __fish_pbackend_needs_command
@@ -27,6 +27,13 @@ end
 complete -c pbackend -n "__fish_pbackend_needs_command" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_needs_command" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_needs_command" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_needs_command" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_needs_command" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_needs_command" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_needs_command" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_needs_command" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pbackend -n "__fish_pbackend_needs_command" -s V -l version -d 'Print version'
@@ -113,6 +120,13 @@ full\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l insecure-http -d 'Serve plain HTTP on a non-loopback --addr. Refused without this flag: tokens and secrets would cross the network in clear. Give it when a proxy in front terminates TLS (and set --trusted-proxies to that proxy)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l webhooks-allow-loopback -d 'Let webhooks deliver to loopback addresses (refused by default, as are link-local and cloud-metadata addresses, always)'
@@ -123,6 +137,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -f -a "ls" -d 'List stacks: resources, last update, version, the update holding it, state size'
@@ -142,6 +163,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
@@ -151,6 +179,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -158,6 +193,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l force -d 'Delete even with resources in its state, or while an update holds it'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
@@ -166,6 +208,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l version -d 'A kept older version instead of the current state' -r
@@ -175,6 +224,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l show-secrets -d 'Decrypt service-encrypted secrets (needs the master key)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
@@ -183,6 +239,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l create -d 'Create the stack when it does not exist'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help'
@@ -200,6 +263,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand export" -s o -l output
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l all -d 'Export the whole instance (every stack with its versions, history, tags, events, journals and wrapped keys, and the access tokens)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -s q -l quiet -d 'Show no progress'
@@ -211,6 +281,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l merge -d 'H
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l all -d 'Import a whole-instance archive made by `pbackend export --all`'
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -s q -l quiet -d 'Show no progress'
@@ -225,6 +302,13 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -s h -l help -d 'Print help'
@@ -236,6 +320,13 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -s h -l help -d 'Print help'
@@ -245,6 +336,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -f -a "create" -d 'Create a token; it is printed once and only its hash is stored. With --user: a personal token (the user is created, and made a member of --org, when new). Without --user: an organization token (--org and --name) or a team token (--team and --name)'
@@ -267,6 +365,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_see
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l admin -d 'An organization token with admin rights'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l refresh -d 'Also print a refresh token, exchangeable at /api/oauth/token for new access tokens (personal tokens; the access token then lives --expires, default 1h)'
@@ -281,6 +386,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_see
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l user -d 'Revoke every token of this user' -r
@@ -290,6 +402,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_see
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a token; it is printed once and only its hash is stored. With --user: a personal token (the user is created, and made a member of --org, when new). Without --user: an organization token (--org and --name) or a team token (--team and --name)'
@@ -302,6 +421,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -f -a "ls" -d 'List users'
@@ -316,6 +442,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -323,6 +456,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -330,6 +470,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -337,6 +484,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List users'
@@ -350,6 +504,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_s
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -f -a "ls" -d 'List organizations'
@@ -366,6 +527,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -373,6 +541,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -380,6 +555,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
@@ -389,6 +571,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l role -r -f -a "member\t''
@@ -399,6 +588,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -406,6 +602,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List organizations'
@@ -421,6 +624,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -f -a "ls" -d 'List an organization\'s teams'
@@ -438,6 +648,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l description -r
@@ -446,6 +663,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -453,6 +677,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
@@ -462,6 +693,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -469,6 +707,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l admin -d 'As a team admin'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -s h -l help -d 'Print help'
@@ -477,6 +722,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -484,6 +736,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List an organization\'s teams'
@@ -500,6 +759,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -f -a "ls" -d 'List an organization\'s custom roles'
@@ -514,6 +780,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l scopes -d 'Scopes, comma-separated' -r
@@ -523,6 +796,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -530,6 +810,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l force
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
@@ -538,6 +825,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l none
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -s h -l help -d 'Print help'
@@ -552,6 +846,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_s
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -f -a "ls" -d 'List trust policies: which identity providers\' tokens an organization exchanges'
@@ -566,6 +867,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l org -d 'The organization whose tokens the exchange issues (`pulumi login --oidc-org`)' -r
@@ -583,6 +891,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -590,6 +905,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List trust policies: which identity providers\' tokens an organization exchanges'
@@ -602,6 +924,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -f -a "ls" -d 'List audit events, newest first'
@@ -621,6 +950,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l org -d 'Only this organization\'s events' -r
@@ -635,6 +971,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l older-than -d 'How long events are kept' -r
@@ -643,6 +986,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List audit events, newest first'
@@ -656,6 +1006,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l new-ma
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l dry-run -d 'Check that every key re-wraps, and change nothing'
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -s q -l quiet -d 'Show no progress'
@@ -670,6 +1027,13 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l dry-run -d 'Report what would be deleted, and delete nothing'
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l vacuum -d 'Afterwards, VACUUM the database to return the freed space to the filesystem (needs the database to itself)'
@@ -684,6 +1048,13 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -s h -l help -d 'Print help'
@@ -696,6 +1067,13 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l dry-run -d 'Print the differences from the stored state, and change nothing'
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -s q -l quiet -d 'Show no progress'
@@ -708,12 +1086,26 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l to -
 complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -f -a "show" -d 'The configuration `pbackend serve` would run with here (flags aside): each setting, its value (secrets redacted) and where it came from (env, file, default)'
@@ -723,6 +1115,13 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "show" -d 'The configuration `pbackend serve` would run with here (flags aside): each setting, its value (secrets redacted) and where it came from (env, file, default)'
@@ -730,6 +1129,13 @@ complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_see
 complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l log-format -d 'Log format' -r -f -a "text\t''
 json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l log-level -d 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l log-file -d 'Where the operational log goes: `stderr` or a file (appended to)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l access-log -d 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l access-log-format -d 'Format of the access log (default: --log-format)' -r -f -a "text\t''
+json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
+complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
+json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "serve" -d 'Run the HTTP server'

@@ -4,6 +4,11 @@
 //! Prometheus conventions (`_total`, `_seconds`, `_bytes`).
 
 use std::sync::OnceLock;
+
+/// The log target of the access log: one event per request (`cli::logging` routes it).
+pub const ACCESS_TARGET: &str = "pbackend::access";
+/// The log target of audit events written out once their change has committed.
+pub const AUDIT_TARGET: &str = "pbackend::audit";
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;

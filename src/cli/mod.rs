@@ -12,6 +12,7 @@ pub mod completions;
 pub mod config;
 pub mod error;
 pub mod jsonfmt;
+pub mod logging;
 pub mod maint;
 pub mod migrate;
 pub mod offline;
@@ -51,6 +52,9 @@ pub struct Cli {
         default_value = "info"
     )]
     pub log_level: String,
+
+    #[command(flatten)]
+    pub logs: logging::LogArgs,
 
     #[command(flatten)]
     pub config: config::ConfigArg,
@@ -203,20 +207,6 @@ pub enum Command {
     },
 }
 
-fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-}
-
 /// Prints an error the way every subcommand reports failure: one line naming what to do.
 pub fn report(err: &dyn std::fmt::Display) {
     eprintln!("error: {err}");
@@ -238,7 +228,10 @@ pub fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    init_logging(cli.log_format, &cli.log_level);
+    if let Err(e) = logging::init(cli.log_format, &cli.log_level, &cli.logs) {
+        report(&e);
+        return ExitCode::from(1);
+    }
     for w in args::warn_secret_flags(std::env::args()) {
         eprintln!("{w}");
     }

@@ -279,16 +279,24 @@ async fn access_log(req: Request, next: Next) -> Response {
     let status = resp.status().as_u16();
     let secs = start.elapsed().as_secs_f64();
     crate::telemetry::metrics().request(&route, method.as_str(), status, secs);
-    let ms = secs * 1000.0;
-    span.in_scope(|| {
-        if status >= 500 {
-            tracing::error!(status, ms, "request failed");
-        } else if status >= 400 {
-            tracing::info!(status, ms, "request refused");
-        } else {
-            tracing::debug!(status, ms, "request served");
-        }
-    });
+    let ms = (secs * 1e4).round() / 10.0;
+    // One access-log line per request (its own stream when `--access-log` says so).
+    macro_rules! access {
+        ($level:ident, $msg:literal) => {
+            tracing::$level!(
+                target: crate::telemetry::ACCESS_TARGET,
+                id = %id, peer = %peer, method = %method, path = %path, route = %route,
+                status, ms, $msg
+            )
+        };
+    }
+    if status >= 500 {
+        access!(error, "request failed");
+    } else if status >= 400 {
+        access!(info, "request refused");
+    } else {
+        access!(debug, "request served");
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-pulumi-request-id", v);
     }

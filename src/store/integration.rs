@@ -29,6 +29,24 @@ pub struct NewAuditEvent {
     pub auth_failure: bool,
 }
 
+impl NewAuditEvent {
+    /// Writes the event to the audit log stream (`--audit-log`), once it is committed.
+    pub fn log_committed(&self) {
+        tracing::info!(
+            target: crate::telemetry::AUDIT_TARGET,
+            at = self.at,
+            event = %self.event,
+            org = self.org.as_deref().unwrap_or(""),
+            user = %self.user_login,
+            source_ip = %self.source_ip,
+            token = self.token_name.as_deref().unwrap_or(""),
+            auth_failure = self.auth_failure,
+            description = %self.description,
+            "audit event"
+        );
+    }
+}
+
 /// A stored audit event: what was noted, and its place in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEventRow {

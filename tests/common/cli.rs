@@ -182,7 +182,7 @@ impl ServerProcess {
             .arg(&self.key)
             .arg("--single-tenant-token")
             .arg(CLI_TOKEN);
-        if debug {
+        if debug && !self.extra.iter().any(|a| a == "--log-level") {
             cmd.args(["--log-level", "debug"]);
         }
         // Tests that are not about rate limits must not be slowed by them.

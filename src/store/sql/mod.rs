@@ -250,10 +250,20 @@ impl<B: Backend> SqlStore<B> {
         changed: fn(&T) -> bool,
         mut job: impl FnMut(&mut dyn Tx) -> StoreResult<T> + Send + 'static,
     ) -> BoxFuture<T> {
-        self.w(move |tx| {
+        let audit = notes.audit.clone();
+        let write = self.w(move |tx| {
             let out = job(tx)?;
             if changed(&out) && !notes.is_empty() {
                 write_notes(tx, &notes)?;
+            }
+            Ok(out)
+        });
+        Box::pin(async move {
+            let out = write.await?;
+            if changed(&out) {
+                audit
+                    .iter()
+                    .for_each(integration::NewAuditEvent::log_committed);
             }
             Ok(out)
         })
@@ -278,12 +288,9 @@ impl<B: Backend> Store for SqlStore<B> {
         self.w(move |tx| stacks::meta_put(tx, &key, &value))
     }
 
-    fn create_stack(&self, s: NewStack) -> StoreFuture<'_, StackRow> {
-        self.w(move |tx| {
-            let row = stacks::create(tx, &s)?;
-            write_notes(tx, &s.notes)?;
-            Ok(row)
-        })
+    fn create_stack(&self, mut s: NewStack) -> StoreFuture<'_, StackRow> {
+        let notes = std::mem::take(&mut s.notes);
+        self.wn(notes, |_| true, move |tx| stacks::create(tx, &s))
     }
 
     fn get_stack<'a>(&'a self, key: &'a StackKey) -> StoreFuture<'a, Option<StackRow>> {
@@ -495,11 +502,9 @@ impl<B: Backend> Store for SqlStore<B> {
         self.r(move |tx| updates::by_version(tx, stack_id, version))
     }
 
-    fn create_token(&self, token: NewToken) -> StoreFuture<'_, ()> {
-        self.w(move |tx| {
-            tokens::create(tx, &token)?;
-            write_notes(tx, &token.notes)
-        })
+    fn create_token(&self, mut token: NewToken) -> StoreFuture<'_, ()> {
+        let notes = std::mem::take(&mut token.notes);
+        self.wn(notes, |_| true, move |tx| tokens::create(tx, &token))
     }
 
     fn find_token(&self, hash: Vec<u8>) -> StoreFuture<'_, Option<TokenRow>> {
@@ -627,7 +632,15 @@ fn started(o: &StartOutcome) -> bool {
 
 impl<B: Backend> IntegrationStore for SqlStore<B> {
     fn append_audit(&self, events: Vec<integration::NewAuditEvent>) -> StoreFuture<'_, ()> {
-        self.w(move |tx| audit::append(tx, &events))
+        let logged = events.clone();
+        let write = self.w(move |tx| audit::append(tx, &events));
+        Box::pin(async move {
+            write.await?;
+            logged
+                .iter()
+                .for_each(integration::NewAuditEvent::log_committed);
+            Ok(())
+        })
     }
 
     fn list_audit(
