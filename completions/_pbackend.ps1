@@ -39,6 +39,7 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Restore a whole-instance archive (`--all`) into a database')
             [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Take a checksummed backup into a directory, safe while the server runs (`--keep N` rotates)')
             [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Restore a backup made by `pbackend backup` into a new database, after checking its checksum and master key')
+            [CompletionResult]::new('adopt', 'adopt', [CompletionResultType]::ParameterValue, 'Adopt every stack of a DIY backend (`file://…` or `s3://…`), with its history and secrets re-encrypted for the service')
             [CompletionResult]::new('tokens', 'tokens', [CompletionResultType]::ParameterValue, 'Create, list and revoke API access tokens')
             [CompletionResult]::new('users', 'users', [CompletionResultType]::ParameterValue, 'Users: list, create, disable (their tokens stop at the next request), enable')
             [CompletionResult]::new('orgs', 'orgs', [CompletionResultType]::ParameterValue, 'Organizations, their members and default stack permission')
@@ -356,6 +357,29 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('--audit-log', '--audit-log', [CompletionResultType]::ParameterName, 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)')
             [CompletionResult]::new('--audit-log-format', '--audit-log-format', [CompletionResultType]::ParameterName, 'Format of the audit log lines (default: --log-format)')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Show no progress')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Show no progress')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'pbackend;adopt' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'File holding the master key (64 hex characters)')
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'The organization the stacks go to')
+            [CompletionResult]::new('--passphrase-file', '--passphrase-file', [CompletionResultType]::ParameterName, 'A file holding the passphrase of passphrase-encrypted stacks (else PULUMI_CONFIG_PASSPHRASE, as the CLI reads it)')
+            [CompletionResult]::new('--public-url', '--public-url', [CompletionResultType]::ParameterName, 'The URL users `pulumi login` to (the server''s --public-url); adopted states name it as their secrets service, as the CLI would')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format; JSON field names are documented in reference/cli.md')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Where the operational log goes: `stderr` or a file (appended to)')
+            [CompletionResult]::new('--access-log', '--access-log', [CompletionResultType]::ParameterName, 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)')
+            [CompletionResult]::new('--access-log-format', '--access-log-format', [CompletionResultType]::ParameterName, 'Format of the access log (default: --log-format)')
+            [CompletionResult]::new('--audit-log', '--audit-log', [CompletionResultType]::ParameterName, 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)')
+            [CompletionResult]::new('--audit-log-format', '--audit-log-format', [CompletionResultType]::ParameterName, 'Format of the audit log lines (default: --log-format)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Read and check everything (passphrase included), write nothing')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Show no progress')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Show no progress')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -1348,6 +1372,7 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Restore a whole-instance archive (`--all`) into a database')
             [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Take a checksummed backup into a directory, safe while the server runs (`--keep N` rotates)')
             [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Restore a backup made by `pbackend backup` into a new database, after checking its checksum and master key')
+            [CompletionResult]::new('adopt', 'adopt', [CompletionResultType]::ParameterValue, 'Adopt every stack of a DIY backend (`file://…` or `s3://…`), with its history and secrets re-encrypted for the service')
             [CompletionResult]::new('tokens', 'tokens', [CompletionResultType]::ParameterValue, 'Create, list and revoke API access tokens')
             [CompletionResult]::new('users', 'users', [CompletionResultType]::ParameterValue, 'Users: list, create, disable (their tokens stop at the next request), enable')
             [CompletionResult]::new('orgs', 'orgs', [CompletionResultType]::ParameterValue, 'Organizations, their members and default stack permission')
@@ -1405,6 +1430,9 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             break
         }
         'pbackend;help;restore' {
+            break
+        }
+        'pbackend;help;adopt' {
             break
         }
         'pbackend;help;tokens' {

@@ -16,6 +16,9 @@ _pbackend() {
             ",$1")
                 cmd="pbackend"
                 ;;
+            pbackend,adopt)
+                cmd="pbackend__subcmd__adopt"
+                ;;
             pbackend,audit)
                 cmd="pbackend__subcmd__audit"
                 ;;
@@ -114,6 +117,9 @@ _pbackend() {
                 ;;
             pbackend__subcmd__config__subcmd__help,show)
                 cmd="pbackend__subcmd__config__subcmd__help__subcmd__show"
+                ;;
+            pbackend__subcmd__help,adopt)
+                cmd="pbackend__subcmd__help__subcmd__adopt"
                 ;;
             pbackend__subcmd__help,audit)
                 cmd="pbackend__subcmd__help__subcmd__audit"
@@ -536,12 +542,86 @@ _pbackend() {
 
     case "${cmd}" in
         pbackend)
-            opts="-h -V --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help --version serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help"
+            opts="-h -V --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help --version serve stack export import backup restore adopt tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --access-log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --access-log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --audit-log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --audit-log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__adopt)
+            opts="-q -h --db --master-key --master-key-file --org --passphrase-file --public-url --dry-run --output --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --org)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --public-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
@@ -1252,8 +1332,22 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__help)
-            opts="serve stack export import backup restore tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help"
+            opts="serve stack export import backup restore adopt tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__help__subcmd__adopt)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 the operation failed, 2 usage error (clap's own).
 
 pub mod access;
+pub mod adopt;
 pub mod args;
 pub mod audit;
 pub mod auth;
@@ -110,6 +111,14 @@ pub enum Command {
         db: args::DbArgs,
         #[command(flatten)]
         args: backup::RestoreArgs,
+    },
+    /// Adopt every stack of a DIY backend (`file://…` or `s3://…`), with its history and
+    /// secrets re-encrypted for the service.
+    Adopt {
+        #[command(flatten)]
+        db: args::DbArgs,
+        #[command(flatten)]
+        args: adopt::AdoptArgs,
     },
     /// Create, list and revoke API access tokens.
     Tokens {
@@ -242,6 +251,7 @@ pub fn main() -> ExitCode {
         Command::Import { db, args } => backup::import_all(&db, args),
         Command::Backup { db, args } => backup::backup(&db, args),
         Command::Restore { db, args } => backup::restore(&db, args),
+        Command::Adopt { db, args } => adopt::run(&db, args),
         Command::Tokens { db, cmd } => tokens::run(&db, cmd),
         Command::Users { db, cmd } => access::users(&db, cmd),
         Command::Orgs { db, cmd } => access::orgs(&db, cmd),

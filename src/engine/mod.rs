@@ -2,6 +2,7 @@
 //! per use case. The engine decides; the store persists; neither knows HTTP.
 
 pub mod access;
+pub mod adopt;
 pub mod backup;
 pub mod blocking;
 mod bootstrap;

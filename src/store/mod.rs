@@ -236,6 +236,16 @@ pub struct JournalBatch {
     pub gz: Vec<u8>,
 }
 
+/// How an adopted update ended, as its origin recorded it.
+#[derive(Debug, Clone)]
+pub struct AdoptedRecord {
+    pub status: UpdateStatus,
+    pub started_at: i64,
+    pub ended_at: i64,
+    /// JSON object text (operation → count).
+    pub resource_changes: Option<String>,
+}
+
 /// Counts for the process's metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunningUpdates {
@@ -542,6 +552,14 @@ pub trait Store: AccessStore + IntegrationStore + Send + Sync + 'static {
         state: StateBlob,
         keep_versions: i64,
         notes: Notes,
+    ) -> StoreFuture<'_, ImportOutcome>;
+    /// [`Store::import_state`] for an update that ran elsewhere (a DIY backend's history):
+    /// the update keeps its own result and times. Every version is kept.
+    fn adopt_state(
+        &self,
+        update: NewUpdate,
+        record: AdoptedRecord,
+        state: StateBlob,
     ) -> StoreFuture<'_, ImportOutcome>;
     /// The state of a version, or the current state when `version` is `None`.
     fn get_state(&self, stack_id: i64, version: Option<i64>) -> StoreFuture<'_, Option<StateBlob>>;

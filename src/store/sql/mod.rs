@@ -481,6 +481,21 @@ impl<B: Backend> Store for SqlStore<B> {
         )
     }
 
+    fn adopt_state(
+        &self,
+        u: NewUpdate,
+        record: AdoptedRecord,
+        state: StateBlob,
+    ) -> StoreFuture<'_, ImportOutcome> {
+        self.w(move |tx| {
+            let out = updates::import(tx, &u, &state, i64::MAX)?;
+            if let ImportOutcome::Imported { .. } = out {
+                updates::set_adopted(tx, &u.id, &record)?;
+            }
+            Ok(out)
+        })
+    }
+
     fn get_state(&self, stack_id: i64, version: Option<i64>) -> StoreFuture<'_, Option<StateBlob>> {
         self.r(move |tx| state::get(tx, stack_id, version))
     }

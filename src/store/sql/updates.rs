@@ -380,6 +380,22 @@ pub fn import(
     Ok(ImportOutcome::Imported { version })
 }
 
+/// Gives an imported update the result and times it had where it ran.
+pub fn set_adopted(tx: &mut dyn Tx, id: &str, r: &crate::store::AdoptedRecord) -> StoreResult<()> {
+    tx.exec(
+        "UPDATE updates SET status = ?2, started_at = ?3, ended_at = ?4, resource_changes = ?5 \
+         WHERE id = ?1",
+        p![
+            id,
+            r.status.as_str(),
+            r.started_at,
+            r.ended_at,
+            r.resource_changes.as_deref()
+        ],
+    )?;
+    Ok(())
+}
+
 /// Non-preview updates, newest first.
 pub fn history(
     tx: &mut dyn Tx,
