@@ -542,7 +542,7 @@ _pbackend() {
 
     case "${cmd}" in
         pbackend)
-            opts="-h -V --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help --version serve stack export import backup restore adopt tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help"
+            opts="-h -V --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help --version serve stack export import backup restore adopt tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -576,6 +576,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -588,7 +592,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__adopt)
-            opts="-q -h --db --master-key --master-key-file --org --passphrase-file --public-url --dry-run --output --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-q -h --db --master-key --master-key-file --org --passphrase-file --public-url --dry-run --output --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -650,6 +654,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -662,7 +670,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__audit)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help ls export prune help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help ls export prune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -708,6 +716,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -720,7 +732,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__audit__subcmd__export)
-            opts="-h --org --event --user --since --until --limit --format --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --org --event --user --since --until --limit --format --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -788,6 +800,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -872,7 +888,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__audit__subcmd__ls)
-            opts="-h --org --event --user --since --until --limit --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --org --event --user --since --until --limit --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -942,6 +958,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -954,7 +974,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__audit__subcmd__prune)
-            opts="-h --older-than --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --older-than --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1000,6 +1020,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1012,7 +1036,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__backup)
-            opts="-q -h --db --master-key --master-key-file --to --keep --output --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-q -h --db --master-key --master-key-file --to --keep --output --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1070,6 +1094,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1082,7 +1110,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__completions)
-            opts="-h --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help bash zsh fish powershell"
+            opts="-h --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help bash zsh fish powershell"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1114,6 +1142,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -1128,7 +1160,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__config)
-            opts="-h --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help show help"
+            opts="-h --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1160,6 +1192,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -1216,7 +1252,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__config__subcmd__show)
-            opts="-h --output --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --output --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1254,6 +1290,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1266,7 +1306,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__export)
-            opts="-o -q -h --db --master-key --master-key-file --all --output --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-o -q -h --db --master-key --master-key-file --all --output --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1318,6 +1358,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -2172,7 +2216,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__import)
-            opts="-q -h --db --master-key --master-key-file --all --merge --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-q -h --db --master-key --master-key-file --all --merge --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2222,6 +2266,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2234,7 +2282,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__migrate__subcmd__store)
-            opts="-q -h --db --master-key --master-key-file --from --to --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-q -h --db --master-key --master-key-file --from --to --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2288,6 +2336,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2300,7 +2352,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__oidc)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help ls add rm help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help ls add rm help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2346,6 +2398,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2358,7 +2414,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__oidc__subcmd__add)
-            opts="-h --org --issuer --audience --token-kind --team --user --rule --max-expiration --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --org --issuer --audience --token-kind --team --user --rule --max-expiration --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2430,6 +2486,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -2514,7 +2574,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__oidc__subcmd__ls)
-            opts="-h --org --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --org --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2564,6 +2624,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2576,7 +2640,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__oidc__subcmd__rm)
-            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2618,6 +2682,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2630,7 +2698,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__orgs)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help ls create set-default-permission members set-member remove-member help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help ls create set-default-permission members set-member remove-member help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2676,6 +2744,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2688,7 +2760,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__orgs__subcmd__create)
-            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2728,6 +2800,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -2854,7 +2930,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__orgs__subcmd__ls)
-            opts="-h --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2898,6 +2974,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -2912,7 +2992,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__orgs__subcmd__members)
-            opts="-h --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2958,6 +3038,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2970,7 +3054,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__orgs__subcmd__remove__subcmd__member)
-            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3010,6 +3094,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -3024,7 +3112,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__orgs__subcmd__set__subcmd__default__subcmd__permission)
-            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3066,6 +3154,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -3078,7 +3170,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__orgs__subcmd__set__subcmd__member)
-            opts="-h --role --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --role --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3124,6 +3216,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -3136,7 +3232,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__prune__subcmd__versions)
-            opts="-q -h --db --master-key --master-key-file --keep --stack --dry-run --vacuum --output --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-q -h --db --master-key --master-key-file --keep --stack --dry-run --vacuum --output --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3194,6 +3290,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -3206,7 +3306,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__replay__subcmd__journal)
-            opts="-q -h --db --master-key --master-key-file --update --dry-run --output --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-q -h --db --master-key --master-key-file --update --dry-run --output --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3260,6 +3360,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -3272,7 +3376,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__restore)
-            opts="-q -h --db --master-key --master-key-file --output --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-q -h --db --master-key --master-key-file --output --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3322,6 +3426,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -3334,7 +3442,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__roles)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help ls create rm assign help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help ls create rm assign help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3380,6 +3488,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -3392,7 +3504,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__roles__subcmd__assign)
-            opts="-h --none --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --none --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3434,6 +3546,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -3446,7 +3562,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__roles__subcmd__create)
-            opts="-h --scopes --description --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --scopes --description --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3494,6 +3610,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -3592,7 +3712,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__roles__subcmd__ls)
-            opts="-h --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3638,6 +3758,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -3650,7 +3774,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__roles__subcmd__rm)
-            opts="-h --force --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --force --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3692,6 +3816,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -3704,7 +3832,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__rotate__subcmd__keys)
-            opts="-q -h --db --master-key --master-key-file --new-master-key --dry-run --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-q -h --db --master-key --master-key-file --new-master-key --dry-run --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3754,6 +3882,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -3766,7 +3898,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__serve)
-            opts="-h --addr --tls-cert --tls-key --insecure-http --trusted-proxies --shutdown-grace --db --master-key --master-key-file --auth-mode --public-url --oidc-issuer --oidc-client-id --oidc-client-secret --oidc-client-secret-file --oidc-scopes --oidc-login-claim --oidc-groups-claim --google-hosted-domain --group-map --jwt-hmac-secret --jwt-hmac-secret-file --jwt-public-key-file --jwt-jwks-url --jwt-issuer --jwt-audience --jwt-login-claim --jwt-groups-claim --login-token-ttl --refresh-token-ttl --single-tenant-token --org --user --audit-retention --management-addr --webhooks-allow-loopback --webhook-max-attempts --webhook-timeout --backup-to --backup-schedule --backup-keep --lease-duration --max-state-versions --delta-cutoff-bytes --max-state-bytes --max-journal-version --db-pool-size --max-connections --max-concurrent-requests --request-queue-timeout --max-inflight-body-bytes --header-read-timeout --body-idle-timeout --body-deadline --writer-queue --rate-limit --durability --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --addr --tls-cert --tls-key --insecure-http --trusted-proxies --shutdown-grace --db --master-key --master-key-file --auth-mode --public-url --oidc-issuer --oidc-client-id --oidc-client-secret --oidc-client-secret-file --oidc-scopes --oidc-login-claim --oidc-groups-claim --google-hosted-domain --group-map --jwt-hmac-secret --jwt-hmac-secret-file --jwt-public-key-file --jwt-jwks-url --jwt-issuer --jwt-audience --jwt-login-claim --jwt-groups-claim --login-token-ttl --refresh-token-ttl --single-tenant-token --org --user --audit-retention --management-addr --webhooks-allow-loopback --webhook-max-attempts --webhook-timeout --backup-to --backup-schedule --backup-keep --lease-duration --max-state-versions --delta-cutoff-bytes --max-state-bytes --max-journal-version --db-pool-size --max-connections --max-concurrent-requests --request-queue-timeout --max-inflight-body-bytes --header-read-timeout --body-idle-timeout --body-deadline --writer-queue --rate-limit --durability --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4020,6 +4152,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -4032,7 +4168,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help ls show rm unlock export import help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help ls show rm unlock export import help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4078,6 +4214,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -4090,7 +4230,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack__subcmd__export)
-            opts="-o -h --version --show-secrets --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-o -h --version --show-secrets --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4142,6 +4282,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -4268,7 +4412,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack__subcmd__import)
-            opts="-h --create --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --create --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4310,6 +4454,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -4322,7 +4470,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack__subcmd__ls)
-            opts="-h --org --project --tag --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --org --project --tag --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4380,6 +4528,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -4392,7 +4544,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack__subcmd__rm)
-            opts="-h --force --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --force --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4434,6 +4586,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -4446,7 +4602,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack__subcmd__show)
-            opts="-h --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4492,6 +4648,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -4504,7 +4664,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack__subcmd__unlock)
-            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4546,6 +4706,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -4558,7 +4722,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__teams)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help ls create delete show add-member remove-member grant help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help ls create delete show add-member remove-member grant help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4604,6 +4768,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -4616,7 +4784,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__teams__subcmd__add__subcmd__member)
-            opts="-h --admin --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --admin --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4658,6 +4826,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -4670,7 +4842,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__teams__subcmd__create)
-            opts="-h --description --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --description --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4716,6 +4888,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -4728,7 +4904,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__teams__subcmd__delete)
-            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4768,6 +4944,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -4782,7 +4962,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__teams__subcmd__grant)
-            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4822,6 +5002,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -4962,7 +5146,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__teams__subcmd__ls)
-            opts="-h --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -5006,6 +5190,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -5020,7 +5208,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__teams__subcmd__remove__subcmd__member)
-            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -5062,6 +5250,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -5074,7 +5266,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__teams__subcmd__show)
-            opts="-h --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -5120,6 +5312,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -5132,7 +5328,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__tokens)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help create ls revoke help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help create ls revoke help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -5178,6 +5374,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -5190,7 +5390,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__tokens__subcmd__create)
-            opts="-h --user --org --role --team --name --admin --description --expires --refresh --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --user --org --role --team --name --admin --description --expires --refresh --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -5262,6 +5462,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -5346,7 +5550,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__tokens__subcmd__ls)
-            opts="-h --user --org --team --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --user --org --team --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -5404,6 +5608,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -5416,7 +5624,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__tokens__subcmd__revoke)
-            opts="-h --user --team --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --user --team --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -5466,6 +5674,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -5478,7 +5690,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__users)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help ls create disable enable help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help ls create disable enable help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -5524,6 +5736,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -5536,7 +5752,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__users__subcmd__create)
-            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -5576,6 +5792,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -5590,7 +5810,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__users__subcmd__disable)
-            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -5630,6 +5850,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -5644,7 +5868,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__users__subcmd__enable)
-            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -5684,6 +5908,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -5782,7 +6010,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__users__subcmd__ls)
-            opts="-h --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-h --output --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -5828,6 +6056,10 @@ _pbackend() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -5840,7 +6072,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__verify)
-            opts="-q -h --db --master-key --master-key-file --stack --output --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --config --help"
+            opts="-q -h --db --master-key --master-key-file --stack --output --quiet --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -5892,6 +6124,10 @@ _pbackend() {
                     ;;
                 --audit-log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pbackend_global_optspecs
-    string join \n log-format= log-level= log-file= access-log= access-log-format= audit-log= audit-log-format= config= h/help V/version
+    string join \n log-format= log-level= log-file= access-log= access-log-format= audit-log= audit-log-format= otel-endpoint= config= h/help V/version
 end
 
 function __fish_pbackend_needs_command
@@ -34,6 +34,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_needs_command" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_needs_command" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_needs_command" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_needs_command" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pbackend -n "__fish_pbackend_needs_command" -s V -l version -d 'Print version'
@@ -128,6 +129,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l insecure-http -d 'Serve plain HTTP on a non-loopback --addr. Refused without this flag: tokens and secrets would cross the network in clear. Give it when a proxy in front terminates TLS (and set --trusted-proxies to that proxy)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand serve" -l webhooks-allow-loopback -d 'Let webhooks deliver to loopback addresses (refused by default, as are link-local and cloud-metadata addresses, always)'
@@ -145,6 +147,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and not __fish_seen_subcommand_from ls show rm unlock export import help" -f -a "ls" -d 'List stacks: resources, last update, version, the update holding it, state size'
@@ -171,6 +174,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
@@ -187,6 +191,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -201,6 +206,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -l force -d 'Delete even with resources in its state, or while an update holds it'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
@@ -216,6 +222,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from unlock" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l version -d 'A kept older version instead of the current state' -r
@@ -232,6 +239,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -l show-secrets -d 'Decrypt service-encrypted secrets (needs the master key)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
@@ -247,6 +255,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -l create -d 'Create the stack when it does not exist'
 complete -c pbackend -n "__fish_pbackend_using_subcommand stack; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help'
@@ -271,6 +280,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -l all -d 'Export the whole instance (every stack with its versions, history, tags, events, journals and wrapped keys, and the access tokens)'
 complete -c pbackend -n "__fish_pbackend_using_subcommand export" -s q -l quiet -d 'Show no progress'
@@ -289,6 +299,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -l all -d 'Import a whole-instance archive made by `pbackend export --all`'
 complete -c pbackend -n "__fish_pbackend_using_subcommand import" -s q -l quiet -d 'Show no progress'
@@ -310,6 +321,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand backup" -s h -l help -d 'Print help'
@@ -328,6 +340,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand restore" -s h -l help -d 'Print help'
@@ -349,6 +362,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand adopt" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand adopt" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand adopt" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand adopt" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand adopt" -l dry-run -d 'Read and check everything (passphrase included), write nothing'
 complete -c pbackend -n "__fish_pbackend_using_subcommand adopt" -s q -l quiet -d 'Show no progress'
@@ -366,6 +380,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and not __fish_seen_subcommand_from create ls revoke help" -f -a "create" -d 'Create a token; it is printed once and only its hash is stored. With --user: a personal token (the user is created, and made a member of --org, when new). Without --user: an organization token (--org and --name) or a team token (--team and --name)'
@@ -395,6 +410,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l admin -d 'An organization token with admin rights'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from create" -l refresh -d 'Also print a refresh token, exchangeable at /api/oauth/token for new access tokens (personal tokens; the access token then lives --expires, default 1h)'
@@ -416,6 +432,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l user -d 'Revoke every token of this user' -r
@@ -432,6 +449,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand tokens; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a token; it is printed once and only its hash is stored. With --user: a personal token (the user is created, and made a member of --org, when new). Without --user: an organization token (--org and --name) or a team token (--team and --name)'
@@ -451,6 +469,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and not __fish_seen_subcommand_from ls create disable enable help" -f -a "ls" -d 'List users'
@@ -472,6 +491,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -486,6 +506,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -500,6 +521,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from disable" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -514,6 +536,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand users; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List users'
@@ -534,6 +557,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and not __fish_seen_subcommand_from ls create set-default-permission members set-member remove-member help" -f -a "ls" -d 'List organizations'
@@ -557,6 +581,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -571,6 +596,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -585,6 +611,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-default-permission" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
@@ -601,6 +628,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from members" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l role -r -f -a "member\t''
@@ -618,6 +646,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from set-member" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -632,6 +661,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from remove-member" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand orgs; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List organizations'
@@ -654,6 +684,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and not __fish_seen_subcommand_from ls create delete show add-member remove-member grant help" -f -a "ls" -d 'List an organization\'s teams'
@@ -678,6 +709,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l description -r
@@ -693,6 +725,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -707,6 +740,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l output -d 'Output format; JSON field names are documented in reference/cli.md' -r -f -a "table\t''
@@ -723,6 +757,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -737,6 +772,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -l admin -d 'As a team admin'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from add-member" -s h -l help -d 'Print help'
@@ -752,6 +788,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from remove-member" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -766,6 +803,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from grant" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand teams; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List an organization\'s teams'
@@ -789,6 +827,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and not __fish_seen_subcommand_from ls create rm assign help" -f -a "ls" -d 'List an organization\'s custom roles'
@@ -810,6 +849,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l scopes -d 'Scopes, comma-separated' -r
@@ -826,6 +866,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -840,6 +881,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -l force
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
@@ -855,6 +897,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -l none
 complete -c pbackend -n "__fish_pbackend_using_subcommand roles; and __fish_seen_subcommand_from assign" -s h -l help -d 'Print help'
@@ -876,6 +919,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and not __fish_seen_subcommand_from ls add rm help" -f -a "ls" -d 'List trust policies: which identity providers\' tokens an organization exchanges'
@@ -897,6 +941,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l org -d 'The organization whose tokens the exchange issues (`pulumi login --oidc-org`)' -r
@@ -921,6 +966,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l db -d 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database' -r -F
@@ -935,6 +981,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand oidc; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List trust policies: which identity providers\' tokens an organization exchanges'
@@ -954,6 +1001,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and not __fish_seen_subcommand_from ls export prune help" -f -a "ls" -d 'List audit events, newest first'
@@ -980,6 +1028,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l org -d 'Only this organization\'s events' -r
@@ -1001,6 +1050,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l older-than -d 'How long events are kept' -r
@@ -1016,6 +1066,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List audit events, newest first'
@@ -1036,6 +1087,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -l dry-run -d 'Check that every key re-wraps, and change nothing'
 complete -c pbackend -n "__fish_pbackend_using_subcommand rotate-keys" -s q -l quiet -d 'Show no progress'
@@ -1057,6 +1109,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l dry-run -d 'Report what would be deleted, and delete nothing'
 complete -c pbackend -n "__fish_pbackend_using_subcommand prune-versions" -l vacuum -d 'Afterwards, VACUUM the database to return the freed space to the filesystem (needs the database to itself)'
@@ -1078,6 +1131,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand verify" -s h -l help -d 'Print help'
@@ -1097,6 +1151,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -l dry-run -d 'Print the differences from the stored state, and change nothing'
 complete -c pbackend -n "__fish_pbackend_using_subcommand replay-journal" -s q -l quiet -d 'Show no progress'
@@ -1116,6 +1171,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -s q -l quiet -d 'Show no progress'
 complete -c pbackend -n "__fish_pbackend_using_subcommand migrate-store" -s h -l help -d 'Print help'
@@ -1129,6 +1185,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and not __fish_seen_subcommand_from show help" -f -a "show" -d 'The configuration `pbackend serve` would run with here (flags aside): each setting, its value (secrets redacted) and where it came from (env, file, default)'
@@ -1145,6 +1202,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "show" -d 'The configuration `pbackend serve` would run with here (flags aside): each setting, its value (secrets redacted) and where it came from (env, file, default)'
@@ -1159,6 +1217,7 @@ json\t''"
 complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l audit-log -d 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l audit-log-format -d 'Format of the audit log lines (default: --log-format)' -r -f -a "text\t''
 json\t''"
+complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l otel-endpoint -d 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given' -r
 complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -l config -d 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result' -r -F
 complete -c pbackend -n "__fish_pbackend_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c pbackend -n "__fish_pbackend_using_subcommand help; and not __fish_seen_subcommand_from serve stack export import backup restore adopt tokens users orgs teams roles oidc audit rotate-keys prune-versions verify replay-journal migrate-store config completions help" -f -a "serve" -d 'Run the HTTP server'

@@ -33,7 +33,7 @@ CLI_TESTS=(--test cli_access --test cli_integration --test cli_stacks --test cli
 API_TESTS=(--test api_access --test api_audit --test api_integrations --test api_openapi --test api_webhooks --test api_bad_input --test api_login --test api_conflicts --test api_hostile --test api_limits --test api_lifecycle
   --test api_newest_cli --test api_races --test api_restart_retention --test api_secrets)
 OPS_TESTS=(--test ops_backup --test ops_cli_basics --test ops_maint --test ops_management --test ops_migrate --test ops_stack
-  --test ops_tokens --test ops_tls --test ops_config --test ops_trusted_proxies --test ops_logs --test ops_adopt)
+  --test ops_tokens --test ops_tls --test ops_config --test ops_trusted_proxies --test ops_logs --test ops_adopt --test ops_tracing)
 
 if command -v go >/dev/null 2>&1; then
   # shellcheck disable=SC2086

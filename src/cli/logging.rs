@@ -107,6 +107,17 @@ pub struct LogArgs {
         value_enum
     )]
     pub audit_log_format: Option<LogFormat>,
+
+    /// Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g.
+    /// `http://otel-collector:4318`: a span per request with child spans for its store
+    /// transactions. Off unless given.
+    #[arg(
+        long,
+        global = true,
+        env = "PULUMI_BACKEND_OTEL_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub otel_endpoint: Option<String>,
 }
 
 type Boxed = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
@@ -178,6 +189,16 @@ pub fn init(format: LogFormat, level: &str, args: &LogArgs) -> CliResult {
         l.with_filter(FilterFn::new(|m| m.target() == AUDIT_TARGET))
             .boxed()
     }));
+
+    if let Some(endpoint) = &args.otel_endpoint {
+        let otel = crate::cli::otel::layer(endpoint)?;
+        layers.push(
+            otel.with_filter(FilterFn::new(|m| {
+                m.is_span() && m.target().starts_with("pbackend")
+            }))
+            .boxed(),
+        );
+    }
 
     let _ = tracing_subscriber::registry().with(layers).try_init();
     Ok(())

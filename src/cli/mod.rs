@@ -17,6 +17,7 @@ pub mod logging;
 pub mod maint;
 pub mod migrate;
 pub mod offline;
+pub mod otel;
 pub mod output;
 pub mod serve;
 pub mod stack;
@@ -267,6 +268,7 @@ pub fn main() -> ExitCode {
         Command::Config { cmd } => config::run(cmd),
         Command::Completions { shell } => completions::run(shell),
     };
+    otel::shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -635,3 +635,15 @@ pub trait Store: AccessStore + IntegrationStore + Send + Sync + 'static {
     /// An empty write transaction: the database is open, writable, and its writer answers.
     fn probe(&self) -> StoreFuture<'_, ()>;
 }
+
+/// A span for a store transaction under the request that runs it; none for background work
+/// (pollers would otherwise start a trace of their own every few seconds).
+pub(crate) fn tx_span(parent: &tracing::Span, name: &'static str) -> tracing::Span {
+    if parent.is_none() {
+        return tracing::Span::none();
+    }
+    match name {
+        "store.write" => tracing::debug_span!(parent: parent, "store.write"),
+        _ => tracing::debug_span!(parent: parent, "store.read"),
+    }
+}

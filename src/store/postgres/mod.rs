@@ -162,7 +162,14 @@ impl PgBackend {
                 .await
                 .map_err(|_| StoreError::Closed)?;
             let pool = inner.clone();
+            let parent = tracing::Span::current();
             tokio::task::spawn_blocking(move || {
+                let name = if read_only {
+                    "store.read"
+                } else {
+                    "store.write"
+                };
+                let _span = crate::store::tx_span(&parent, name).entered();
                 let mut conn = pool.take()?;
                 let started = std::time::Instant::now();
                 let result = run_tx(&mut conn, job, read_only);

@@ -182,7 +182,11 @@ impl SqliteBackend {
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
         let (reply_tx, reply_rx) = oneshot::channel();
+        // The transaction's span is a child of the request that asked for it, though it runs
+        // on the writer thread (traces follow a request down to its commit).
+        let parent = tracing::Span::current();
         let job: WriterJob = Box::new(move |conn: &mut Connection| {
+            let _span = crate::store::tx_span(&parent, "store.write").entered();
             let _ = reply_tx.send(catch_panic(|| f(conn)));
         });
         let writer = self.inner.writer.lock().ok().and_then(|g| g.clone());
@@ -210,8 +214,10 @@ impl SqliteBackend {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
+        let parent = tracing::Span::current();
         async move {
             tokio::task::spawn_blocking(move || {
+                let _span = crate::store::tx_span(&parent, "store.read").entered();
                 let conn = inner.take_reader()?;
                 let result = catch_panic(|| in_transaction(&conn, "BEGIN", f));
                 roll_back_leftover(&conn);
