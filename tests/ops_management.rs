@@ -75,34 +75,7 @@ async fn health_readiness_and_metrics() {
         !text.contains("/api/stacks/organization/p/s"),
         "raw paths never become labels"
     );
-    match std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    {
-        Ok(mut child) => {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "promtool check metrics: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Err(_) if std::env::var_os("PBACKEND_REQUIRE_PROMTOOL").is_some() => {
-            panic!("promtool is required (PBACKEND_REQUIRE_PROMTOOL) but not installed")
-        }
-        Err(_) => eprintln!("SKIPPED: promtool is not installed (scripts/test-deps.sh)"),
-    }
+    promtool_check(&text);
 
     // Draining: a request still being sent keeps the server up after SIGTERM, and
     // readiness fails meanwhile.
@@ -162,4 +135,68 @@ async fn a_stuck_request_holds_the_exit_no_longer_than_the_shutdown_grace() {
     let log = srv.log(1);
     assert!(log.contains("after the shutdown grace period"), "{log}");
     drop(stuck);
+}
+
+/// After a real `pulumi up`: the counters moved the way the CLI wrote, nothing holds a stack
+/// any more, and the exposition still parses.
+#[tokio::test]
+async fn metrics_after_a_real_pulumi_up() {
+    let tc = require_cli!();
+    let port = free_port();
+    let mgmt = format!("127.0.0.1:{port}");
+    let srv = ServerProcess::start(&["--management-addr", &mgmt]).await;
+    let p = common::cli::Project::new(&tc, &srv, "proj").await;
+    p.write_program(&common::cli::items(5, "m", 10), "");
+    p.ok(&["stack", "init", "dev"]).await;
+    p.ok(&["up", "--yes"]).await;
+    let (status, text) = get(&format!("http://{mgmt}/metrics")).await;
+    assert_eq!(status, 200);
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    // Journaling CLIs write journal entries, older ones checkpoints: one of them moved.
+    let journal = value("pbackend_journal_entries_total");
+    let checkpoints = value("pbackend_state_writes_total{mode=\"checkpoint\"}")
+        + value("pbackend_state_writes_total{mode=\"verbatim\"}")
+        + value("pbackend_state_writes_total{mode=\"delta\"}");
+    assert!(journal + checkpoints > 0.0, "{text}");
+    assert_eq!(value("pbackend_running_updates"), 0.0, "{text}");
+    assert!(value("pbackend_write_transaction_duration_seconds_count") > 0.0);
+    promtool_check(&text);
+}
+
+/// `promtool check metrics` on an exposition (required in CI, skipped where not installed).
+fn promtool_check(text: &str) {
+    match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(mut child) => {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "promtool check metrics: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(_) if std::env::var_os("PBACKEND_REQUIRE_PROMTOOL").is_some() => {
+            panic!("promtool is required (PBACKEND_REQUIRE_PROMTOOL) but not installed")
+        }
+        Err(_) => eprintln!("SKIPPED: promtool is not installed (scripts/test-deps.sh)"),
+    }
 }
