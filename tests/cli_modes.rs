@@ -11,7 +11,7 @@ use common::*;
 /// Requests to routes ending in `suffix`, by status, from the server's debug log.
 fn route_statuses(log: &str, suffix: &str) -> Vec<String> {
     log.lines()
-        .filter(|l| l.contains(&format!("{suffix}}}")) && l.contains("status="))
+        .filter(|l| logged_path(l).is_some_and(|p| p.ends_with(suffix)) && l.contains("status="))
         .filter_map(|l| l.split("status=").nth(1))
         .map(|s| s.split_whitespace().next().unwrap_or("").to_owned())
         .collect()

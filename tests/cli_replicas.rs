@@ -42,7 +42,7 @@ async fn service(routing: Routing) -> Option<Service> {
 /// Successful requests to routes ending in `suffix` in a replica's debug log.
 fn served(log: &str, suffix: &str) -> usize {
     log.lines()
-        .filter(|l| l.contains(&format!("{suffix}}}")) && l.contains("status=2"))
+        .filter(|l| logged_path(l).is_some_and(|p| p.ends_with(suffix)) && l.contains("status=2"))
         .count()
 }
 

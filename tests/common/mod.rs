@@ -487,6 +487,13 @@ pub fn deployment(n: usize, label: &str) -> Value {
     })
 }
 
+/// The request path of a server log line (`path=/api/...`), if it has one.
+pub fn logged_path(line: &str) -> Option<&str> {
+    line.split("path=")
+        .nth(1)
+        .map(|p| p.split(['}', ' ']).next().unwrap_or(""))
+}
+
 pub fn stack_path(project: &str, stack: &str) -> String {
     format!("/api/stacks/{ORG}/{project}/{stack}")
 }
