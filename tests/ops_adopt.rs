@@ -19,6 +19,41 @@ async fn diy_project(tc: &Toolchain, url: &str, name: &str) -> Project {
     p
 }
 
+/// Copies every file of the DIY backend at `root` into `bucket` under `prefix`.
+async fn upload(s3: &common::s3::S3Server, root: &std::path::Path, bucket: &str, prefix: &str) {
+    use object_store::ObjectStoreExt;
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&s3.endpoint)
+        .with_allow_http(true)
+        .with_bucket_name(bucket)
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .with_region("us-east-1")
+        .build()
+        .expect("S3 client");
+    let mut dirs = vec![root.join(".pulumi")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let key = object_store::path::Path::from(format!("{prefix}/{rel}"));
+            let bytes = std::fs::read(&path).unwrap();
+            store
+                .put(&key, object_store::PutPayload::from(bytes))
+                .await
+                .expect("upload");
+        }
+    }
+}
+
 fn secret_outputs() -> &'static str {
     "  s: ${r0.secret}\n  plain: ${r0.result}\n"
 }
@@ -148,6 +183,38 @@ async fn a_diy_backend_is_adopted_whole_and_the_cli_carries_on() {
     assert!(again.stdout.contains("already exists"), "{}", again.all());
     let verify = pb_env(&db, false, &["verify"], &key).await;
     assert_eq!(verify.code, 0, "{}", verify.all());
+
+    // The same backend in an S3 bucket (a real S3-compatible server): the same stacks,
+    // updates, versions and secrets.
+    if let Some(s3) = common::s3::S3Server::start().await {
+        s3.bucket("diy-state").await;
+        upload(&s3, state.path(), "diy-state", "team").await;
+        let bucket_db = state.path().join("from-s3.db");
+        let mut env = key.clone();
+        env.extend(s3.env());
+        let out = pb_env(
+            &bucket_db,
+            false,
+            &[
+                "adopt",
+                "s3://diy-state/team",
+                "--passphrase-file",
+                &pass,
+                "--public-url",
+                &srv.url,
+                "--output",
+                "json",
+            ],
+            &env,
+        )
+        .await;
+        assert_eq!(out.code, 0, "{}", out.all());
+        let from_s3: Vec<Value> = serde_json::from_str(&out.stdout).expect("JSON");
+        assert_eq!(
+            from_s3, report,
+            "adopting from S3 and from the directory differ"
+        );
+    }
 
     // Parity with the CLI's own one-stack move: `pulumi stack migrate` of the same stack into
     // another server holds the same resources, secrets shown.
