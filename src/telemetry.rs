@@ -35,9 +35,19 @@ pub struct RouteLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModeLabels {
-    /// `checkpoint`, `verbatim`, `delta` or `journal`: how the CLI sent state.
     pub mode: String,
 }
+
+/// How the CLI sent state.
+#[derive(Clone, Copy, Debug)]
+pub enum StateMode {
+    Checkpoint = 0,
+    Verbatim = 1,
+    Delta = 2,
+    Journal = 3,
+}
+
+const STATE_MODES: [&str; 4] = ["checkpoint", "verbatim", "delta", "journal"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -50,8 +60,9 @@ pub struct Metrics {
     pub auth_failures: Counter,
     pub webhook_deliveries: Family<OutcomeLabels, Counter>,
     pub database_size: Gauge,
-    pub state_writes: Family<ModeLabels, Counter>,
-    pub state_write_bytes: Family<ModeLabels, Counter>,
+    /// Per [`StateMode`]: (writes, bytes), resolved once — the journal and checkpoint paths
+    /// are hot, and a family lookup allocates its label and takes a lock.
+    state_counters: [(Counter, Counter); 4],
     pub journal_entries: Counter,
     pub running_updates: Gauge,
     pub live_leases: Gauge,
@@ -185,8 +196,15 @@ impl Metrics {
             auth_failures,
             webhook_deliveries,
             database_size,
-            state_writes,
-            state_write_bytes,
+            state_counters: STATE_MODES.map(|mode| {
+                let labels = ModeLabels {
+                    mode: mode.to_owned(),
+                };
+                (
+                    state_writes.get_or_create(&labels).clone(),
+                    state_write_bytes.get_or_create(&labels).clone(),
+                )
+            }),
             journal_entries,
             running_updates,
             live_leases,
@@ -221,14 +239,10 @@ impl Metrics {
     }
 
     /// One state write of an update, `bytes` long (decompressed).
-    pub fn state_write(&self, mode: &str, bytes: usize) {
-        let labels = ModeLabels {
-            mode: mode.to_owned(),
-        };
-        self.state_writes.get_or_create(&labels).inc();
-        self.state_write_bytes
-            .get_or_create(&labels)
-            .inc_by(bytes as u64);
+    pub fn state_write(&self, mode: StateMode, bytes: usize) {
+        let (writes, total) = &self.state_counters[mode as usize];
+        writes.inc();
+        total.inc_by(bytes as u64);
     }
 
     pub fn backup(&self, outcome: &str, at: Option<i64>) {

@@ -17,19 +17,6 @@ fn slow_items(n: usize, prefix: &str, ms: u64) -> String {
     s
 }
 
-/// Waits until the stack shows a running update.
-async fn wait_running(api: &Api, stack: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = api.get(stack).await;
-        if s.status == 200 && s.json().get("currentOperation").is_some() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no update started on {stack}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn two_concurrent_ups_exactly_one_proceeds() {
     let tc = require_cli!();

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cli::*;
 use common::ops::pb;
@@ -34,18 +34,7 @@ async fn kill_9_during_pulumi_up_then_the_stack_is_usable() {
             .command(&["up", "--yes", "--skip-preview"])
             .spawn()
             .expect("pulumi up");
-        let started = Instant::now();
-        loop {
-            let s = srv.api().get(&stack).await;
-            if s.status == 200 && s.json().get("currentOperation").is_some() {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "no update started"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_running(&srv.api(), &stack).await;
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
@@ -93,18 +82,7 @@ async fn sigterm_during_pulumi_up_then_the_update_completes_after_the_restart() 
         .command(&["up", "--yes", "--skip-preview"])
         .spawn()
         .expect("pulumi up");
-    let started = Instant::now();
-    loop {
-        let s = srv.api().get(&stack).await;
-        if s.status == 200 && s.json().get("currentOperation").is_some() {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no update started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_running(&srv.api(), &stack).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     srv.terminate();
     let code = tokio::time::timeout(Duration::from_secs(30), srv.wait_exit())

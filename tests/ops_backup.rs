@@ -371,16 +371,7 @@ async fn a_backup_taken_during_pulumi_up_restores_to_a_verified_consistent_insta
         .command(&["up", "--yes", "--skip-preview"])
         .spawn()
         .expect("pulumi up");
-    let dev = stack_path("proj", "dev");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let s = srv.api().get(&dev).await;
-        if s.status == 200 && s.json().get("currentOperation").is_some() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no update started");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_running(&srv.api(), &stack_path("proj", "dev")).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let sets = srv.dir.path().join("sets");
     pb_ok(&db, false, &["backup", "--to", sets.to_str().unwrap()]).await;

@@ -136,26 +136,20 @@ fn open(path: &PathBuf) -> CliResult<File> {
 /// One fmt layer writing to `dest` in `format`, or `None` for `off`.
 fn layer(dest: &Dest, format: LogFormat) -> CliResult<Option<Boxed>> {
     use std::io::IsTerminal;
-    let layer: Boxed = match (dest, format) {
-        (Dest::Off, _) => return Ok(None),
-        (Dest::Stderr, LogFormat::Text) => tracing_subscriber::fmt::layer()
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
-            .boxed(),
-        (Dest::Stderr, LogFormat::Json) => tracing_subscriber::fmt::layer()
-            .json()
-            .with_writer(std::io::stderr)
-            .boxed(),
-        (Dest::File(p), LogFormat::Text) => tracing_subscriber::fmt::layer()
-            .with_ansi(false)
-            .with_writer(Mutex::new(open(p)?))
-            .boxed(),
-        (Dest::File(p), LogFormat::Json) => tracing_subscriber::fmt::layer()
-            .json()
-            .with_writer(Mutex::new(open(p)?))
-            .boxed(),
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let (writer, ansi) = match dest {
+        Dest::Off => return Ok(None),
+        Dest::Stderr => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        ),
+        Dest::File(p) => (BoxMakeWriter::new(Mutex::new(open(p)?)), false),
     };
-    Ok(Some(layer))
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    Ok(Some(match format {
+        LogFormat::Text => layer.with_ansi(ansi).boxed(),
+        LogFormat::Json => layer.json().boxed(),
+    }))
 }
 
 /// Installs the process's logging. A log file that cannot be opened is an error here, at

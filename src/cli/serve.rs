@@ -323,47 +323,6 @@ async fn prune_daily(engine: Arc<Engine>, audit_keep_secs: i64) {
     }
 }
 
-/// Takes a backup every `every` into `dir`, keeping `keep`. A failed backup is logged and
-/// counted, and tried again at the next interval.
-async fn scheduled_backups(engine: Arc<Engine>, dest: Destination, every: Duration, keep: usize) {
-    use crate::engine::backup::set::list_backups;
-    // Due one interval after the newest backup already there (at once when there is none).
-    let newest = match list_backups(&dest).await {
-        Ok(list) => list.last().and_then(|b| b.modified),
-        Err(e) => {
-            tracing::warn!(dest = %dest.shown(), error = %e, "cannot list the backups already taken");
-            None
-        }
-    };
-    let age = newest.map(|t| (engine.now() - t).max(0) as u64);
-    let mut wait = match age {
-        Some(age) => every.saturating_sub(Duration::from_secs(age)),
-        None => Duration::ZERO,
-    };
-    loop {
-        tokio::time::sleep(wait).await;
-        let progress = Arc::new(crate::engine::operator::NoProgress);
-        match engine.backup_to(&dest, keep, progress).await {
-            Ok(r) => {
-                crate::telemetry::metrics().backup("succeeded", Some(engine.now()));
-                tracing::info!(
-                    backup = %r.backup.location,
-                    bytes = r.backup.bytes,
-                    stacks = r.stacks,
-                    seconds = r.seconds,
-                    pruned = r.pruned.len(),
-                    "scheduled backup taken"
-                );
-            }
-            Err(e) => {
-                crate::telemetry::metrics().backup("failed", None);
-                tracing::error!(dest = %dest.shown(), error = %e, "scheduled backup failed");
-            }
-        }
-        wait = every;
-    }
-}
-
 /// The URL to give `pulumi login` for a listening address.
 pub fn login_url(addr: SocketAddr, https: bool) -> String {
     let ip = match addr.ip() {
@@ -487,7 +446,7 @@ pub fn run(args: ServeArgs) -> CliResult {
             let dest = Destination::parse(dest)?;
             let every = Duration::from_secs(args.backup_schedule.max(1) as u64);
             tracing::info!(dest = %dest.shown(), every_secs = every.as_secs(), keep = args.backup_keep, "scheduled backups");
-            tokio::spawn(scheduled_backups(engine.clone(), dest, every, args.backup_keep));
+            tokio::spawn(engine.clone().run_scheduled_backups(dest, every, args.backup_keep));
         }
         let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let management = match args.management_addr {

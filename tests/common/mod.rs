@@ -487,6 +487,22 @@ pub fn deployment(n: usize, label: &str) -> Value {
     })
 }
 
+/// Waits (up to a minute) until the stack shows a running update.
+pub async fn wait_running(api: &Api, stack: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let s = api.get(stack).await;
+        if s.status == 200 && s.json().get("currentOperation").is_some() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no update started on {stack}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The request path of a server log line (`path=/api/...`), if it has one.
 pub fn logged_path(line: &str) -> Option<&str> {
     line.split("path=")

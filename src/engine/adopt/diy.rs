@@ -57,15 +57,10 @@ fn err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> EngineError {
 impl DiySource {
     /// `file:///path`, a plain path, or `s3://bucket/prefix` (credentials from `AWS_*`).
     pub fn parse(url: &str) -> EngineResult<DiySource> {
-        if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let store = object_store::aws::AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .build()
-                .map_err(|e| err(url, e))?;
+        if let Some((store, prefix)) = crate::engine::backup::dest::open_bucket(url)? {
             return Ok(DiySource::Bucket {
-                store: Arc::new(store),
-                prefix: prefix.trim_matches('/').to_owned(),
+                store,
+                prefix,
                 url: url.to_owned(),
             });
         }

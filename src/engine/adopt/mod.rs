@@ -30,9 +30,6 @@ use crate::store::{AdoptedRecord, ImportOutcome, NewUpdate, StackKey, StackRow, 
 use diy::{DiySource, DiyStack};
 use passphrase::Crypter;
 
-const SIG_KEY: &str = "4dabf18193072939515e22adb298388d";
-const SIG_SECRET: &str = "1b47061264138c4ac30d75fd1eb44270";
-
 pub struct AdoptOptions {
     /// The organization the stacks go to.
     pub org: String,
@@ -69,10 +66,9 @@ struct NewUpdateFields {
     kind: String,
     message: String,
     environment: String,
-    /// DIY `config.Map` JSON; converted (and its secrets sealed) once the stack key exists.
+    /// DIY `config.Map` JSON; converted (and its secrets sealed) once the stack key exists,
+    /// with the passphrase salt of the state saved with it.
     config: Value,
-    /// The passphrase salt in effect for this entry, for its secure config values.
-    salt: Option<String>,
 }
 
 impl Engine {
@@ -203,7 +199,6 @@ impl Engine {
                             .to_owned(),
                         environment: text("environment"),
                         config: info.get("config").cloned().unwrap_or(Value::Null),
-                        salt: passphrase_salt(&dep),
                     },
                     AdoptedRecord {
                         status,
@@ -237,13 +232,8 @@ impl Engine {
                 Some(salt) => Some(self.crypter(&salt, opts, crypters).await?),
                 None => None,
             };
+            // The same key opens the secure values of the entry's configuration.
             secrets += open_secrets(&mut p.deployment, crypter.as_deref())?;
-            if let Some((fields, _)) = &p.record
-                && let Some(salt) = &fields.salt
-                && config_has_secure(&fields.config)
-            {
-                self.crypter(salt, opts, crypters).await?;
-            }
         }
         let updates = plan.iter().filter(|p| p.record.is_some()).count();
         let versions = plan.len();
@@ -279,9 +269,9 @@ impl Engine {
         for p in plan {
             let config = match &p.record {
                 Some((fields, _)) => {
-                    let crypter = match &fields.salt {
+                    let crypter = match passphrase_salt(&p.deployment) {
                         Some(salt) if config_has_secure(&fields.config) => {
-                            Some(self.crypter(salt, opts, crypters).await?)
+                            Some(self.crypter(&salt, opts, crypters).await?)
                         }
                         _ => None,
                     };
@@ -399,7 +389,6 @@ impl Engine {
                     message: "adopted from a DIY backend".into(),
                     environment: "{}".into(),
                     config: Value::Null,
-                    salt: None,
                 },
                 AdoptedRecord {
                     status: UpdateStatus::Succeeded,
@@ -505,7 +494,9 @@ fn walk_secrets(
 ) -> EngineResult<()> {
     match v {
         Value::Object(o) => {
-            if o.get(SIG_KEY).and_then(Value::as_str) == Some(SIG_SECRET) {
+            if o.get(reveal::SIG_KEY).and_then(Value::as_str)
+                == Some(reveal::SECRET_SIG.trim_matches('"'))
+            {
                 return f(o);
             }
             for x in o.values_mut() {

@@ -46,24 +46,14 @@ fn io_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> EngineErro
 impl Destination {
     /// `s3://bucket[/prefix]` or a directory path.
     pub fn parse(s: &str) -> EngineResult<Destination> {
-        let Some(rest) = s.strip_prefix("s3://") else {
-            return Ok(Destination::Dir(PathBuf::from(s)));
-        };
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(EngineError::Invalid(format!(
-                "{s}: no bucket; write s3://BUCKET or s3://BUCKET/PREFIX"
-            )));
-        }
-        let store = object_store::aws::AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .build()
-            .map_err(|e| io_err(s, e))?;
-        Ok(Destination::Bucket(Bucket {
-            store: Arc::new(store),
-            prefix: prefix.trim_matches('/').to_owned(),
-            url: s.trim_end_matches('/').to_owned(),
-        }))
+        Ok(match open_bucket(s)? {
+            Some((store, prefix)) => Destination::Bucket(Bucket {
+                store,
+                prefix,
+                url: s.trim_end_matches('/').to_owned(),
+            }),
+            None => Destination::Dir(PathBuf::from(s)),
+        })
     }
 
     /// As people should see it in messages.
@@ -277,6 +267,25 @@ impl Destination {
         }
         f.sync_all().await.map_err(|e| io_err(into.display(), e))
     }
+}
+
+/// The bucket and key prefix an `s3://bucket[/prefix]` URL names, its credentials, region
+/// and endpoint from the `AWS_*` environment variables; `None` for anything else.
+pub(crate) fn open_bucket(url: &str) -> EngineResult<Option<(Arc<dyn ObjectStore>, String)>> {
+    let Some(rest) = url.strip_prefix("s3://") else {
+        return Ok(None);
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(EngineError::Invalid(format!(
+            "{url}: no bucket; write s3://BUCKET or s3://BUCKET/PREFIX"
+        )));
+    }
+    let store = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .build()
+        .map_err(|e| io_err(url, e))?;
+    Ok(Some((Arc::new(store), prefix.trim_matches('/').to_owned())))
 }
 
 impl Bucket {

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use flate2::read::GzDecoder;
 use serde::Serialize;
@@ -123,6 +123,51 @@ impl Engine {
             seconds: start.elapsed().as_secs_f64(),
             pruned,
         })
+    }
+
+    /// Takes a backup every `every` into `dest`, keeping `keep` (the server runs it beside
+    /// itself). A failed backup is logged and counted, and tried again at the next interval.
+    pub async fn run_scheduled_backups(
+        self: Arc<Self>,
+        dest: Destination,
+        every: Duration,
+        keep: usize,
+    ) {
+        // Due one interval after the newest backup already there (at once when there is none).
+        let newest = match list_backups(&dest).await {
+            Ok(list) => list.last().and_then(|b| b.modified),
+            Err(e) => {
+                tracing::warn!(dest = %dest.shown(), error = %e, "cannot list the backups already taken");
+                None
+            }
+        };
+        let age = newest.map(|t| (self.now() - t).max(0) as u64);
+        let mut wait = match age {
+            Some(age) => every.saturating_sub(Duration::from_secs(age)),
+            None => Duration::ZERO,
+        };
+        loop {
+            tokio::time::sleep(wait).await;
+            let progress = Arc::new(crate::engine::operator::NoProgress);
+            match self.backup_to(&dest, keep, progress).await {
+                Ok(r) => {
+                    crate::telemetry::metrics().backup("succeeded", Some(self.now()));
+                    tracing::info!(
+                        backup = %r.backup.location,
+                        bytes = r.backup.bytes,
+                        stacks = r.stacks,
+                        seconds = r.seconds,
+                        pruned = r.pruned.len(),
+                        "scheduled backup taken"
+                    );
+                }
+                Err(e) => {
+                    crate::telemetry::metrics().backup("failed", None);
+                    tracing::error!(dest = %dest.shown(), error = %e, "scheduled backup failed");
+                }
+            }
+            wait = every;
+        }
     }
 
     /// Restores a backup that [`verify_backup`] passed into this database, which must be

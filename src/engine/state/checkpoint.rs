@@ -20,6 +20,7 @@ use crate::store::{
     BuiltFrom, CheckpointWrite, DeltaWrite, FinalState, JournalBatch, StateBlob, StoreError,
     UpdateRow,
 };
+use crate::telemetry::StateMode;
 
 /// Fold deltas into a new full checkpoint after this many, so that rebuilding an update's
 /// text after a restart applies a bounded number of them.
@@ -159,7 +160,7 @@ impl Engine {
     pub async fn save_full_checkpoint(&self, lease: &Lease, body: Vec<u8>) -> EngineResult<()> {
         let update_id = lease.update_id();
         let lease = lease.check.clone();
-        crate::telemetry::metrics().state_write("checkpoint", body.len());
+        crate::telemetry::metrics().state_write(StateMode::Checkpoint, body.len());
         let blob = run_blocking(move || {
             let json = untyped_from_full_checkpoint(&body)?;
             Ok(blob_of(&json, -1))
@@ -187,7 +188,7 @@ impl Engine {
     pub async fn save_verbatim_checkpoint(&self, lease: &Lease, body: Vec<u8>) -> EngineResult<()> {
         let update_id = lease.update_id();
         let lease = lease.check.clone();
-        crate::telemetry::metrics().state_write("verbatim", body.len());
+        crate::telemetry::metrics().state_write(StateMode::Verbatim, body.len());
         let (json, blob, sequence) = run_blocking(move || {
             let (json, seq) = untyped_from_verbatim(&body)?;
             let blob = blob_of(&json, -1);
@@ -240,7 +241,7 @@ impl Engine {
     pub async fn save_delta_checkpoint(&self, lease: &Lease, body: Vec<u8>) -> EngineResult<()> {
         let update_id = lease.update_id();
         let lease = lease.check.clone();
-        crate::telemetry::metrics().state_write("delta", body.len());
+        crate::telemetry::metrics().state_write(StateMode::Delta, body.len());
         let slot = self.live.slot(update_id);
         let mut live = slot.lock().await;
         let body = Arc::new(body);
@@ -387,7 +388,7 @@ impl Engine {
             match self.store.append_journal(lease.clone(), batch).await {
                 Ok(ordinal) => {
                     let m = crate::telemetry::metrics();
-                    m.state_write("journal", json.len());
+                    m.state_write(StateMode::Journal, json.len());
                     m.journal_entries.inc_by(entries.max(0) as u64);
                     live.batches = ordinal;
                     live.replayer = Some(replayer);

@@ -10,8 +10,9 @@ use crate::engine::crypto::StackSecretKey;
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::state::rawjson::RawObject;
 
-const SIG_KEY: &str = "4dabf18193072939515e22adb298388d";
-const SECRET_SIG: &str = "\"1b47061264138c4ac30d75fd1eb44270\"";
+pub(crate) const SIG_KEY: &str = "4dabf18193072939515e22adb298388d";
+/// The signature value as JSON text (quoted).
+pub(crate) const SECRET_SIG: &str = "\"1b47061264138c4ac30d75fd1eb44270\"";
 
 fn invalid(e: impl std::fmt::Display) -> EngineError {
     EngineError::Invalid(format!("the deployment is not valid: {e}"))
