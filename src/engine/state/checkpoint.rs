@@ -10,8 +10,8 @@ use crate::engine::blocking::{run_blocking, run_sized};
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::state::delta;
 use crate::engine::state::deployment::{
-    EMPTY_DEPLOYMENT, blob_of, count_resources, gunzip_stored, gzip, untyped_from_full_checkpoint,
-    untyped_from_verbatim,
+    EMPTY_DEPLOYMENT, blob_of, blob_streamed, count_resources, gunzip_stored, gzip,
+    untyped_from_full_checkpoint, untyped_from_verbatim,
 };
 use crate::engine::state::journal::{Base, Entry, Replayer, encode_entries, parse_entries};
 use crate::engine::state::lease::Lease;
@@ -436,8 +436,10 @@ impl Engine {
             let version = engine_version(update);
             let (replayer, blob) = run_blocking(move || {
                 let generated = replayer.generate()?;
-                let json = generated.to_untyped(&version, &now_rfc3339());
-                let blob = blob_of(&json, generated.resource_count());
+                let time = now_rfc3339();
+                let blob = blob_streamed(generated.resource_count(), |w| {
+                    generated.write_untyped(w, &version, &time)
+                })?;
                 Ok((replayer, blob))
             })
             .await?;

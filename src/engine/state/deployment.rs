@@ -56,6 +56,49 @@ pub fn blob_of(json: &[u8], resource_count: i64) -> StateBlob {
     }
 }
 
+/// Builds the stored form of a deployment that `write` produces, hashing and compressing the
+/// text as it is written: only the compressed form is ever whole in memory, so a large final
+/// state costs its gzip, not a second copy of its text.
+pub fn blob_streamed(
+    resource_count: i64,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> EngineResult<StateBlob> {
+    use sha2::Digest;
+    struct Sink {
+        sha: sha2::Sha256,
+        gz: GzEncoder<Vec<u8>>,
+        size: usize,
+    }
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.sha.update(buf);
+            self.gz.write_all(buf)?;
+            self.size += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink {
+        sha: sha2::Sha256::new(),
+        gz: GzEncoder::new(Vec::new(), Compression::new(1)),
+        size: 0,
+    };
+    // The writers emit many small pieces (a comma, one resource); zlib and SHA-256 work best
+    // on larger runs.
+    let mut buf = std::io::BufWriter::with_capacity(64 * 1024, sink);
+    let io = |e: std::io::Error| EngineError::Internal(format!("writing the state: {e}"));
+    write(&mut buf).map_err(io)?;
+    let sink = buf.into_inner().map_err(|e| io(e.into_error()))?;
+    Ok(StateBlob {
+        sha256: hex::encode(sink.sha.finalize()),
+        size: sink.size as i64,
+        gz: sink.gz.finish().map_err(io)?,
+        resource_count,
+    })
+}
+
 /// Like [`blob_of`] when the caller already holds the gzip of `json` (a gzip request body).
 pub fn blob_with_gz(json: &[u8], gz: Vec<u8>, resource_count: i64) -> StateBlob {
     StateBlob {

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -295,14 +296,19 @@ const F_ALIASES: u8 = 1 << 7;
 /// A resource: its exact JSON text and a byte of flags. Replay keeps thousands of these, so
 /// the fields it reads rarely ([`ResourceHead`]) are parsed only when needed (after a
 /// refresh, or when aliases are present).
+///
+/// The text is shared, not owned: finishing an update generates the deployment from a copy
+/// of the replayer (which must stay usable if the write fails), and that copy then costs
+/// pointers rather than a second copy of every resource.
 #[derive(Debug, Clone)]
 pub struct Res {
-    pub raw: Box<RawValue>,
+    /// Valid JSON: checked when parsed, re-encoded by [`RawObject`] when edited.
+    pub raw: Arc<str>,
     flags: u8,
 }
 
 impl Res {
-    pub fn parse(raw: Box<RawValue>) -> EngineResult<Res> {
+    pub fn parse(raw: &RawValue) -> EngineResult<Res> {
         let h: FlagsHead = serde_json::from_str(raw.get())
             .map_err(|e| invalid(format!("a resource is not valid: {e}")))?;
         let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|v| !v.is_empty());
@@ -329,12 +335,15 @@ impl Res {
         set(non_empty(&h.extension_ref), F_EXTENSION);
         set(non_empty(&h.snippet_id), F_SNIPPET);
         set(h.aliases.as_ref().is_some_and(|a| !a.is_empty()), F_ALIASES);
-        Ok(Res { raw, flags })
+        Ok(Res {
+            raw: Arc::from(raw.get()),
+            flags,
+        })
     }
 
     /// The fields replay reads, parsed from the text.
     pub fn head(&self) -> EngineResult<ResourceHead> {
-        serde_json::from_str(self.raw.get())
+        serde_json::from_str(&self.raw)
             .map_err(|e| invalid(format!("a resource is not valid: {e}")))
     }
 
@@ -344,10 +353,10 @@ impl Res {
 
     /// Sets a boolean field of the resource (re-encoding only that field).
     fn set_flag(&mut self, key: &str) -> EngineResult<()> {
-        let mut obj = RawObject::parse(self.raw.get())
+        let mut obj = RawObject::parse(&self.raw)
             .map_err(|e| invalid(format!("a resource is not an object: {e}")))?;
         obj.set(key, &true);
-        self.raw = obj.to_raw();
+        self.raw = Arc::from(obj.to_raw().get());
         Ok(())
     }
 
@@ -389,7 +398,7 @@ impl PendingOp {
             .map_err(|e| invalid(format!("a pending operation is not valid: {e}")))?;
         Ok(PendingOp {
             kind: head.kind,
-            resource: Res::parse(head.resource)?,
+            resource: Res::parse(&head.resource)?,
             raw,
         })
     }
@@ -408,12 +417,14 @@ pub struct Base {
     pub extensions: BTreeMap<String, Box<RawValue>>,
 }
 
+// Borrowed from the text being read: a large base is parsed without a transient second copy
+// of every resource (or, for `UntypedIn`, of the whole deployment).
 #[derive(Deserialize)]
-struct DeploymentIn {
+struct DeploymentIn<'a> {
     #[serde(default)]
     secrets_providers: Option<Box<RawValue>>,
-    #[serde(default)]
-    resources: Option<Vec<Box<RawValue>>>,
+    #[serde(borrow, default)]
+    resources: Option<Vec<&'a RawValue>>,
     #[serde(default)]
     pending_operations: Option<Vec<Box<RawValue>>>,
     #[serde(default)]
@@ -425,9 +436,9 @@ struct DeploymentIn {
 }
 
 #[derive(Deserialize)]
-struct UntypedIn {
-    #[serde(default)]
-    deployment: Option<Box<RawValue>>,
+struct UntypedIn<'a> {
+    #[serde(borrow, default)]
+    deployment: Option<&'a RawValue>,
 }
 
 impl Base {
@@ -532,7 +543,7 @@ impl Generated {
     /// Writes the `UntypedDeployment` JSON with a manifest naming `engine_version`.
     pub fn write_untyped(
         &self,
-        out: &mut impl Write,
+        out: &mut (impl Write + ?Sized),
         engine_version: &str,
         time: &str,
     ) -> std::io::Result<()> {
@@ -560,7 +571,7 @@ impl Generated {
                 if i > 0 {
                     out.write_all(b",")?;
                 }
-                out.write_all(r.raw.get().as_bytes())?;
+                out.write_all(r.raw.as_bytes())?;
             }
             out.write_all(b"]")?;
         }
@@ -683,7 +694,7 @@ impl Replayer {
             KIND_SUCCESS => {
                 self.incomplete.remove(&entry.operation_id);
                 if let Some(state) = entry.state {
-                    self.new_resources.push(Res::parse(state)?);
+                    self.new_resources.push(Res::parse(&state)?);
                     self.op_index
                         .insert(entry.operation_id, self.new_resources.len() - 1);
                 }
@@ -717,7 +728,7 @@ impl Replayer {
             KIND_REFRESH_SUCCESS => {
                 self.incomplete.remove(&entry.operation_id);
                 self.has_refresh = true;
-                let state = entry.state.map(Res::parse).transpose()?;
+                let state = entry.state.as_deref().map(Res::parse).transpose()?;
                 if let Some(i) = entry.remove_old {
                     match &state {
                         None => {
@@ -742,7 +753,7 @@ impl Replayer {
             }
             KIND_OUTPUTS => {
                 if let Some(state) = entry.state {
-                    let state = Res::parse(state)?;
+                    let state = Res::parse(&state)?;
                     if let Some(i) = entry.remove_old {
                         self.to_replace_in_base.insert(i, state.clone());
                     }
@@ -916,7 +927,7 @@ impl Replayer {
                     "state migration base patch {i} targets a resource the layout removes"
                 )));
             }
-            if base_patches.insert(i, Res::parse(p.state)?).is_some() {
+            if base_patches.insert(i, Res::parse(&p.state)?).is_some() {
                 return Err(invalid(format!(
                     "state migration base patch {i} appears twice"
                 )));
@@ -932,7 +943,7 @@ impl Replayer {
                 )));
             }
             let i = self.new_index(op, "newStatePatches")?;
-            if new_patches.insert(i, Res::parse(p.state)?).is_some() {
+            if new_patches.insert(i, Res::parse(&p.state)?).is_some() {
                 return Err(invalid(format!(
                     "state migration patches operation {op} twice"
                 )));
@@ -1048,7 +1059,7 @@ impl Replayer {
             if !urns.insert(h.urn.clone()) {
                 return Err(invalid(format!("state migration inserts {} twice", h.urn)));
             }
-            out.push(Res::parse(raw.clone())?);
+            out.push(Res::parse(raw)?);
         }
         Ok(out)
     }
@@ -1154,7 +1165,7 @@ fn rebuild_dependencies(resources: &mut [Res]) -> EngineResult<()> {
         let mut edit = |f: &mut dyn FnMut(&mut RawObject)| -> EngineResult<()> {
             if obj.is_none() {
                 obj = Some(
-                    RawObject::parse(r.raw.get())
+                    RawObject::parse(&r.raw)
                         .map_err(|e| invalid(format!("a resource is not an object: {e}")))?,
                 );
             }
@@ -1218,7 +1229,7 @@ fn rebuild_dependencies(resources: &mut [Res]) -> EngineResult<()> {
         referenceable.insert(h.urn.clone());
         parents.push(h.parent.clone());
         if let Some(o) = obj {
-            *r = Res::parse(o.to_raw())?;
+            *r = Res::parse(&o.to_raw())?;
         }
     }
     // Parents that no longer exist resolve to no parent (upstream re-parents to the
@@ -1227,10 +1238,10 @@ fn rebuild_dependencies(resources: &mut [Res]) -> EngineResult<()> {
         if let Some(p) = parent.as_ref().filter(|p| !p.is_empty())
             && !referenceable.contains(p)
         {
-            let mut o = RawObject::parse(r.raw.get())
+            let mut o = RawObject::parse(&r.raw)
                 .map_err(|e| invalid(format!("a resource is not an object: {e}")))?;
             o.remove("parent");
-            *r = Res::parse(o.to_raw())?;
+            *r = Res::parse(&o.to_raw())?;
         }
     }
     Ok(())
@@ -1288,7 +1299,7 @@ fn normalize_urn_references(d: &mut Base) -> EngineResult<()> {
     }
     let fix = |u: &str| aliased.get(u).cloned();
     for (r, h) in d.resources.iter_mut().zip(&heads) {
-        let mut obj = RawObject::parse(r.raw.get())
+        let mut obj = RawObject::parse(&r.raw)
             .map_err(|e| invalid(format!("a resource is not an object: {e}")))?;
         let mut changed = false;
         if let Some(n) = fix(&h.urn) {
@@ -1352,7 +1363,7 @@ fn normalize_urn_references(d: &mut Base) -> EngineResult<()> {
             changed = true;
         }
         if changed {
-            *r = Res::parse(obj.to_raw())?;
+            *r = Res::parse(&obj.to_raw())?;
         }
     }
     // Snippet references are URNs too.
