@@ -4,6 +4,10 @@
 //! server CPU, idle and peak RSS as a Markdown table.
 //!
 //!     cargo bench --bench load [-- UPDATES RESOURCES_PER_UPDATE PAD_BYTES] [--stores LIST]
+//!     cargo bench --bench load -- 1 RESOURCES PAD_BYTES --sequence
+//!
+//! `--sequence` takes one stack through create, export, a no-op update and destroy instead,
+//! reporting each step (`load_sequence.rs`).
 //!
 //! Defaults: 50 concurrent updates on 50 stacks, 1,000 resources each, 400-byte padding.
 //! `--stores` (default `sqlite`) runs the same load on each of: `sqlite` (one server, a
@@ -17,6 +21,8 @@ mod common;
 #[allow(dead_code)]
 #[path = "../tests/common/pg.rs"]
 mod pg;
+#[path = "load_sequence.rs"]
+mod sequence;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -41,6 +47,16 @@ fn gz(v: &Value) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(&serde_json::to_vec(v).unwrap()).unwrap();
     e.finish().unwrap()
+}
+
+/// Length of a reply's text, inflating it when it came gzip-compressed.
+fn gunzip_len(body: &[u8]) -> usize {
+    if body.starts_with(&[0x1f, 0x8b]) {
+        let mut d = flate2::read::GzDecoder::new(body);
+        std::io::copy(&mut d, &mut std::io::sink()).expect("gzip reply") as usize
+    } else {
+        body.len()
+    }
 }
 
 async fn call(
@@ -134,6 +150,56 @@ impl Setup {
     }
 }
 
+/// Starts the release `pbackend serve` on a free loopback port and waits until it answers.
+/// `PBACKEND_BENCH_SERVER_WRAP` (e.g. `heaptrack -o /tmp/h`) runs it under a profiler; the
+/// process measured is then the wrapper's.
+async fn spawn_server(
+    http: &reqwest::Client,
+    db: &str,
+    durability: &str,
+) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bin = env!("CARGO_BIN_EXE_pbackend");
+    let wrap = std::env::var("PBACKEND_BENCH_SERVER_WRAP").unwrap_or_default();
+    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
+    argv.push(bin);
+    let child = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .args(["--log-level", "warn", "--db", db])
+        .env("PULUMI_BACKEND_SINGLE_TENANT_TOKEN", TOKEN)
+        .env("PULUMI_BACKEND_MASTER_KEY", "00".repeat(32))
+        .env("PULUMI_BACKEND_DURABILITY", durability)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("pbackend starts");
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..2400 {
+        if http
+            .get(format!("{base}/api/capabilities"))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    (child, base)
+}
+
+/// Stops a server: SIGTERM (so a profiler wrapping it writes its output), then waits.
+fn stop_server(mut child: std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
 /// One run on fresh servers. `rate`: total journal entries per second to aim for (each
 /// update sends a batch, then waits its turn), or as fast as possible.
 async fn run(
@@ -156,47 +222,13 @@ async fn run(
     let http = reqwest::Client::new();
     let mut children = Vec::new();
     let mut bases = Vec::new();
+    let durability = if setup == Setup::SqliteFull {
+        "full"
+    } else {
+        "normal"
+    };
     for _ in 0..replicas {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_pbackend"))
-            .args([
-                "serve",
-                "--addr",
-                &format!("127.0.0.1:{port}"),
-                "--log-level",
-                "warn",
-            ])
-            .arg("--db")
-            .arg(&db)
-            .env("PULUMI_BACKEND_SINGLE_TENANT_TOKEN", TOKEN)
-            .env("PULUMI_BACKEND_MASTER_KEY", "00".repeat(32))
-            .env(
-                "PULUMI_BACKEND_DURABILITY",
-                if setup == Setup::SqliteFull {
-                    "full"
-                } else {
-                    "normal"
-                },
-            )
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("pbackend starts");
-        let base = format!("http://127.0.0.1:{port}");
-        for _ in 0..400 {
-            if http
-                .get(format!("{base}/api/capabilities"))
-                .send()
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let (child, base) = spawn_server(&http, &db, durability).await;
         children.push(child);
         bases.push(base);
     }
@@ -363,9 +395,8 @@ async fn run(
         .map(|p| proc_field(*p, "VmHWM:"))
         .max()
         .unwrap_or(0);
-    for mut c in children {
-        let _ = c.kill();
-        let _ = c.wait();
+    for c in children {
+        stop_server(c);
     }
     Outcome {
         wall,
@@ -386,8 +417,11 @@ async fn main() {
     let mut stores = vec![Setup::Sqlite];
     let mut nums = Vec::new();
     let mut it = raw.iter();
+    let mut life = false;
     while let Some(a) = it.next() {
-        if a == "--stores" {
+        if a == "--sequence" {
+            life = true;
+        } else if a == "--stores" {
             let list = it.next().expect("--stores LIST");
             stores = list.split(',').map(Setup::parse).collect();
         } else if let Ok(n) = a.parse::<usize>() {
@@ -397,6 +431,10 @@ async fn main() {
     let updates = *nums.first().unwrap_or(&50);
     let per_update = *nums.get(1).unwrap_or(&1000);
     let pad = *nums.get(2).unwrap_or(&400);
+    if life {
+        sequence::run(per_update, pad).await;
+        return;
+    }
     for setup in stores {
         let paced = run(setup, updates, per_update, pad, Some(6000.0)).await;
         let flat_out = run(setup, updates, per_update, pad, None).await;

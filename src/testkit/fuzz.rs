@@ -80,7 +80,7 @@ pub fn journal_parse(data: &[u8]) {
         return;
     };
     let base = base_deployment(3).to_string();
-    let Ok(base) = Base::from_untyped(base.as_bytes()) else {
+    let Ok(base) = Base::from_untyped(base.into_bytes()) else {
         return;
     };
     let mut r = Replayer::with_version(base, 2);
@@ -101,7 +101,7 @@ pub fn journal_model(data: &[u8]) {
     let steps = Step::from_bytes(data.get(1..).unwrap_or_default());
     let (entries, resources, pending) = simulate(n, &steps);
     let base = base_deployment(n).to_string();
-    let base = Base::from_untyped(base.as_bytes()).expect("model base");
+    let base = Base::from_untyped(base.into_bytes()).expect("model base");
     let mut r = Replayer::with_version(base, 2);
     for e in entries {
         let e = serde_json::from_value(e).expect("model entry");
@@ -127,7 +127,7 @@ pub fn deployment(data: &[u8]) {
     let _ = untyped_from_verbatim(data);
     let _ = check_untyped(data);
     let _ = count_resources(data);
-    let _ = Base::from_untyped(data);
+    let _ = Base::from_untyped(bytes::Bytes::copy_from_slice(data));
 }
 
 #[cfg(test)]

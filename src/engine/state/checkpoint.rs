@@ -99,7 +99,7 @@ impl Engine {
         let batches = self.store.list_journal_batches(&update.id).await?;
         let journal_version = update.journal_version;
         run_blocking(move || {
-            let mut r = Replayer::with_version(Base::from_untyped(&base)?, journal_version);
+            let mut r = Replayer::with_version(Base::from_untyped(base)?, journal_version);
             let mut last = 0;
             for b in batches {
                 let json = gunzip_stored(&b.gz)?;

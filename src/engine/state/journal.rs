@@ -10,9 +10,9 @@
 //! ([`ResourceHead`]); a resource is re-encoded only when replay changes one of its fields, and
 //! then only that field (see [`RawObject`]).
 
+use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -297,19 +297,46 @@ const F_ALIASES: u8 = 1 << 7;
 /// the fields it reads rarely ([`ResourceHead`]) are parsed only when needed (after a
 /// refresh, or when aliases are present).
 ///
-/// The text is shared, not owned: finishing an update generates the deployment from a copy
-/// of the replayer (which must stay usable if the write fails), and that copy then costs
-/// pointers rather than a second copy of every resource.
+/// The text is shared, never copied after it arrives: a base resource is a slice of the
+/// base's stored text, a resource from an entry owns that entry's buffer, and an unchanged
+/// resource (a same step) points at the base's text again. A large stack in replay then
+/// costs about one copy of its state, and generating the final deployment from a copy of
+/// the replayer (which must stay usable if the write fails) copies pointers.
 #[derive(Debug, Clone)]
 pub struct Res {
-    /// Valid JSON: checked when parsed, re-encoded by [`RawObject`] when edited.
-    pub raw: Arc<str>,
+    /// Valid JSON, UTF-8: checked when parsed, re-encoded by [`RawObject`] when edited.
+    raw: Bytes,
     flags: u8,
 }
 
 impl Res {
+    /// A resource from a borrowed text (copied).
     pub fn parse(raw: &RawValue) -> EngineResult<Res> {
-        let h: FlagsHead = serde_json::from_str(raw.get())
+        Res::from_text(Bytes::copy_from_slice(raw.get().as_bytes()))
+    }
+
+    /// A resource taking over an entry's buffer.
+    pub fn parse_owned(raw: Box<RawValue>) -> EngineResult<Res> {
+        let text: Box<str> = raw.into();
+        Res::from_text(Bytes::from(text.into_boxed_bytes()))
+    }
+
+    /// A resource that is `raw`, a slice of `buf`.
+    fn parse_in(buf: &Bytes, raw: &RawValue) -> EngineResult<Res> {
+        Res::from_text(buf.slice_ref(raw.get().as_bytes()))
+    }
+
+    /// An entry's state that replaces `old`: when the text is unchanged (a same step, or
+    /// outputs that did not move), the old text is kept and the new buffer dropped.
+    fn replacing(raw: Box<RawValue>, old: Option<&Res>) -> EngineResult<Res> {
+        match old {
+            Some(o) if o.raw[..] == *raw.get().as_bytes() => Ok(o.clone()),
+            _ => Res::parse_owned(raw),
+        }
+    }
+
+    fn from_text(raw: Bytes) -> EngineResult<Res> {
+        let h: FlagsHead = serde_json::from_slice(&raw)
             .map_err(|e| invalid(format!("a resource is not valid: {e}")))?;
         let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|v| !v.is_empty());
         let mut flags = 0;
@@ -335,15 +362,31 @@ impl Res {
         set(non_empty(&h.extension_ref), F_EXTENSION);
         set(non_empty(&h.snippet_id), F_SNIPPET);
         set(h.aliases.as_ref().is_some_and(|a| !a.is_empty()), F_ALIASES);
-        Ok(Res {
-            raw: Arc::from(raw.get()),
-            flags,
-        })
+        Ok(Res { raw, flags })
+    }
+
+    /// The resource's JSON text.
+    pub fn text(&self) -> &[u8] {
+        &self.raw
+    }
+
+    fn as_str(&self) -> EngineResult<&str> {
+        std::str::from_utf8(&self.raw).map_err(|e| invalid(format!("a resource is not UTF-8: {e}")))
+    }
+
+    /// An object to edit: the resource's fields, parsed one level deep.
+    fn object(&self) -> EngineResult<RawObject> {
+        RawObject::parse(self.as_str()?)
+            .map_err(|e| invalid(format!("a resource is not an object: {e}")))
+    }
+
+    fn edited(obj: RawObject) -> EngineResult<Res> {
+        Res::parse_owned(obj.to_raw())
     }
 
     /// The fields replay reads, parsed from the text.
     pub fn head(&self) -> EngineResult<ResourceHead> {
-        serde_json::from_str(&self.raw)
+        serde_json::from_slice(&self.raw)
             .map_err(|e| invalid(format!("a resource is not valid: {e}")))
     }
 
@@ -353,10 +396,9 @@ impl Res {
 
     /// Sets a boolean field of the resource (re-encoding only that field).
     fn set_flag(&mut self, key: &str) -> EngineResult<()> {
-        let mut obj = RawObject::parse(&self.raw)
-            .map_err(|e| invalid(format!("a resource is not an object: {e}")))?;
+        let mut obj = self.object()?;
         obj.set(key, &true);
-        self.raw = Arc::from(obj.to_raw().get());
+        *self = Res::edited(obj)?;
         Ok(())
     }
 
@@ -442,8 +484,9 @@ struct UntypedIn<'a> {
 }
 
 impl Base {
-    /// Parses a `DeploymentV3` object.
-    pub fn from_deployment(text: &str) -> EngineResult<Base> {
+    /// Parses a `DeploymentV3` object that is `text`, a part of `buf`: its resources stay
+    /// slices of `buf`.
+    fn from_deployment_in(buf: &Bytes, text: &str) -> EngineResult<Base> {
         let d: DeploymentIn = serde_json::from_str(text)
             .map_err(|e| invalid(format!("the deployment is not valid: {e}")))?;
         Ok(Base {
@@ -452,7 +495,7 @@ impl Base {
                 .resources
                 .unwrap_or_default()
                 .into_iter()
-                .map(Res::parse)
+                .map(|r| Res::parse_in(buf, r))
                 .collect::<EngineResult<_>>()?,
             pending_operations: d
                 .pending_operations
@@ -466,12 +509,29 @@ impl Base {
         })
     }
 
+    #[cfg(test)]
+    fn from_deployment(text: &str) -> EngineResult<Base> {
+        let raw = RawValue::from_string(text.to_owned())
+            .map_err(|e| invalid(format!("the deployment is not valid: {e}")))?;
+        Base::from_deployment_owned(raw)
+    }
+
+    /// Parses a `DeploymentV3` object, taking over its buffer.
+    pub fn from_deployment_owned(raw: Box<RawValue>) -> EngineResult<Base> {
+        let text: Box<str> = raw.into();
+        let buf = Bytes::from(text.into_boxed_bytes());
+        let text = std::str::from_utf8(&buf).map_err(EngineError::internal)?;
+        Base::from_deployment_in(&buf, text)
+    }
+
     /// Parses an `UntypedDeployment` (what export returns); an absent deployment is empty.
-    pub fn from_untyped(json: &[u8]) -> EngineResult<Base> {
-        let u: UntypedIn = serde_json::from_slice(json)
+    /// The resources stay slices of `json`.
+    pub fn from_untyped(json: impl Into<Bytes>) -> EngineResult<Base> {
+        let buf: Bytes = json.into();
+        let u: UntypedIn = serde_json::from_slice(&buf)
             .map_err(|e| invalid(format!("the deployment is not valid: {e}")))?;
         match u.deployment {
-            Some(d) if d.get() != "null" => Base::from_deployment(d.get()),
+            Some(d) if d.get() != "null" => Base::from_deployment_in(&buf, d.get()),
             _ => Ok(Base::default()),
         }
     }
@@ -571,7 +631,7 @@ impl Generated {
                 if i > 0 {
                     out.write_all(b",")?;
                 }
-                out.write_all(r.raw.as_bytes())?;
+                out.write_all(r.text())?;
             }
             out.write_all(b"]")?;
         }
@@ -646,6 +706,12 @@ impl Replayer {
         self.seen.contains(&sequence_id)
     }
 
+    fn base_resource(&self, index: i64) -> Option<&Res> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.base.resources.get(i))
+    }
+
     fn new_index(&self, op: i64, what: &str) -> EngineResult<usize> {
         self.op_index.get(&op).copied().ok_or_else(|| {
             invalid(format!(
@@ -694,7 +760,8 @@ impl Replayer {
             KIND_SUCCESS => {
                 self.incomplete.remove(&entry.operation_id);
                 if let Some(state) = entry.state {
-                    self.new_resources.push(Res::parse(&state)?);
+                    let old = entry.remove_old.and_then(|i| self.base_resource(i));
+                    self.new_resources.push(Res::replacing(state, old)?);
                     self.op_index
                         .insert(entry.operation_id, self.new_resources.len() - 1);
                 }
@@ -728,7 +795,7 @@ impl Replayer {
             KIND_REFRESH_SUCCESS => {
                 self.incomplete.remove(&entry.operation_id);
                 self.has_refresh = true;
-                let state = entry.state.as_deref().map(Res::parse).transpose()?;
+                let state = entry.state.map(Res::parse_owned).transpose()?;
                 if let Some(i) = entry.remove_old {
                     match &state {
                         None => {
@@ -753,7 +820,8 @@ impl Replayer {
             }
             KIND_OUTPUTS => {
                 if let Some(state) = entry.state {
-                    let state = Res::parse(&state)?;
+                    let old = entry.remove_old.and_then(|i| self.base_resource(i));
+                    let state = Res::replacing(state, old)?;
                     if let Some(i) = entry.remove_old {
                         self.to_replace_in_base.insert(i, state.clone());
                     }
@@ -767,7 +835,7 @@ impl Replayer {
                 let snap = entry
                     .new_snapshot
                     .ok_or_else(|| invalid("a write entry has no newSnapshot"))?;
-                self.base = Base::from_deployment(snap.get())?;
+                self.base = Base::from_deployment_owned(snap)?;
             }
             KIND_SECRETS_MANAGER => {
                 let sp = entry
@@ -1164,10 +1232,7 @@ fn rebuild_dependencies(resources: &mut [Res]) -> EngineResult<()> {
         let mut obj: Option<RawObject> = None;
         let mut edit = |f: &mut dyn FnMut(&mut RawObject)| -> EngineResult<()> {
             if obj.is_none() {
-                obj = Some(
-                    RawObject::parse(&r.raw)
-                        .map_err(|e| invalid(format!("a resource is not an object: {e}")))?,
-                );
+                obj = Some(r.object()?);
             }
             if let Some(o) = obj.as_mut() {
                 f(o);
@@ -1229,7 +1294,7 @@ fn rebuild_dependencies(resources: &mut [Res]) -> EngineResult<()> {
         referenceable.insert(h.urn.clone());
         parents.push(h.parent.clone());
         if let Some(o) = obj {
-            *r = Res::parse(&o.to_raw())?;
+            *r = Res::edited(o)?;
         }
     }
     // Parents that no longer exist resolve to no parent (upstream re-parents to the
@@ -1238,10 +1303,9 @@ fn rebuild_dependencies(resources: &mut [Res]) -> EngineResult<()> {
         if let Some(p) = parent.as_ref().filter(|p| !p.is_empty())
             && !referenceable.contains(p)
         {
-            let mut o = RawObject::parse(&r.raw)
-                .map_err(|e| invalid(format!("a resource is not an object: {e}")))?;
+            let mut o = r.object()?;
             o.remove("parent");
-            *r = Res::parse(&o.to_raw())?;
+            *r = Res::edited(o)?;
         }
     }
     Ok(())
@@ -1299,8 +1363,7 @@ fn normalize_urn_references(d: &mut Base) -> EngineResult<()> {
     }
     let fix = |u: &str| aliased.get(u).cloned();
     for (r, h) in d.resources.iter_mut().zip(&heads) {
-        let mut obj = RawObject::parse(&r.raw)
-            .map_err(|e| invalid(format!("a resource is not an object: {e}")))?;
+        let mut obj = r.object()?;
         let mut changed = false;
         if let Some(n) = fix(&h.urn) {
             obj.set("urn", &n);
@@ -1363,7 +1426,7 @@ fn normalize_urn_references(d: &mut Base) -> EngineResult<()> {
             changed = true;
         }
         if changed {
-            *r = Res::parse(&obj.to_raw())?;
+            *r = Res::edited(obj)?;
         }
     }
     // Snippet references are URNs too.
@@ -1448,6 +1511,34 @@ mod tests {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_unchanged_state_shares_the_base_text_and_a_changed_one_does_not() {
+        let (a, b) = (res(&urn("a"), json!({})), res(&urn("b"), json!({})));
+        let mut r = Replayer::new(base_of(vec![a.clone(), b.clone()]));
+        let base_ptr = |r: &Replayer, i: usize| r.base.resources[i].text().as_ptr();
+        let (a_ptr, b_ptr) = (base_ptr(&r, 0), base_ptr(&r, 1));
+        r.add(entry(json!({"kind": 0, "sequenceID": 1, "operationID": 1})))
+            .unwrap();
+        r.add(entry(
+            json!({"kind": 1, "sequenceID": 2, "operationID": 1, "removeOld": 0, "state": a}),
+        ))
+        .unwrap();
+        let b2 = res(&urn("b"), json!({"outputs": {"x": 1}}));
+        r.add(entry(json!({"kind": 0, "sequenceID": 3, "operationID": 2})))
+            .unwrap();
+        r.add(entry(
+            json!({"kind": 1, "sequenceID": 4, "operationID": 2, "removeOld": 1, "state": b2}),
+        ))
+        .unwrap();
+        let g = r.generate().unwrap();
+        let ptrs: Vec<*const u8> = g.base.resources.iter().map(|x| x.text().as_ptr()).collect();
+        assert_eq!(ptrs[0], a_ptr, "the same step keeps the base's text");
+        assert_ne!(ptrs[1], b_ptr, "the changed resource has its own");
+        let out = generate(&r);
+        assert_eq!(out["deployment"]["resources"][0], a);
+        assert_eq!(out["deployment"]["resources"][1], b2);
     }
 
     #[test]
