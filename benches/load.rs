@@ -7,7 +7,7 @@
 //!     cargo bench --bench load -- 1 RESOURCES PAD_BYTES --sequence
 //!
 //! `--sequence` takes one stack through create, export, a no-op update and destroy instead,
-//! reporting each step (`load_sequence.rs`).
+//! reporting each step (`load/sequence.rs`).
 //!
 //! Defaults: 50 concurrent updates on 50 stacks, 1,000 resources each, 400-byte padding.
 //! `--stores` (default `sqlite`) runs the same load on each of: `sqlite` (one server, a
@@ -21,7 +21,7 @@ mod common;
 #[allow(dead_code)]
 #[path = "../tests/common/pg.rs"]
 mod pg;
-#[path = "load_sequence.rs"]
+#[path = "load/sequence.rs"]
 mod sequence;
 
 use std::io::Write;
