@@ -6,7 +6,10 @@
 //!     cargo bench --bench load [-- UPDATES RESOURCES_PER_UPDATE PAD_BYTES] [--stores LIST]
 //!     cargo bench --bench load -- 1 RESOURCES PAD_BYTES --sequence
 //!
-//! `--sequence` takes one stack through create, export, a no-op update and destroy instead,
+//!     cargo bench --bench load -- --instructions
+//!
+//! `--instructions` counts the server's instructions per request kind under callgrind
+//! (`load/instructions.rs`). `--sequence` takes one stack through create, export, a no-op update and destroy instead,
 //! reporting each step (`load/sequence.rs`).
 //!
 //! Defaults: 50 concurrent updates on 50 stacks, 1,000 resources each, 400-byte padding.
@@ -18,6 +21,8 @@
 
 #[path = "common.rs"]
 mod common;
+#[path = "load/instructions.rs"]
+mod instructions;
 #[allow(dead_code)]
 #[path = "../tests/common/pg.rs"]
 mod pg;
@@ -158,13 +163,23 @@ async fn spawn_server(
     db: &str,
     durability: &str,
 ) -> (std::process::Child, String) {
+    let wrap = std::env::var("PBACKEND_BENCH_SERVER_WRAP").unwrap_or_default();
+    spawn_wrapped(http, db, durability, &wrap).await
+}
+
+/// [`spawn_server`] under the command prefix `wrap` (empty: none).
+async fn spawn_wrapped(
+    http: &reqwest::Client,
+    db: &str,
+    durability: &str,
+    wrap: &str,
+) -> (std::process::Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let bin = env!("CARGO_BIN_EXE_pbackend");
-    let wrap = std::env::var("PBACKEND_BENCH_SERVER_WRAP").unwrap_or_default();
     let mut argv: Vec<&str> = wrap.split_whitespace().collect();
     argv.push(bin);
     let child = std::process::Command::new(argv[0])
@@ -419,7 +434,10 @@ async fn main() {
     let mut it = raw.iter();
     let mut life = false;
     while let Some(a) = it.next() {
-        if a == "--sequence" {
+        if a == "--instructions" {
+            instructions::run().await;
+            return;
+        } else if a == "--sequence" {
             life = true;
         } else if a == "--stores" {
             let list = it.next().expect("--stores LIST");

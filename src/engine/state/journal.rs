@@ -284,6 +284,30 @@ struct FlagsHead {
     snippet_id: Option<String>,
 }
 
+/// Whether `text` could carry a field that sets a flag: one of their keys appears somewhere,
+/// or a `\u` escape could spell one. Most resources have none, and these vectorised
+/// substring searches cost a fraction of parsing the resource for it.
+fn may_set_flags(text: &[u8]) -> bool {
+    use memchr::memmem::Finder;
+    static KEYS: std::sync::LazyLock<Vec<Finder<'static>>> = std::sync::LazyLock::new(|| {
+        [
+            "\"aliases\"",
+            "\"refreshBeforeUpdate\"",
+            "\"viewOf\"",
+            "\"resourceHooks\"",
+            "\"taint\"",
+            "\"replaceWith\"",
+            "\"extensionRef\"",
+            "\"snippetID\"",
+            "\\u",
+        ]
+        .into_iter()
+        .map(Finder::new)
+        .collect()
+    });
+    KEYS.iter().any(|k| k.find(text).is_some())
+}
+
 const F_REFRESH_BEFORE_UPDATE: u8 = 1;
 const F_VIEWS: u8 = 1 << 1;
 const F_HOOKS: u8 = 1 << 2;
@@ -336,6 +360,14 @@ impl Res {
     }
 
     fn from_text(raw: Bytes) -> EngineResult<Res> {
+        // Every caller hands over a JSON value already parsed (a `RawValue`, or one
+        // re-encoded): what is left to check is that it is an object.
+        if !may_set_flags(&raw) {
+            if raw.first() != Some(&b'{') {
+                return Err(invalid("a resource is not valid: not a JSON object"));
+            }
+            return Ok(Res { raw, flags: 0 });
+        }
         let h: FlagsHead = serde_json::from_slice(&raw)
             .map_err(|e| invalid(format!("a resource is not valid: {e}")))?;
         let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|v| !v.is_empty());
@@ -1511,6 +1543,22 @@ mod tests {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn flags_are_found_behind_the_key_prefilter_even_when_escaped() {
+        let flags =
+            |text: &str| Res::parse(&RawValue::from_string(text.into()).unwrap()).map(|r| r.flags);
+        assert_eq!(flags(r#"{"urn":"u","outputs":{"x":"plain"}}"#).unwrap(), 0);
+        assert_eq!(flags(r#"{"urn":"u","taint":true}"#).unwrap(), F_TAINT);
+        assert_eq!(flags(r#"{"urn":"u","t\u0061int":true}"#).unwrap(), F_TAINT);
+        // A key's name inside a value is only a false alarm: parsed, and no flag set.
+        assert_eq!(
+            flags(r#"{"urn":"u","outputs":{"taint":false}}"#).unwrap(),
+            0
+        );
+        assert!(flags("[1]").is_err());
+        assert!(flags(r#""text""#).is_err());
     }
 
     #[test]
