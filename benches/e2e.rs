@@ -19,7 +19,10 @@
 //! Runs are interleaved (repeat × size × backend) and each is reported as median and range of
 //! wall seconds, CLI CPU seconds and server CPU seconds, plus the server's peak RSS.
 //!
-//!     cargo bench --bench e2e -- [--sizes 10,200,600] [--repeats 3] [--cli v3.259.0]
+//! `--shape echo` makes each resource's input a ~16 KB string that its outputs echo (~32 KB of
+//! state per resource, the Go peer's benchmark shape) instead of 16 KB of output padding.
+//!
+//!     cargo bench --bench e2e -- [--sizes 10,200,600] [--repeats 3] [--cli v3.259.0] [--shape echo]
 //!         [--backends pbackend,pbackend-full,pbackend-pg,pbackend-j1,pbackend-ckpt,null,file,skip] [--file-max-size 600]
 
 #[path = "common.rs"]
@@ -252,13 +255,37 @@ fn program(tc: &Toolchain, n: usize) -> String {
     let mut s = format!(
         "name: bench\nruntime: yaml\nplugins:\n  providers:\n    - name: pbtest\n      path: {p}\n  languages:\n    - name: yaml\n      path: {p}\nresources:\n"
     );
+    let echo = arg("--shape").as_deref() == Some("echo");
     for i in 0..n {
-        s.push_str(&format!(
-            "  r{i}:\n    type: pbtest:index:Item\n    properties:\n      value: v{i}\n      padBytes: {PAD}\n"
-        ));
+        if echo {
+            s.push_str(&format!(
+                "  r{i}:\n    type: pbtest:index:Item\n    properties:\n      value: \"{}\"\n",
+                echo_value(i)
+            ));
+        } else {
+            s.push_str(&format!(
+                "  r{i}:\n    type: pbtest:index:Item\n    properties:\n      value: v{i}\n      padBytes: {PAD}\n"
+            ));
+        }
     }
     s.push_str("outputs:\n  s: ${r0.secret}\n");
     s
+}
+
+/// `--shape echo`: a ~16 KB input string per resource that the provider echoes in its
+/// outputs (~32 KB of state each), like the Go peer's published benchmark. Letters and digits
+/// from a fixed pseudo-random sequence, so the state does not compress to nothing.
+fn echo_value(i: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut x = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (0..PAD)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ALPHABET[(x % ALPHABET.len() as u64) as usize] as char
+        })
+        .collect()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
