@@ -207,3 +207,40 @@ async fn importing_another_stacks_state_reencrypts_its_secrets() {
         .json();
     assert_eq!(r["plaintext"], json!(B64.encode("moved")));
 }
+
+#[tokio::test]
+async fn ciphertexts_go_out_uncompressed_and_large_plaintexts_compressed() {
+    let srv = TestServer::start().await;
+    let api = srv.api();
+    let a = stack_path("proj", "a");
+    api.create_stack("proj", "a").await.ok();
+    // Large secrets (the CLI encrypts whole outputs): replies well above the 4 KB threshold.
+    let plains: Vec<String> = (0..4)
+        .map(|i| B64.encode(format!("{i}-{}", "value ".repeat(3000))))
+        .collect();
+    let enc = api
+        .post_gz(&format!("{a}/batch-encrypt"), json!({"plaintexts": plains}))
+        .await;
+    assert!(enc.body.len() > 4096, "{}", enc.body.len());
+    assert_eq!(
+        enc.headers.get("content-encoding"),
+        None,
+        "random bytes gain nothing from gzip"
+    );
+    let cts = enc.json()["ciphertexts"].clone();
+    let single = api
+        .post(&format!("{a}/encrypt"), json!({"plaintext": plains[0]}))
+        .await;
+    assert_eq!(single.headers.get("content-encoding"), None);
+    let dec = api
+        .post_gz(&format!("{a}/batch-decrypt"), json!({"ciphertexts": cts}))
+        .await;
+    assert_eq!(
+        dec.headers
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("gzip"),
+        "plaintexts are JSON text and still compress"
+    );
+    assert_eq!(dec.json()["plaintexts"].as_object().unwrap().len(), 4);
+}

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod client_addr;
+pub mod compression;
 pub mod error;
 pub mod extract;
 pub mod handlers;
@@ -39,8 +40,6 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
-use tower_http::compression::CompressionLayer;
-use tower_http::compression::predicate::SizeAbove;
 use tracing::Instrument;
 
 use crate::engine::Engine;
@@ -107,16 +106,7 @@ pub fn router(engine: Arc<Engine>, cfg: &ServerConfig) -> Router {
         wait: cfg.queue_timeout,
     });
     routes::routes(state.clone())
-        .layer(
-            CompressionLayer::new()
-                .gzip(true)
-                .no_br()
-                .no_deflate()
-                .no_zstd()
-                // Small answers (the stream of batch-encrypt replies) cost more to compress
-                // than to send over a LAN; setting up a deflate stream showed in profiles.
-                .compress_when(SizeAbove::new(4096)),
-        )
+        .layer(compression::layer())
         .layer(middleware::from_fn(version::negotiate))
         .layer(middleware::from_fn_with_state(slots, limit_concurrency))
         .layer(middleware::from_fn(access_log))

@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 
 use axum::Json as AxumJson;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::server::auth::ApiIdentity;
+use crate::server::compression::Incompressible;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::{Json, OptionalJson, P, SmallBody};
 use crate::server::handlers::StackPath;
@@ -25,12 +26,15 @@ pub async fn encrypt(
     ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
     Json(req): Json<EncryptValueRequest>,
-) -> ApiResult<AxumJson<EncryptValueResponse>> {
+) -> ApiResult<(Extension<Incompressible>, AxumJson<EncryptValueResponse>)> {
     let plain = decode(&req.plaintext, "plaintext")?;
     let mut out = state.engine.encrypt(&caller, &p.key(), vec![plain]).await?;
-    Ok(AxumJson(EncryptValueResponse {
-        ciphertext: B64.encode(out.pop().unwrap_or_default()),
-    }))
+    Ok((
+        Extension(Incompressible),
+        AxumJson(EncryptValueResponse {
+            ciphertext: B64.encode(out.pop().unwrap_or_default()),
+        }),
+    ))
 }
 
 pub async fn decrypt(
@@ -51,7 +55,7 @@ pub async fn batch_encrypt(
     ApiIdentity(caller): ApiIdentity,
     P(p): P<StackPath>,
     SmallBody(body): SmallBody,
-) -> ApiResult<AxumJson<BatchEncryptResponse>> {
+) -> ApiResult<(Extension<Incompressible>, AxumJson<BatchEncryptResponse>)> {
     let req: BatchEncryptRequest = body.parse().await?;
     let plains = req
         .plaintexts
@@ -59,9 +63,12 @@ pub async fn batch_encrypt(
         .map(|s| decode(s, "plaintext"))
         .collect::<ApiResult<Vec<_>>>()?;
     let cts = state.engine.encrypt(&caller, &p.key(), plains).await?;
-    Ok(AxumJson(BatchEncryptResponse {
-        ciphertexts: cts.iter().map(|c| B64.encode(c)).collect(),
-    }))
+    Ok((
+        Extension(Incompressible),
+        AxumJson(BatchEncryptResponse {
+            ciphertexts: cts.iter().map(|c| B64.encode(c)).collect(),
+        }),
+    ))
 }
 
 /// The answer maps each requested ciphertext, exactly as the CLI sent it, to its plaintext.
