@@ -420,7 +420,17 @@ fn run_sequence(
                     .expect("pbackend-alt needs PBACKEND_BENCH_ALT_BIN"),
                 _ => PathBuf::from(env!("CARGO_BIN_EXE_pbackend")),
             };
-            let child = std::process::Command::new(bin)
+            // PBACKEND_BENCH_SERVER_WRAP="heaptrack -o FILE": the server under a profiler.
+            let wrap = std::env::var("PBACKEND_BENCH_SERVER_WRAP").unwrap_or_default();
+            let mut command = match wrap.split_whitespace().collect::<Vec<_>>().split_first() {
+                Some((first, rest)) => {
+                    let mut c = std::process::Command::new(first);
+                    c.args(rest).arg(&bin);
+                    c
+                }
+                None => std::process::Command::new(&bin),
+            };
+            let child = command
                 .args([
                     "serve",
                     "--addr",
@@ -511,7 +521,10 @@ fn run_sequence(
         out.push((op, wall, cpu, s1 - s0, rss));
     }
     if let Some(mut s) = server {
-        let _ = s.kill();
+        // SIGTERM: a profiler wrapping the server writes its output on the way out.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &s.id().to_string()])
+            .status();
         let _ = s.wait();
     }
     out

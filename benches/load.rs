@@ -179,9 +179,11 @@ async fn spawn_wrapped(
         .local_addr()
         .unwrap()
         .port();
-    let bin = env!("CARGO_BIN_EXE_pbackend");
+    // PBACKEND_BENCH_BIN: another build (for before/after comparisons).
+    let bin = std::env::var("PBACKEND_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pbackend").to_owned());
     let mut argv: Vec<&str> = wrap.split_whitespace().collect();
-    argv.push(bin);
+    argv.push(&bin);
     let child = std::process::Command::new(argv[0])
         .args(&argv[1..])
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])

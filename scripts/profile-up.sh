@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Profiles `pbackend serve` (release build) with perf while the real CLI runs a create and a
-# no-op `up` of N resources padded to ~16 KB (the e2e benchmark's workload).
+# no-op `up` of N resources padded to ~16 KB (the e2e benchmark's workload), or with SHAPE
+# `echo`, a ~16 KB input string per resource echoed in its outputs (`cargo bench --bench e2e
+# -- --shape echo`).
 #
-#   cargo build --release && scripts/profile-up.sh 600
+#   cargo build --release && scripts/profile-up.sh 600 [pad|echo]
 #   perf report -i target/profile/create.data --children --sort symbol
 set -euo pipefail
 N=${1:-600}
+SHAPE=${2:-pad}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TC=${PBACKEND_TOOLCHAIN_DIR:-$HOME/.cache/pbackend-toolchain}
 OUT=$ROOT/target/profile
@@ -17,7 +20,12 @@ P=$TC/plugins
 {
   printf 'name: bench\nruntime: yaml\nplugins:\n  providers:\n    - name: pbtest\n      path: %s\n  languages:\n    - name: yaml\n      path: %s\nresources:\n' "$P" "$P"
   for i in $(seq 0 $((N - 1))); do
-    printf '  r%d:\n    type: pbtest:index:Item\n    properties:\n      value: v%d\n      padBytes: 16000\n' "$i" "$i"
+    if [ "$SHAPE" = echo ]; then
+      printf '  r%d:\n    type: pbtest:index:Item\n    properties:\n      value: "%s"\n' "$i" \
+        "$(head -c 12000 /dev/urandom | base64 -w0 | tr -d '+/=' | head -c 16000)"
+    else
+      printf '  r%d:\n    type: pbtest:index:Item\n    properties:\n      value: v%d\n      padBytes: 16000\n' "$i" "$i"
+    fi
   done
   printf 'outputs:\n  s: ${r0.secret}\n'
 } >"$W/proj/Pulumi.yaml"
