@@ -522,8 +522,13 @@ fn run_sequence(
     }
     if let Some(mut s) = server {
         // SIGTERM: a profiler wrapping the server writes its output on the way out.
+        // The wrapper's children first: a profiler's script does not pass the signal on.
+        let pid = s.id().to_string();
+        let _ = std::process::Command::new("pkill")
+            .args(["-TERM", "-P", &pid])
+            .status();
         let _ = std::process::Command::new("kill")
-            .args(["-TERM", &s.id().to_string()])
+            .args(["-TERM", &pid])
             .status();
         let _ = s.wait();
     }

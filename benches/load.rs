@@ -211,8 +211,13 @@ async fn spawn_wrapped(
 
 /// Stops a server: SIGTERM (so a profiler wrapping it writes its output), then waits.
 fn stop_server(mut child: std::process::Child) {
+    // The wrapper's children first: a profiler's script does not pass the signal on.
+    let pid = child.id().to_string();
+    let _ = std::process::Command::new("pkill")
+        .args(["-TERM", "-P", &pid])
+        .status();
     let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &pid])
         .status();
     let _ = child.wait();
 }

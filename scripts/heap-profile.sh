@@ -28,7 +28,7 @@ for bin in "${BINS[@]}"; do
   PBACKEND_BENCH_ALT_BIN=$bin PBACKEND_BENCH_SERVER_WRAP="heaptrack -o $OUT/$name" \
     cargo bench --bench e2e -- --sizes "$N" --repeats 1 --backends pbackend-alt --shape "$SHAPE" \
     >"$OUT/$name.e2e.txt" 2>&1
-  file=$(ls "$OUT/$name"*.zst "$OUT/$name"*.gz 2>/dev/null | head -1)
+  file=$(ls "$OUT/$name"*.zst "$OUT/$name"*.gz 2>/dev/null | head -1 || true)
   heaptrack_print -f "$file" --print-peaks 1 --print-allocators 0 --print-temporary 0 \
     --print-leaks 0 --peak-limit 8 >"$OUT/$name.txt" 2>/dev/null || true
   grep -E "^peak heap memory consumption|^peak RSS|^total memory leaked|^calls to allocation" "$OUT/$name.txt" || true
