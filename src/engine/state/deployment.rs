@@ -27,8 +27,11 @@ pub const EMPTY_DEPLOYMENT: &[u8] =
 
 /// Level 1: deployments are large and written often; the CPU saved matters more than the
 /// few percent of size a higher level would win.
+const STATE_LEVEL: Compression = Compression::new(1);
+
+/// Compresses `data` as this server stores it.
 pub fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), Compression::new(1));
+    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), STATE_LEVEL);
     // Writing into a Vec cannot fail.
     enc.write_all(data).expect("gzip into memory");
     enc.finish().expect("gzip into memory")
@@ -48,12 +51,10 @@ pub fn gunzip_stored(data: &[u8]) -> EngineResult<Vec<u8>> {
 
 /// Builds the stored form of a deployment text.
 pub fn blob_of(json: &[u8], resource_count: i64) -> StateBlob {
-    StateBlob {
-        gz: gzip(json),
-        sha256: sha256_hex(json),
-        size: json.len() as i64,
-        resource_count,
-    }
+    let mut sink = StateSink::new(json.len() / 4 + 64);
+    // Writing into memory cannot fail.
+    sink.write_all(json).expect("gzip into memory");
+    sink.finish(resource_count).expect("gzip into memory")
 }
 
 /// Builds the stored form of a deployment that `write` produces, hashing and compressing the
@@ -63,40 +64,56 @@ pub fn blob_streamed(
     resource_count: i64,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> EngineResult<StateBlob> {
-    use sha2::Digest;
-    struct Sink {
-        sha: sha2::Sha256,
-        gz: GzEncoder<Vec<u8>>,
-        size: usize,
-    }
-    impl Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.sha.update(buf);
-            self.gz.write_all(buf)?;
-            self.size += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let sink = Sink {
-        sha: sha2::Sha256::new(),
-        gz: GzEncoder::new(Vec::new(), Compression::new(1)),
-        size: 0,
-    };
+    let io = |e: std::io::Error| EngineError::Internal(format!("writing the state: {e}"));
     // The writers emit many small pieces (a comma, one resource); zlib and SHA-256 work best
     // on larger runs.
-    let mut buf = std::io::BufWriter::with_capacity(64 * 1024, sink);
-    let io = |e: std::io::Error| EngineError::Internal(format!("writing the state: {e}"));
+    let mut buf = std::io::BufWriter::with_capacity(64 * 1024, StateSink::new(0));
     write(&mut buf).map_err(io)?;
     let sink = buf.into_inner().map_err(|e| io(e.into_error()))?;
-    Ok(StateBlob {
-        sha256: hex::encode(sink.sha.finalize()),
-        size: sink.size as i64,
-        gz: sink.gz.finish().map_err(io)?,
-        resource_count,
-    })
+    sink.finish(resource_count).map_err(io)
+}
+
+/// What a deployment's text becomes when stored: its SHA-256, its length and its gzip, taken
+/// in one pass as it is written.
+struct StateSink {
+    sha: sha2::Sha256,
+    gz: GzEncoder<Vec<u8>>,
+    size: usize,
+}
+
+impl StateSink {
+    fn new(gz_capacity: usize) -> StateSink {
+        use sha2::Digest;
+        StateSink {
+            sha: sha2::Sha256::new(),
+            gz: GzEncoder::new(Vec::with_capacity(gz_capacity), STATE_LEVEL),
+            size: 0,
+        }
+    }
+
+    fn finish(self, resource_count: i64) -> std::io::Result<StateBlob> {
+        use sha2::Digest;
+        Ok(StateBlob {
+            sha256: hex::encode(self.sha.finalize()),
+            size: self.size as i64,
+            gz: self.gz.finish()?,
+            resource_count,
+        })
+    }
+}
+
+impl Write for StateSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        self.sha.update(buf);
+        self.gz.write_all(buf)?;
+        self.size += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Like [`blob_of`] when the caller already holds the gzip of `json` (a gzip request body).

@@ -284,28 +284,53 @@ struct FlagsHead {
     snippet_id: Option<String>,
 }
 
-/// Whether `text` could carry a field that sets a flag: one of their keys appears somewhere,
-/// or a `\u` escape could spell one. Most resources have none, and these vectorised
-/// substring searches cost a fraction of parsing the resource for it.
+/// Whether `text` could carry a field that sets a flag: one of [`FlagsHead`]'s keys appears
+/// somewhere, or a `\u` escape could spell one. Most resources have none, and these
+/// vectorised substring searches cost a fraction of parsing the resource for it.
 fn may_set_flags(text: &[u8]) -> bool {
     use memchr::memmem::Finder;
     static KEYS: std::sync::LazyLock<Vec<Finder<'static>>> = std::sync::LazyLock::new(|| {
-        [
-            "\"aliases\"",
-            "\"refreshBeforeUpdate\"",
-            "\"viewOf\"",
-            "\"resourceHooks\"",
-            "\"taint\"",
-            "\"replaceWith\"",
-            "\"extensionRef\"",
-            "\"snippetID\"",
-            "\\u",
-        ]
-        .into_iter()
-        .map(Finder::new)
-        .collect()
+        flags_head_keys()
+            .iter()
+            .map(|k| format!("\"{k}\""))
+            .chain(["\\u".to_owned()])
+            .map(|k| Finder::new(k.as_bytes()).into_owned())
+            .collect()
     });
     KEYS.iter().any(|k| k.find(text).is_some())
+}
+
+/// The keys [`FlagsHead`] reads, as serde names them: asked of its derived `Deserialize`, so
+/// a field added there is searched for without being spelled a second time.
+fn flags_head_keys() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    use std::cell::Cell;
+    struct Fields<'c>(&'c Cell<&'static [&'static str]>);
+    impl<'de> de::Deserializer<'de> for Fields<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom(
+                "only a struct's field names are asked for",
+            ))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.set(fields);
+            Err(de::Error::custom("field names taken"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let fields = Cell::new(&[][..]);
+    let _ = FlagsHead::deserialize(Fields(&fields));
+    fields.get()
 }
 
 const F_REFRESH_BEFORE_UPDATE: u8 = 1;
@@ -472,7 +497,7 @@ impl PendingOp {
             .map_err(|e| invalid(format!("a pending operation is not valid: {e}")))?;
         Ok(PendingOp {
             kind: head.kind,
-            resource: Res::parse(&head.resource)?,
+            resource: Res::parse_owned(head.resource)?,
             raw,
         })
     }
@@ -518,8 +543,8 @@ struct UntypedIn<'a> {
 impl Base {
     /// Parses a `DeploymentV3` object that is `text`, a part of `buf`: its resources stay
     /// slices of `buf`.
-    fn from_deployment_in(buf: &Bytes, text: &str) -> EngineResult<Base> {
-        let d: DeploymentIn = serde_json::from_str(text)
+    fn from_deployment_in(buf: &Bytes, text: &[u8]) -> EngineResult<Base> {
+        let d: DeploymentIn = serde_json::from_slice(text)
             .map_err(|e| invalid(format!("the deployment is not valid: {e}")))?;
         Ok(Base {
             secrets_providers: d.secrets_providers.filter(|r| r.get() != "null"),
@@ -552,8 +577,7 @@ impl Base {
     pub fn from_deployment_owned(raw: Box<RawValue>) -> EngineResult<Base> {
         let text: Box<str> = raw.into();
         let buf = Bytes::from(text.into_boxed_bytes());
-        let text = std::str::from_utf8(&buf).map_err(EngineError::internal)?;
-        Base::from_deployment_in(&buf, text)
+        Base::from_deployment_in(&buf, &buf)
     }
 
     /// Parses an `UntypedDeployment` (what export returns); an absent deployment is empty.
@@ -563,7 +587,7 @@ impl Base {
         let u: UntypedIn = serde_json::from_slice(&buf)
             .map_err(|e| invalid(format!("the deployment is not valid: {e}")))?;
         match u.deployment {
-            Some(d) if d.get() != "null" => Base::from_deployment_in(&buf, d.get()),
+            Some(d) if d.get() != "null" => Base::from_deployment_in(&buf, d.get().as_bytes()),
             _ => Ok(Base::default()),
         }
     }
@@ -1027,7 +1051,7 @@ impl Replayer {
                     "state migration base patch {i} targets a resource the layout removes"
                 )));
             }
-            if base_patches.insert(i, Res::parse(&p.state)?).is_some() {
+            if base_patches.insert(i, Res::parse_owned(p.state)?).is_some() {
                 return Err(invalid(format!(
                     "state migration base patch {i} appears twice"
                 )));
@@ -1043,7 +1067,7 @@ impl Replayer {
                 )));
             }
             let i = self.new_index(op, "newStatePatches")?;
-            if new_patches.insert(i, Res::parse(&p.state)?).is_some() {
+            if new_patches.insert(i, Res::parse_owned(p.state)?).is_some() {
                 return Err(invalid(format!(
                     "state migration patches operation {op} twice"
                 )));
@@ -1543,6 +1567,15 @@ mod tests {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_prefilter_searches_for_every_key_the_flags_come_from() {
+        let keys = flags_head_keys();
+        assert_eq!(keys.len(), 8, "{keys:?}");
+        for k in ["aliases", "refreshBeforeUpdate", "viewOf", "snippetID"] {
+            assert!(keys.contains(&k), "{k} in {keys:?}");
+        }
     }
 
     #[test]
