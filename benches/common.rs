@@ -103,3 +103,71 @@ pub fn postgres_cpu_secs() -> f64 {
         .map(proc_cpu_secs)
         .sum()
 }
+
+/// A field of `/proc/PID/status` in kB (`VmRSS:`, `VmHWM:`), 0 when absent.
+pub fn proc_field(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Waits (up to a minute) until the server at `base` answers.
+pub async fn wait_until_up(http: &reqwest::Client, base: &str) {
+    for _ in 0..2400 {
+        if http
+            .get(format!("{base}/api/capabilities"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// A command running `bin` under `PBACKEND_BENCH_SERVER_WRAP`, a command prefix such as
+/// `heaptrack -o FILE` or `valgrind --tool=callgrind` (none when unset).
+pub fn server_command(bin: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let wrap = std::env::var("PBACKEND_BENCH_SERVER_WRAP").unwrap_or_default();
+    wrapped_command(bin, &wrap)
+}
+
+/// [`server_command`] with an explicit prefix.
+pub fn wrapped_command(bin: impl AsRef<std::ffi::OsStr>, wrap: &str) -> std::process::Command {
+    let mut argv = wrap.split_whitespace();
+    match argv.next() {
+        Some(first) => {
+            let mut c = std::process::Command::new(first);
+            c.args(argv).arg(bin);
+            c
+        }
+        None => std::process::Command::new(bin),
+    }
+}
+
+/// Stops a server with SIGTERM, so that a profiler wrapping it writes its output, and waits.
+/// The wrapper's children are signalled first: a profiler's script does not pass it on.
+pub fn stop_server(mut child: std::process::Child) {
+    let pid = child.id().to_string();
+    let _ = std::process::Command::new("pkill")
+        .args(["-TERM", "-P", &pid])
+        .status();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let _ = child.wait();
+}

@@ -184,17 +184,7 @@ fn tv(t: libc::timeval) -> f64 {
 }
 
 fn proc_hwm_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .unwrap_or(0.0)
-        / 1024.0
+    common::proc_field(pid, "VmHWM:") as f64 / 1024.0
 }
 
 /// Runs a command, returning (wall, CPU of the child) and asserting success.
@@ -391,11 +381,7 @@ fn run_sequence(
             } else {
                 work.path().join("pb.db").display().to_string()
             };
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = common::free_port();
             // PBACKEND_BENCH_SERVER_LOG=FILE: every request at debug level, appended to FILE
             // (to count what a CLI version sends; it costs the server some CPU).
             let log = std::env::var_os("PBACKEND_BENCH_SERVER_LOG");
@@ -421,15 +407,7 @@ fn run_sequence(
                 _ => PathBuf::from(env!("CARGO_BIN_EXE_pbackend")),
             };
             // PBACKEND_BENCH_SERVER_WRAP="heaptrack -o FILE": the server under a profiler.
-            let wrap = std::env::var("PBACKEND_BENCH_SERVER_WRAP").unwrap_or_default();
-            let mut command = match wrap.split_whitespace().collect::<Vec<_>>().split_first() {
-                Some((first, rest)) => {
-                    let mut c = std::process::Command::new(first);
-                    c.args(rest).arg(&bin);
-                    c
-                }
-                None => std::process::Command::new(&bin),
-            };
+            let mut command = common::server_command(&bin);
             let child = command
                 .args([
                     "serve",
@@ -520,17 +498,8 @@ fn run_sequence(
         let rss = server.as_ref().map(|s| proc_hwm_mb(s.id())).unwrap_or(0.0);
         out.push((op, wall, cpu, s1 - s0, rss));
     }
-    if let Some(mut s) = server {
-        // SIGTERM: a profiler wrapping the server writes its output on the way out.
-        // The wrapper's children first: a profiler's script does not pass the signal on.
-        let pid = s.id().to_string();
-        let _ = std::process::Command::new("pkill")
-            .args(["-TERM", "-P", &pid])
-            .status();
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status();
-        let _ = s.wait();
+    if let Some(s) = server {
+        common::stop_server(s);
     }
     out
 }

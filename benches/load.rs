@@ -37,17 +37,6 @@ use serde_json::{Value, json};
 
 const TOKEN: &str = "pul-bench-token-000000000000000000000000";
 
-fn proc_field(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
 fn gz(v: &Value) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(&serde_json::to_vec(v).unwrap()).unwrap();
@@ -155,7 +144,14 @@ impl Setup {
     }
 }
 
-/// Starts the release `pbackend serve` on a free loopback port and waits until it answers.
+/// The server binary: `PBACKEND_BENCH_BIN` (another build, for before/after comparisons) or
+/// this one's release build.
+fn server_bin() -> String {
+    std::env::var("PBACKEND_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pbackend").to_owned())
+}
+
+/// Starts `pbackend serve` on a free loopback port and waits until it answers.
 /// `PBACKEND_BENCH_SERVER_WRAP` (e.g. `heaptrack -o /tmp/h`) runs it under a profiler; the
 /// process measured is then the wrapper's.
 async fn spawn_server(
@@ -163,29 +159,18 @@ async fn spawn_server(
     db: &str,
     durability: &str,
 ) -> (std::process::Child, String) {
-    let wrap = std::env::var("PBACKEND_BENCH_SERVER_WRAP").unwrap_or_default();
-    spawn_wrapped(http, db, durability, &wrap).await
+    spawn(http, server_command(server_bin()), db, durability).await
 }
 
-/// [`spawn_server`] under the command prefix `wrap` (empty: none).
-async fn spawn_wrapped(
+/// [`spawn_server`] with the command to run (the binary, perhaps under a wrapper).
+async fn spawn(
     http: &reqwest::Client,
+    mut command: std::process::Command,
     db: &str,
     durability: &str,
-    wrap: &str,
 ) -> (std::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    // PBACKEND_BENCH_BIN: another build (for before/after comparisons).
-    let bin = std::env::var("PBACKEND_BENCH_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pbackend").to_owned());
-    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
-    argv.push(&bin);
-    let child = std::process::Command::new(argv[0])
-        .args(&argv[1..])
+    let port = free_port();
+    let child = command
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .args(["--log-level", "warn", "--db", db])
         .env("PULUMI_BACKEND_SINGLE_TENANT_TOKEN", TOKEN)
@@ -195,31 +180,82 @@ async fn spawn_wrapped(
         .spawn()
         .expect("pbackend starts");
     let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..2400 {
-        if http
-            .get(format!("{base}/api/capabilities"))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_until_up(http, &base).await;
     (child, base)
 }
 
-/// Stops a server: SIGTERM (so a profiler wrapping it writes its output), then waits.
-fn stop_server(mut child: std::process::Child) {
-    // The wrapper's children first: a profiler's script does not pass the signal on.
-    let pid = child.id().to_string();
-    let _ = std::process::Command::new("pkill")
-        .args(["-TERM", "-P", &pid])
-        .status();
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status();
-    let _ = child.wait();
+/// Creates stack `organization/proj/{name}`.
+async fn create_stack(http: &reqwest::Client, base: &str, auth: &str, name: &str) {
+    let body = json!({ "stackName": name }).to_string().into_bytes();
+    call(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/api/stacks/organization/proj"),
+        auth,
+        Some((body, false)),
+    )
+    .await;
+}
+
+/// Creates an update of `kind` on `stack` (its URL) and starts it, with journal version 1 or
+/// checkpoints: the update's URL and its lease's `Authorization` value.
+async fn begin_update(
+    http: &reqwest::Client,
+    stack: &str,
+    auth: &str,
+    kind: &str,
+    journal: bool,
+) -> (String, String) {
+    let body = json!({"options": {"dryRun": false}})
+        .to_string()
+        .into_bytes();
+    let id = call(
+        http,
+        reqwest::Method::POST,
+        format!("{stack}/{kind}"),
+        auth,
+        Some((body, false)),
+    )
+    .await["updateID"]
+        .as_str()
+        .expect("update id")
+        .to_owned();
+    let start = if journal {
+        json!({"journalVersion": 1})
+    } else {
+        json!({})
+    };
+    let update = format!("{stack}/{kind}/{id}");
+    let token = call(
+        http,
+        reqwest::Method::POST,
+        update.clone(),
+        auth,
+        Some((start.to_string().into_bytes(), false)),
+    )
+    .await["token"]
+        .as_str()
+        .expect("lease token")
+        .to_owned();
+    (update, format!("update-token {token}"))
+}
+
+/// Ends an update as succeeded.
+async fn complete(http: &reqwest::Client, update: &str, lease: &str) {
+    call(
+        http,
+        reqwest::Method::POST,
+        format!("{update}/complete"),
+        lease,
+        Some((br#"{"status":"succeeded"}"#.to_vec(), false)),
+    )
+    .await;
+}
+
+/// The journal entry the CLI sends first: the stack's secrets provider.
+fn secrets_entry(base: &str, stack: &str) -> Value {
+    json!({"version":1,"kind":6,"sequenceID":1,"operationID":0,"removeOld":null,"removeNew":null,
+        "secretsProvider":{"type":"service","state":{"url":base,"owner":"organization","project":"proj","stack":stack}}})
 }
 
 /// One run on fresh servers. `rate`: total journal entries per second to aim for (each
@@ -273,10 +309,7 @@ async fn run(
 
     // Payload: the same journal for every update (URNs are per stack anyway).
     let mut seq = 1;
-    let mut entries = vec![
-        json!({"version":1,"kind":6,"sequenceID":1,"operationID":0,"removeOld":null,"removeNew":null,
-        "secretsProvider":{"type":"service","state":{"url":base,"owner":"organization","project":"proj","stack":"s"}}}),
-    ];
+    let mut entries = vec![secrets_entry(&base, "s")];
     entries.extend(create_entries(0, per_update, pad, &mut seq));
     let batches: Vec<(usize, Vec<u8>)> = entries
         .chunks(100)
@@ -292,19 +325,7 @@ async fn run(
     );
 
     for i in 0..updates {
-        call(
-            &http,
-            reqwest::Method::POST,
-            format!("{base}/api/stacks/organization/proj"),
-            &auth,
-            Some((
-                json!({"stackName": format!("s{i}")})
-                    .to_string()
-                    .into_bytes(),
-                false,
-            )),
-        )
-        .await;
+        create_stack(&http, &base, &auth, &format!("s{i}")).await;
     }
 
     let cpu0: f64 = pids.iter().map(|p| proc_cpu_secs(*p)).sum();

@@ -10,8 +10,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::json;
 
-use super::common::{deployment, resource};
-use super::{call, gz, spawn_wrapped, stop_server};
+use super::common::{deployment, resource, stop_server, wrapped_command};
+use super::{begin_update, call, complete, create_stack, gz, secrets_entry, server_bin, spawn};
 
 const PAD: usize = 400;
 
@@ -82,60 +82,15 @@ pub async fn run() {
         .timeout(Duration::from_secs(600))
         .build()
         .expect("client");
-    let (child, base) = spawn_wrapped(&http, &db, "normal", &out).await;
+    let (child, base) = spawn(&http, wrapped_command(server_bin(), &out), &db, "normal").await;
     let pid = child.id();
     let auth = format!("token {}", super::TOKEN);
-    let post = reqwest::Method::POST;
     let mut seen = 0;
     let mut kinds: Vec<Kind> = Vec::new();
     for s in ["j", "c"] {
-        let body = json!({ "stackName": s }).to_string().into_bytes();
-        call(
-            &http,
-            post.clone(),
-            format!("{base}/api/stacks/organization/proj"),
-            &auth,
-            Some((body, false)),
-        )
-        .await;
+        create_stack(&http, &base, &auth, s).await;
     }
-    let start = |stack: &'static str, journal: bool| {
-        let (http, base, auth) = (http.clone(), base.clone(), auth.clone());
-        async move {
-            let st = format!("{base}/api/stacks/organization/proj/{stack}");
-            let body = json!({"options": {"dryRun": false}})
-                .to_string()
-                .into_bytes();
-            let id = call(
-                &http,
-                reqwest::Method::POST,
-                format!("{st}/update"),
-                &auth,
-                Some((body, false)),
-            )
-            .await["updateID"]
-                .as_str()
-                .expect("update id")
-                .to_owned();
-            let start = if journal {
-                json!({"journalVersion": 1})
-            } else {
-                json!({})
-            };
-            let token = call(
-                &http,
-                reqwest::Method::POST,
-                format!("{st}/update/{id}"),
-                &auth,
-                Some((start.to_string().into_bytes(), false)),
-            )
-            .await["token"]
-                .as_str()
-                .expect("lease")
-                .to_owned();
-            (format!("{st}/update/{id}"), format!("update-token {token}"))
-        }
-    };
+    let stack = |s: &str| format!("{base}/api/stacks/organization/proj/{s}");
 
     // Each kind: zero, send `count` requests, dump, read the dump's total.
     macro_rules! kind {
@@ -171,17 +126,14 @@ pub async fn run() {
     kind!("batch-encrypt (4 values)", 20, |_| call(
         &http,
         reqwest::Method::POST,
-        format!("{base}/api/stacks/organization/proj/j/batch-encrypt"),
+        format!("{}/batch-encrypt", stack("j")),
         &auth,
         Some((enc.clone(), false))
     ));
 
-    let (upd, lease) = start("j", true).await;
+    let (upd, lease) = begin_update(&http, &stack("j"), &auth, "update", true).await;
     let mut seq = 1;
-    let mut batches = vec![gz(
-        &json!({"entries": [{"version":1,"kind":6,"sequenceID":1,"operationID":0,
-        "secretsProvider":{"type":"service","state":{"url":base,"owner":"organization","project":"proj","stack":"j"}}}]}),
-    )];
+    let mut batches = vec![gz(&json!({"entries": [secrets_entry(&base, "j")]}))];
     let entries = super::common::create_entries(0, 1000, PAD, &mut seq);
     batches.extend(entries.chunks(100).map(|c| gz(&json!({ "entries": c }))));
     call(
@@ -224,23 +176,19 @@ pub async fn run() {
         Some((br#"{"duration":300}"#.to_vec(), false))
     ));
 
-    kind!("complete (journal, 1,000 resources, 1.1 MB)", 1, |_| call(
-        &http,
-        reqwest::Method::POST,
-        format!("{upd}/complete"),
-        &lease,
-        Some((br#"{"status":"succeeded"}"#.to_vec(), false))
-    ));
+    kind!("complete (journal, 1,000 resources, 1.1 MB)", 1, |_| {
+        complete(&http, &upd, &lease)
+    });
 
     kind!("export (1,000 resources)", 10, |_| call(
         &http,
         reqwest::Method::GET,
-        format!("{base}/api/stacks/organization/proj/j/export"),
+        format!("{}/export", stack("j")),
         &auth,
         None
     ));
 
-    let (cupd, clease) = start("c", false).await;
+    let (cupd, clease) = begin_update(&http, &stack("c"), &auth, "update", false).await;
     let full = gz(&deployment(
         (0..1000).map(|i| resource(i, "a", PAD)).collect(),
     ));
@@ -251,14 +199,7 @@ pub async fn run() {
         &clease,
         Some((full.clone(), true))
     ));
-    call(
-        &http,
-        reqwest::Method::POST,
-        format!("{cupd}/complete"),
-        &clease,
-        Some((br#"{"status":"succeeded"}"#.to_vec(), false)),
-    )
-    .await;
+    complete(&http, &cupd, &clease).await;
 
     stop_server(child);
 

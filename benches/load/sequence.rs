@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::common::{proc_cpu_secs, resource};
-use super::{call, gz, proc_field, spawn_server, stop_server};
+use super::common::{proc_cpu_secs, proc_field, resource, stop_server};
+use super::{begin_update, call, complete, create_stack, gz, secrets_entry, spawn_server};
 
 const STACK: &str = "organization/proj/big";
 
@@ -27,8 +27,7 @@ fn batches(
     mut entry: impl FnMut(usize, i64, &mut i64) -> Vec<Value>,
 ) -> Vec<Vec<u8>> {
     let mut seq = 1;
-    let mut pending = vec![json!({"version":1,"kind":6,"sequenceID":1,"operationID":0,
-        "secretsProvider":{"type":"service","state":{"url":base,"owner":"organization","project":"proj","stack":"big"}}})];
+    let mut pending = vec![secrets_entry(base, "big")];
     let mut out = Vec::new();
     for i in 0..n {
         pending.extend(entry(i, i as i64 + 1, &mut seq));
@@ -57,51 +56,18 @@ async fn update(
     journal: &[Vec<u8>],
 ) -> usize {
     let stack = format!("{base}/api/stacks/{STACK}");
-    let body = json!({"options": {"dryRun": false}})
-        .to_string()
-        .into_bytes();
-    let id = call(
-        http,
-        reqwest::Method::POST,
-        format!("{stack}/{kind}"),
-        auth,
-        Some((body, false)),
-    )
-    .await["updateID"]
-        .as_str()
-        .expect("update id")
-        .to_owned();
-    let start = json!({"journalVersion": 1}).to_string().into_bytes();
-    let token = call(
-        http,
-        reqwest::Method::POST,
-        format!("{stack}/{kind}/{id}"),
-        auth,
-        Some((start, false)),
-    )
-    .await["token"]
-        .as_str()
-        .expect("lease token")
-        .to_owned();
-    let lease = format!("update-token {token}");
+    let (update, lease) = begin_update(http, &stack, auth, kind, true).await;
     for b in journal {
         call(
             http,
             reqwest::Method::PATCH,
-            format!("{stack}/{kind}/{id}/journalentries"),
+            format!("{update}/journalentries"),
             &lease,
             Some((b.clone(), true)),
         )
         .await;
     }
-    call(
-        http,
-        reqwest::Method::POST,
-        format!("{stack}/{kind}/{id}/complete"),
-        &lease,
-        Some((br#"{"status":"succeeded"}"#.to_vec(), false)),
-    )
-    .await;
+    complete(http, &update, &lease).await;
     journal.iter().map(Vec::len).sum()
 }
 
@@ -137,15 +103,7 @@ pub async fn run(n: usize, pad: usize) {
     let auth = format!("token {}", super::TOKEN);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_kb = proc_field(pid, "VmRSS:");
-    let create_body = json!({"stackName": "big"}).to_string().into_bytes();
-    call(
-        &http,
-        reqwest::Method::POST,
-        format!("{base}/api/stacks/organization/proj"),
-        &auth,
-        Some((create_body, false)),
-    )
-    .await;
+    create_stack(&http, &base, &auth, "big").await;
 
     let mut steps = Vec::new();
     let create = batches(n, &base, |i, op, seq| {
