@@ -23,26 +23,6 @@ use tokio::io::AsyncWriteExt;
 const TOKEN: &str = "pul-bench-token-000000000000000000000000";
 const LIMIT: usize = 128 << 20;
 
-fn proc_field(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
 fn gz(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(data).unwrap();
@@ -71,11 +51,7 @@ struct Server {
 impl Server {
     async fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_pbackend"))
             .args([
                 "serve",
@@ -85,6 +61,9 @@ impl Server {
                 "error",
             ])
             .args(["--max-state-bytes", &LIMIT.to_string()])
+            // The probe calls `GET /api/user` 50 times a second as the same identity; the
+            // per-identity rate limit would answer it 429 and hide what the attack costs.
+            .args(["--rate-limit", "off"])
             .arg("--db")
             .arg(dir.path().join("hostile.db"))
             .env("PULUMI_BACKEND_SINGLE_TENANT_TOKEN", TOKEN)
@@ -95,22 +74,11 @@ impl Server {
             .expect("pbackend starts");
         let pid = child.id();
         let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        for _ in 0..400 {
-            if http
-                .get(format!("{base}/api/capabilities"))
-                .send()
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        wait_until_up(&reqwest::Client::new(), &base).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         Server {
             idle_kb: proc_field(pid, "VmRSS:"),
-            idle_cpu: cpu_secs(pid),
+            idle_cpu: proc_cpu_secs(pid),
             child,
             pid,
             base,
@@ -288,7 +256,7 @@ where
         requests: count.load(Ordering::SeqCst),
         statuses,
         peak_mb: (proc_field(srv.pid, "VmHWM:").saturating_sub(srv.idle_kb)) as f64 / 1024.0,
-        cpu: cpu_secs(srv.pid) - srv.idle_cpu,
+        cpu: proc_cpu_secs(srv.pid) - srv.idle_cpu,
         p50: lat.pct(0.5),
         p99: lat.pct(0.99),
         up,
