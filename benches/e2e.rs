@@ -19,10 +19,12 @@
 //! Runs are interleaved (repeat × size × backend) and each is reported as median and range of
 //! wall seconds, CLI CPU seconds and server CPU seconds, plus the server's peak RSS.
 //!
-//! `--shape echo` makes each resource's input a ~16 KB string that its outputs echo (~32 KB of
-//! state per resource, the Go peer's benchmark shape) instead of 16 KB of output padding.
+//! `--shape echo` gives each resource a ~16 KB input string (`data`) that its outputs echo once
+//! (~32 KB of state per resource, ~20 MB at 600: the Go peer's benchmark shape) instead of
+//! 16 KB of output padding. `--shape heavy` makes that string the resource's `value`, which the
+//! outputs repeat three times, once as a secret (~70 KB per resource and 16 KB of secret each).
 //!
-//!     cargo bench --bench e2e -- [--sizes 10,200,600] [--repeats 3] [--cli v3.259.0] [--shape echo]
+//!     cargo bench --bench e2e -- [--sizes 10,200,600] [--repeats 3] [--cli v3.259.0] [--shape echo|heavy]
 //!         [--backends pbackend,pbackend-full,pbackend-pg,pbackend-j1,pbackend-ckpt,null,file,skip] [--file-max-size 600]
 
 #[path = "common.rs"]
@@ -245,9 +247,18 @@ fn program(tc: &Toolchain, n: usize) -> String {
     let mut s = format!(
         "name: bench\nruntime: yaml\nplugins:\n  providers:\n    - name: pbtest\n      path: {p}\n  languages:\n    - name: yaml\n      path: {p}\nresources:\n"
     );
-    let echo = arg("--shape").as_deref() == Some("echo");
+    let shape = arg("--shape");
+    assert!(
+        matches!(shape.as_deref(), None | Some("echo" | "heavy")),
+        "--shape is echo or heavy (or absent for the padded default)"
+    );
     for i in 0..n {
-        if echo {
+        if shape.as_deref() == Some("echo") {
+            s.push_str(&format!(
+                "  r{i}:\n    type: pbtest:index:Item\n    properties:\n      value: v{i}\n      data: \"{}\"\n",
+                echo_value(i)
+            ));
+        } else if shape.as_deref() == Some("heavy") {
             s.push_str(&format!(
                 "  r{i}:\n    type: pbtest:index:Item\n    properties:\n      value: \"{}\"\n",
                 echo_value(i)
@@ -262,9 +273,9 @@ fn program(tc: &Toolchain, n: usize) -> String {
     s
 }
 
-/// `--shape echo`: a ~16 KB input string per resource that the provider echoes in its
-/// outputs (~32 KB of state each), like the Go peer's published benchmark. Letters and digits
-/// from a fixed pseudo-random sequence, so the state does not compress to nothing.
+/// The ~16 KB string of `--shape echo` and `--shape heavy`. The Go peer's benchmark pads with
+/// one repeated letter; this one uses letters and digits from a fixed pseudo-random sequence,
+/// so the state does not compress to nothing (it gzips to about three quarters).
 fn echo_value(i: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut x = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);

@@ -5,7 +5,7 @@
 #
 #   scripts/heap-profile.sh [SIZE] [SHAPE] [BIN...]
 #
-# SIZE defaults to 600, SHAPE to `echo` (~32 KB of state per resource; `pad` is the e2e
+# SIZE defaults to 600, SHAPE to `echo` (~32 KB of state per resource; `heavy` and `pad`, the e2e
 # default shape). Each BIN is a pbackend binary to profile (default: the release build);
 # give an older build beside the current one for a before/after table.
 set -euo pipefail

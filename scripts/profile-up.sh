@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Profiles `pbackend serve` (release build) with perf while the real CLI runs a create and a
 # no-op `up` of N resources padded to ~16 KB (the e2e benchmark's workload), or with SHAPE
-# `echo`, a ~16 KB input string per resource echoed in its outputs (`cargo bench --bench e2e
-# -- --shape echo`).
+# `echo`, a ~16 KB input string per resource echoed once in its outputs, or `heavy`, that
+# string as the value the outputs repeat three times, once secret (`cargo bench --bench e2e
+# -- --shape echo|heavy`).
 #
-#   cargo build --release && scripts/profile-up.sh 600 [pad|echo]
+#   cargo build --release && scripts/profile-up.sh 600 [pad|echo|heavy]
 #   perf report -i target/profile/create.data --children --sort symbol
 set -euo pipefail
 N=${1:-600}
@@ -21,6 +22,9 @@ P=$TC/plugins
   printf 'name: bench\nruntime: yaml\nplugins:\n  providers:\n    - name: pbtest\n      path: %s\n  languages:\n    - name: yaml\n      path: %s\nresources:\n' "$P" "$P"
   for i in $(seq 0 $((N - 1))); do
     if [ "$SHAPE" = echo ]; then
+      printf '  r%d:\n    type: pbtest:index:Item\n    properties:\n      value: v%d\n      data: "%s"\n' "$i" "$i" \
+        "$(head -c 12000 /dev/urandom | base64 -w0 | tr -d '+/=' | head -c 16000)"
+    elif [ "$SHAPE" = heavy ]; then
       printf '  r%d:\n    type: pbtest:index:Item\n    properties:\n      value: "%s"\n' "$i" \
         "$(head -c 12000 /dev/urandom | base64 -w0 | tr -d '+/=' | head -c 16000)"
     else

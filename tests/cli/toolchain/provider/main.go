@@ -7,6 +7,7 @@
 //	value    string  required; a change is an in-place update
 //	key      string  optional; replaceOnChanges, a change forces a replace
 //	padBytes int     optional; output `padding` is that many 'x' bytes
+//	data     string  optional; echoed once in the outputs and nowhere else
 //	fail     bool    optional; Create and Update return an error
 //	sleepMs  int     optional; Create, Update and Delete sleep that long
 //
@@ -55,6 +56,7 @@ type ItemArgs struct {
 	Value    string  `pulumi:"value"`
 	Key      *string `pulumi:"key,optional" provider:"replaceOnChanges"`
 	PadBytes *int    `pulumi:"padBytes,optional"`
+	Data     *string `pulumi:"data,optional"`
 	Fail     *bool   `pulumi:"fail,optional"`
 	SleepMs  *int    `pulumi:"sleepMs,optional"`
 }
@@ -64,6 +66,7 @@ type ItemState struct {
 	Value    string  `pulumi:"value"`
 	Key      *string `pulumi:"key,optional"`
 	PadBytes *int    `pulumi:"padBytes,optional"`
+	Data     *string `pulumi:"data,optional"`
 	Fail     *bool   `pulumi:"fail,optional"`
 	SleepMs  *int    `pulumi:"sleepMs,optional"`
 	Padding  string  `pulumi:"padding"`
@@ -80,6 +83,7 @@ func (a *ItemArgs) Annotate(an infer.Annotator) {
 	an.Describe(&a.Value, "Any string; a change updates the resource in place.")
 	an.Describe(&a.Key, "Any string; a change replaces the resource.")
 	an.Describe(&a.PadBytes, "Length in bytes of the `padding` output, to make big states.")
+	an.Describe(&a.Data, "Any string; echoed once in the outputs (state-size benchmarks).")
 	an.Describe(&a.Fail, "When true, Create and Update fail.")
 	an.Describe(&a.SleepMs, "Create, Update and Delete sleep this many milliseconds.")
 }
@@ -107,6 +111,7 @@ func stateOf(in ItemArgs) ItemState {
 		Value:    in.Value,
 		Key:      in.Key,
 		PadBytes: in.PadBytes,
+		Data:     in.Data,
 		Fail:     in.Fail,
 		SleepMs:  in.SleepMs,
 		Padding:  strings.Repeat("x", pad),
