@@ -13,7 +13,7 @@ use crate::engine::state::journal::LATEST_JOURNAL_VERSION;
 use crate::engine::state::lease::{Lease, check_update_id};
 use crate::engine::{Engine, Identity, names};
 use crate::store::{
-    FinishGuard, FinishOutcome, FinishUpdate, LeaseDenied, NewUpdate, Notes, StackKey,
+    FinalState, FinishGuard, FinishOutcome, FinishUpdate, LeaseDenied, NewUpdate, Notes, StackKey,
     StartOutcome, StartUpdate, StoreError, Tags, UpdateRow, UpdateStatus, WindowOutputs,
 };
 
@@ -329,6 +329,13 @@ impl Engine {
         let mut attempt = 0;
         let outcome = loop {
             let (final_state, built_from) = self.materialize(update, &mut live).await?;
+            if matches!(final_state, FinalState::Blob(_)) {
+                // The final state is built and compressed: let the in-memory view go before
+                // the store takes its copies of the blob, so that a state-sized update never
+                // holds both. Should the finish fail, the next attempt rebuilds it from the
+                // store, where every acknowledged batch is.
+                live.clear();
+            }
             let finished = self
                 .store
                 .finish_update(FinishUpdate {
