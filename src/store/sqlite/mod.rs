@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
@@ -455,6 +456,11 @@ fn open_connection(
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // Room for every statement of the hot paths (the default keeps 16).
     conn.set_prepared_statement_cache_capacity(64);
+    // Plans must not depend on bound values. Otherwise a query on `updates` that the planner
+    // weighs against the partial index `updates_one_running` (a constant in its WHERE) marks
+    // its parameters "re-prepare when rebound", and every execution compiled the statement
+    // anew: two of them per journal batch (the lease checks), ~90,000 instructions each.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.pragma_update(None, "synchronous", durability.pragma())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     if query_only {
