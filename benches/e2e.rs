@@ -248,26 +248,18 @@ fn program(tc: &Toolchain, n: usize) -> String {
         "name: bench\nruntime: yaml\nplugins:\n  providers:\n    - name: pbtest\n      path: {p}\n  languages:\n    - name: yaml\n      path: {p}\nresources:\n"
     );
     let shape = arg("--shape");
-    assert!(
-        matches!(shape.as_deref(), None | Some("echo" | "heavy")),
-        "--shape is echo or heavy (or absent for the padded default)"
-    );
     for i in 0..n {
-        if shape.as_deref() == Some("echo") {
-            s.push_str(&format!(
-                "  r{i}:\n    type: pbtest:index:Item\n    properties:\n      value: v{i}\n      data: \"{}\"\n",
-                echo_value(i)
-            ));
-        } else if shape.as_deref() == Some("heavy") {
-            s.push_str(&format!(
-                "  r{i}:\n    type: pbtest:index:Item\n    properties:\n      value: \"{}\"\n",
-                echo_value(i)
-            ));
-        } else {
-            s.push_str(&format!(
-                "  r{i}:\n    type: pbtest:index:Item\n    properties:\n      value: v{i}\n      padBytes: {PAD}\n"
-            ));
-        }
+        let properties = match shape.as_deref() {
+            None => format!("value: v{i}\n      padBytes: {PAD}"),
+            Some("echo") => format!("value: v{i}\n      data: \"{}\"", echo_value(i)),
+            Some("heavy") => format!("value: \"{}\"", echo_value(i)),
+            Some(other) => {
+                panic!("--shape {other}: echo or heavy (or none for the padded default)")
+            }
+        };
+        s.push_str(&format!(
+            "  r{i}:\n    type: pbtest:index:Item\n    properties:\n      {properties}\n"
+        ));
     }
     s.push_str("outputs:\n  s: ${r0.secret}\n");
     s

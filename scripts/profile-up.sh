@@ -21,15 +21,15 @@ P=$TC/plugins
 {
   printf 'name: bench\nruntime: yaml\nplugins:\n  providers:\n    - name: pbtest\n      path: %s\n  languages:\n    - name: yaml\n      path: %s\nresources:\n' "$P" "$P"
   for i in $(seq 0 $((N - 1))); do
-    if [ "$SHAPE" = echo ]; then
-      printf '  r%d:\n    type: pbtest:index:Item\n    properties:\n      value: v%d\n      data: "%s"\n' "$i" "$i" \
-        "$(head -c 12000 /dev/urandom | base64 -w0 | tr -d '+/=' | head -c 16000)"
-    elif [ "$SHAPE" = heavy ]; then
-      printf '  r%d:\n    type: pbtest:index:Item\n    properties:\n      value: "%s"\n' "$i" \
-        "$(head -c 12000 /dev/urandom | base64 -w0 | tr -d '+/=' | head -c 16000)"
-    else
-      printf '  r%d:\n    type: pbtest:index:Item\n    properties:\n      value: v%d\n      padBytes: 16000\n' "$i" "$i"
-    fi
+    case $SHAPE in
+      echo | heavy) data=$(head -c 12000 /dev/urandom | base64 -w0 | tr -d '+/=' | head -c 16000) ;;
+    esac
+    case $SHAPE in
+      echo) props=$(printf 'value: v%d\n      data: "%s"' "$i" "$data") ;;
+      heavy) props=$(printf 'value: "%s"' "$data") ;;
+      *) props=$(printf 'value: v%d\n      padBytes: 16000' "$i") ;;
+    esac
+    printf '  r%d:\n    type: pbtest:index:Item\n    properties:\n      %s\n' "$i" "$props"
   done
   printf 'outputs:\n  s: ${r0.secret}\n'
 } >"$W/proj/Pulumi.yaml"

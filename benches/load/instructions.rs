@@ -25,8 +25,10 @@ fn control(args: &[&str], pid: u32) {
     assert!(ok, "callgrind_control {args:?} failed");
 }
 
-/// The instruction total of the newest dump in `dir`.
-fn last_dump_total(dir: &Path, seen: &mut usize) -> u64 {
+/// The instruction total of the server's (`pid`) newest dump in `dir`. A kept directory may
+/// hold dumps of earlier runs: only this process's count.
+fn last_dump_total(dir: &Path, pid: u32, seen: &mut usize) -> u64 {
+    let prefix = format!("cg.{pid}.");
     for _ in 0..100 {
         let mut dumps: Vec<_> = std::fs::read_dir(dir)
             .expect("dump dir")
@@ -34,7 +36,7 @@ fn last_dump_total(dir: &Path, seen: &mut usize) -> u64 {
             .filter(|p| {
                 p.file_name()
                     .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("cg.") && n.matches('.').count() == 2)
+                    .is_some_and(|n| n.starts_with(&prefix) && n.matches('.').count() == 2)
             })
             .collect();
         if dumps.len() > *seen {
@@ -103,7 +105,7 @@ pub async fn run() {
             kinds.push(Kind {
                 name: $name.to_string(),
                 count: $count,
-                instructions: last_dump_total(&dir, &mut seen),
+                instructions: last_dump_total(&dir, pid, &mut seen),
             });
         }};
     }

@@ -349,8 +349,8 @@ const F_ALIASES: u8 = 1 << 7;
 /// The text is shared, never copied after it arrives: a base resource is a slice of the
 /// base's stored text, a resource from an entry owns that entry's buffer, and an unchanged
 /// resource (a same step) points at the base's text again. A large stack in replay then
-/// costs about one copy of its state, and generating the final deployment from a copy of
-/// the replayer (which must stay usable if the write fails) copies pointers.
+/// costs about one copy of its state, and generating a deployment from the replayer (which
+/// a read of the live state leaves in use) copies pointers.
 #[derive(Debug, Clone)]
 pub struct Res {
     /// Valid JSON, UTF-8: checked when parsed, re-encoded by [`RawObject`] when edited.
