@@ -62,6 +62,7 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Address to listen on')
             [CompletionResult]::new('--tls-cert', '--tls-cert', [CompletionResultType]::ParameterName, 'Serve HTTPS with this PEM certificate chain (leaf first). It and --tls-key are loaded again when either file changes on disk, and on SIGHUP')
             [CompletionResult]::new('--tls-key', '--tls-key', [CompletionResultType]::ParameterName, 'The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert')
+            [CompletionResult]::new('--console', '--console', [CompletionResultType]::ParameterName, 'Serve the web console at the API''s address (`--console=false` turns it off). Point the CLI''s links at it with PULUMI_CONSOLE_DOMAIN=<host:port>, printed at start')
             [CompletionResult]::new('--trusted-proxies', '--trusted-proxies', [CompletionResultType]::ParameterName, 'Proxies (addresses or networks, comma-separated: `10.0.0.0/8,192.168.1.10`) whose X-Forwarded-For / X-Real-IP headers name the client. The client''s address then goes to the logs, audit events and leases; from anyone else those headers are ignored. Default: none')
             [CompletionResult]::new('--shutdown-grace', '--shutdown-grace', [CompletionResultType]::ParameterName, 'On SIGTERM or SIGINT: stop accepting, fail /readyz, and give requests in flight this long to finish before their connections are closed (the CLI retries what was cut)')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
@@ -150,6 +151,7 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('unlock', 'unlock', [CompletionResultType]::ParameterValue, 'Cancel the update holding a stack (a crashed CLI, a stuck lease), keeping the state it reached. The CLI''s `pulumi cancel`, for when the CLI cannot')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write a stack''s deployment exactly as `pulumi stack export` does, for `pulumi stack import` anywhere')
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Store a deployment file as a new version of a stack. Plaintext secrets (from --show-secrets exports) are encrypted with the stack''s key; secrets of another stack of this database are re-encrypted; secrets that would not decrypt are refused')
+            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Roll a stack back to a kept version: that version''s state becomes the newest version (recorded as an import, with an audit event), and the versions in between stay in the history. Refused while an update holds the stack. The console''s "Roll back"')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -260,6 +262,23 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'pbackend;stack;rollback' {
+            [CompletionResult]::new('--to-version', '--to-version', [CompletionResultType]::ParameterName, 'The kept version whose state to restore (`pbackend stack show` lists them)')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The database: a SQLite file (created on first start), or a PostgreSQL URL (`postgres://user:password@host:5432/dbname`) for several servers sharing one database')
+            [CompletionResult]::new('--master-key', '--master-key', [CompletionResultType]::ParameterName, 'Master key that wraps every stack''s secrets key: 64 hex characters (32 bytes). When neither this nor --master-key-file is given, the key is read from `<db>.key`, which `serve` creates on a new database')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log filter: error, warn, info, debug, trace, or a tracing directive such as `pbackend=debug`. Successful requests are logged at debug')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Where the operational log goes: `stderr` or a file (appended to)')
+            [CompletionResult]::new('--access-log', '--access-log', [CompletionResultType]::ParameterName, 'Where the access log (one line per request) goes: `stderr` (with the operational log, answers at debug level), `off`, or a file of its own (every request)')
+            [CompletionResult]::new('--access-log-format', '--access-log-format', [CompletionResultType]::ParameterName, 'Format of the access log (default: --log-format)')
+            [CompletionResult]::new('--audit-log', '--audit-log', [CompletionResultType]::ParameterName, 'Where audit events also go as log lines, once their change has committed: `off`, `stderr` or a file (for a log shipper or SIEM; the audit log is always in the database too)')
+            [CompletionResult]::new('--audit-log-format', '--audit-log-format', [CompletionResultType]::ParameterName, 'Format of the audit log lines (default: --log-format)')
+            [CompletionResult]::new('--otel-endpoint', '--otel-endpoint', [CompletionResultType]::ParameterName, 'Send traces to this OpenTelemetry collector over OTLP/HTTP (JSON), e.g. `http://otel-collector:4318`: a span per request with child spans for its store transactions. Off unless given')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'A TOML file of settings: keys are the long flag names (`addr = "0.0.0.0:8443"`, `tls-cert = "/etc/pbackend/tls.crt"`, `rate-limit = "off"`). Flags and environment variables override it; `pbackend config show` prints the result')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'pbackend;stack;help' {
             [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List stacks: resources, last update, version, the update holding it, state size')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one stack: tags, kept versions, recent history, lock, secrets key')
@@ -267,6 +286,7 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('unlock', 'unlock', [CompletionResultType]::ParameterValue, 'Cancel the update holding a stack (a crashed CLI, a stuck lease), keeping the state it reached. The CLI''s `pulumi cancel`, for when the CLI cannot')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write a stack''s deployment exactly as `pulumi stack export` does, for `pulumi stack import` anywhere')
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Store a deployment file as a new version of a stack. Plaintext secrets (from --show-secrets exports) are encrypted with the stack''s key; secrets of another stack of this database are re-encrypted; secrets that would not decrypt are refused')
+            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Roll a stack back to a kept version: that version''s state becomes the newest version (recorded as an import, with an audit event), and the versions in between stay in the history. Refused while an update holds the stack. The console''s "Roll back"')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -286,6 +306,9 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             break
         }
         'pbackend;stack;help;import' {
+            break
+        }
+        'pbackend;stack;help;rollback' {
             break
         }
         'pbackend;stack;help;help' {
@@ -1459,6 +1482,7 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             [CompletionResult]::new('unlock', 'unlock', [CompletionResultType]::ParameterValue, 'Cancel the update holding a stack (a crashed CLI, a stuck lease), keeping the state it reached. The CLI''s `pulumi cancel`, for when the CLI cannot')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write a stack''s deployment exactly as `pulumi stack export` does, for `pulumi stack import` anywhere')
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Store a deployment file as a new version of a stack. Plaintext secrets (from --show-secrets exports) are encrypted with the stack''s key; secrets of another stack of this database are re-encrypted; secrets that would not decrypt are refused')
+            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Roll a stack back to a kept version: that version''s state becomes the newest version (recorded as an import, with an audit event), and the versions in between stay in the history. Refused while an update holds the stack. The console''s "Roll back"')
             break
         }
         'pbackend;help;stack;ls' {
@@ -1477,6 +1501,9 @@ Register-ArgumentCompleter -Native -CommandName 'pbackend' -ScriptBlock {
             break
         }
         'pbackend;help;stack;import' {
+            break
+        }
+        'pbackend;help;stack;rollback' {
             break
         }
         'pbackend;help;export' {

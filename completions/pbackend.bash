@@ -247,6 +247,9 @@ _pbackend() {
             pbackend__subcmd__help__subcmd__stack,rm)
                 cmd="pbackend__subcmd__help__subcmd__stack__subcmd__rm"
                 ;;
+            pbackend__subcmd__help__subcmd__stack,rollback)
+                cmd="pbackend__subcmd__help__subcmd__stack__subcmd__rollback"
+                ;;
             pbackend__subcmd__help__subcmd__stack,show)
                 cmd="pbackend__subcmd__help__subcmd__stack__subcmd__show"
                 ;;
@@ -406,6 +409,9 @@ _pbackend() {
             pbackend__subcmd__stack,rm)
                 cmd="pbackend__subcmd__stack__subcmd__rm"
                 ;;
+            pbackend__subcmd__stack,rollback)
+                cmd="pbackend__subcmd__stack__subcmd__rollback"
+                ;;
             pbackend__subcmd__stack,show)
                 cmd="pbackend__subcmd__stack__subcmd__show"
                 ;;
@@ -426,6 +432,9 @@ _pbackend() {
                 ;;
             pbackend__subcmd__stack__subcmd__help,rm)
                 cmd="pbackend__subcmd__stack__subcmd__help__subcmd__rm"
+                ;;
+            pbackend__subcmd__stack__subcmd__help,rollback)
+                cmd="pbackend__subcmd__stack__subcmd__help__subcmd__rollback"
                 ;;
             pbackend__subcmd__stack__subcmd__help,show)
                 cmd="pbackend__subcmd__stack__subcmd__help__subcmd__show"
@@ -1866,7 +1875,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__help__subcmd__stack)
-            opts="ls show rm unlock export import"
+            opts="ls show rm unlock export import rollback"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1922,6 +1931,20 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__help__subcmd__stack__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__help__subcmd__stack__subcmd__rollback)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -3898,7 +3921,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__serve)
-            opts="-h --addr --tls-cert --tls-key --insecure-http --trusted-proxies --shutdown-grace --db --master-key --master-key-file --auth-mode --public-url --oidc-issuer --oidc-client-id --oidc-client-secret --oidc-client-secret-file --oidc-scopes --oidc-login-claim --oidc-groups-claim --google-hosted-domain --group-map --jwt-hmac-secret --jwt-hmac-secret-file --jwt-public-key-file --jwt-jwks-url --jwt-issuer --jwt-audience --jwt-login-claim --jwt-groups-claim --login-token-ttl --refresh-token-ttl --single-tenant-token --org --user --audit-retention --management-addr --webhooks-allow-loopback --webhook-max-attempts --webhook-timeout --backup-to --backup-schedule --backup-keep --lease-duration --max-state-versions --delta-cutoff-bytes --max-state-bytes --max-journal-version --db-pool-size --max-connections --max-concurrent-requests --request-queue-timeout --max-inflight-body-bytes --header-read-timeout --body-idle-timeout --body-deadline --writer-queue --rate-limit --durability --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
+            opts="-h --addr --tls-cert --tls-key --insecure-http --console --trusted-proxies --shutdown-grace --db --master-key --master-key-file --auth-mode --public-url --oidc-issuer --oidc-client-id --oidc-client-secret --oidc-client-secret-file --oidc-scopes --oidc-login-claim --oidc-groups-claim --google-hosted-domain --group-map --jwt-hmac-secret --jwt-hmac-secret-file --jwt-public-key-file --jwt-jwks-url --jwt-issuer --jwt-audience --jwt-login-claim --jwt-groups-claim --login-token-ttl --refresh-token-ttl --single-tenant-token --org --user --audit-retention --management-addr --webhooks-allow-loopback --webhook-max-attempts --webhook-timeout --backup-to --backup-schedule --backup-keep --lease-duration --max-state-versions --delta-cutoff-bytes --max-state-bytes --max-journal-version --db-pool-size --max-connections --max-concurrent-requests --request-queue-timeout --max-inflight-body-bytes --header-read-timeout --body-idle-timeout --body-deadline --writer-queue --rate-limit --durability --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3914,6 +3937,10 @@ _pbackend() {
                     ;;
                 --tls-key)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --console)
+                    COMPREPLY=($(compgen -W "true false" -- "${cur}"))
                     return 0
                     ;;
                 --trusted-proxies)
@@ -4168,7 +4195,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack)
-            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help ls show rm unlock export import help"
+            opts="-h --db --master-key --master-key-file --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help ls show rm unlock export import rollback help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4300,7 +4327,7 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack__subcmd__help)
-            opts="ls show rm unlock export import help"
+            opts="ls show rm unlock export import rollback help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4370,6 +4397,20 @@ _pbackend() {
             return 0
             ;;
         pbackend__subcmd__stack__subcmd__help__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__stack__subcmd__help__subcmd__rollback)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -4550,6 +4591,68 @@ _pbackend() {
                 return 0
             fi
             case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --access-log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --access-log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --audit-log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --audit-log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --otel-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pbackend__subcmd__stack__subcmd__rollback)
+            opts="-h --to-version --db --master-key --log-format --log-level --log-file --access-log --access-log-format --audit-log --audit-log-format --otel-endpoint --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to-version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --db)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

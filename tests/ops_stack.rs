@@ -337,3 +337,81 @@ async fn export_and_import_with_secrets() {
     assert_eq!(out.code, 1, "{}", out.all());
     assert_eq!(api.get(&format!("{b}/export")).await.json(), before);
 }
+
+#[tokio::test]
+async fn rollback_makes_a_kept_version_the_newest_and_keeps_the_history() {
+    let srv = ServerProcess::start(&[]).await;
+    let api = srv.api();
+    let db = srv.db();
+    api.create_stack("proj", "dev").await.ok();
+    let path = stack_path("proj", "dev");
+    for prefix in ["a", "b"] {
+        api.post_gz(&format!("{path}/import"), deployment(2, prefix))
+            .await
+            .ok();
+    }
+    let v1 = api.get(&format!("{path}/export/1")).await.ok().json();
+
+    // A version that is not kept, or a stack that does not exist: refused, nothing stored.
+    let out = pb(
+        &db,
+        false,
+        &[
+            "stack",
+            "rollback",
+            "organization/proj/dev",
+            "--to-version",
+            "9",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("version 9"), "{}", out.all());
+    let out = pb(
+        &db,
+        false,
+        &[
+            "stack",
+            "rollback",
+            "organization/proj/nope",
+            "--to-version",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{}", out.all());
+
+    let out = pb_ok(
+        &db,
+        false,
+        &[
+            "stack",
+            "rollback",
+            "organization/proj/dev",
+            "--to-version",
+            "1",
+        ],
+    )
+    .await;
+    assert!(
+        out.stderr
+            .contains("Rolled organization/proj/dev back to version 1"),
+        "{}",
+        out.all()
+    );
+    let now = api.get(&format!("{path}/export")).await.ok().json();
+    assert_eq!(
+        now["deployment"]["resources"],
+        v1["deployment"]["resources"]
+    );
+    let history = api.get(&format!("{path}/updates")).await.ok().json();
+    let updates = history["updates"].as_array().unwrap();
+    assert_eq!(updates.len(), 3, "{history}");
+    assert_eq!(updates[0]["version"], 3);
+    assert_eq!(updates[0]["message"], "rollback to version 1");
+    let audit = db_audit(&db).await;
+    assert!(
+        audit.iter().any(|e| e["event"] == "stack-rolled-back"),
+        "{audit:?}"
+    );
+}

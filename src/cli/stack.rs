@@ -80,6 +80,16 @@ pub enum StackCommand {
         #[arg(long)]
         create: bool,
     },
+    /// Roll a stack back to a kept version: that version's state becomes the newest version
+    /// (recorded as an import, with an audit event), and the versions in between stay in the
+    /// history. Refused while an update holds the stack. The console's "Roll back".
+    Rollback {
+        /// ORG/PROJECT/STACK
+        stack: String,
+        /// The kept version whose state to restore (`pbackend stack show` lists them).
+        #[arg(long, value_name = "N")]
+        to_version: i64,
+    },
 }
 
 fn key(s: &str) -> CliResult<StackKey> {
@@ -351,6 +361,13 @@ pub fn run(db: &DbArgs, cmd: StackCommand) -> CliResult {
                 r.encrypted,
                 r.reencrypted
             );
+            Ok(())
+        }
+        StackCommand::Rollback { stack, to_version } => {
+            let off = Offline::open(db, OpenOptions::default())?;
+            let k = key(&stack)?;
+            let update = off.run(off.engine.operator_rollback(&k, to_version))?;
+            eprintln!("Rolled {k} back to version {to_version} (update {update}).");
             Ok(())
         }
     }

@@ -256,6 +256,13 @@ impl Engine {
         Ok(json)
     }
 
+    /// Rolls a stack back to a kept version (see [`Engine::rollback`]).
+    pub async fn operator_rollback(&self, key: &StackKey, version: i64) -> EngineResult<String> {
+        let id = self.rollback(&Identity::operator(), key, version).await?;
+        tracing::warn!(stack = %key, version, update = %id, "operator rolled the stack back");
+        Ok(id)
+    }
+
     /// Stores a deployment file as a new version of a stack. Plaintext secrets are encrypted
     /// with the stack's key; secrets of another stack of this database are re-encrypted; a
     /// secret that would not decrypt afterwards is refused.

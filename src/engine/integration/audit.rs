@@ -20,6 +20,8 @@ pub enum AuditKind {
     StackRenamed,
     StackTagsUpdated,
     StackImported,
+    /// A stack's state set back to a kept version (console, `pbackend stack rollback`).
+    StackRolledBack,
     UpdateStarted,
     UpdateSucceeded,
     UpdateFailed,
@@ -52,6 +54,7 @@ impl AuditKind {
             AuditKind::StackRenamed => "stack-renamed",
             AuditKind::StackTagsUpdated => "stack-tags-updated",
             AuditKind::StackImported => "stack-imported",
+            AuditKind::StackRolledBack => "stack-rolled-back",
             AuditKind::UpdateStarted => "update-started",
             AuditKind::UpdateSucceeded => "update-succeeded",
             AuditKind::UpdateFailed => "update-failed",

@@ -8,7 +8,7 @@ use crate::engine::state::deployment::{EMPTY_DEPLOYMENT, blob_of, blob_with_gz, 
 use crate::engine::state::rekey;
 use crate::engine::views::UpdateView;
 use crate::engine::{Engine, Identity};
-use crate::store::{ImportOutcome, NewUpdate, StackKey};
+use crate::store::{ImportOutcome, NewUpdate, StackKey, StateBlob};
 use crate::types::StackPermission;
 
 /// The most updates one page of history holds ...
@@ -22,6 +22,14 @@ pub struct Export {
     pub gz: Option<Vec<u8>>,
     /// Set instead of `gz` for a stack without state.
     pub plain: Option<&'static [u8]>,
+}
+
+/// What a new version records about where it came from: the update's message and the audit
+/// event written with it.
+struct Why {
+    message: String,
+    audit: AuditKind,
+    description: String,
 }
 
 /// See [`Engine::secrets_owner`].
@@ -202,29 +210,79 @@ impl Engine {
             })
         })
         .await?;
+        let description = format!(
+            "state imported into stack {key} ({} resources)",
+            blob.resource_count
+        );
+        let why = Why {
+            message: String::new(),
+            audit: AuditKind::StackImported,
+            description,
+        };
+        self.store_new_version(caller, key, stack.id, blob, why)
+            .await
+    }
+
+    /// Rolls a stack back to a kept version: that version's state is stored as the newest
+    /// one (recorded as an import whose message names the version), and the history in
+    /// between is kept. Needs write access, as an import does.
+    pub async fn rollback(
+        &self,
+        caller: &Identity,
+        key: &StackKey,
+        version: i64,
+    ) -> EngineResult<String> {
+        let stack = self.stack(caller, key).await?;
+        self.require_stack(caller, &stack, StackPermission::Write)
+            .await?;
+        let blob = self
+            .store
+            .get_state(stack.id, Some(version))
+            .await?
+            .ok_or_else(|| {
+                EngineError::NotFound(format!(
+                    "version {version} of stack '{key}' does not exist or is no longer kept"
+                ))
+            })?;
+        let description = format!(
+            "stack {key} rolled back to version {version} ({} resources)",
+            blob.resource_count
+        );
+        let why = Why {
+            message: format!("rollback to version {version}"),
+            audit: AuditKind::StackRolledBack,
+            description,
+        };
+        self.store_new_version(caller, key, stack.id, blob, why)
+            .await
+    }
+
+    /// Stores `blob` as the stack's newest version through a finished `import` update,
+    /// with its audit event in the same transaction; an expired holder of the stack is
+    /// reaped first, a live one refuses.
+    async fn store_new_version(
+        &self,
+        caller: &Identity,
+        key: &StackKey,
+        stack_id: i64,
+        blob: StateBlob,
+        why: Why,
+    ) -> EngineResult<String> {
         for _ in 0..2 {
             let id = crate::engine::state::updates::new_update_id();
             let update = NewUpdate {
                 coherence_window: None,
                 id: id.clone(),
-                stack_id: stack.id,
+                stack_id,
                 kind: "import".into(),
                 dry_run: false,
                 created_at: self.now(),
                 author: caller.user.clone(),
-                message: String::new(),
+                message: why.message.clone(),
                 environment: "{}".into(),
                 config: "{}".into(),
             };
-            let notes = self.note(
-                caller,
-                Some(&key.org),
-                AuditKind::StackImported,
-                format!(
-                    "state imported into stack {key} ({} resources)",
-                    blob.resource_count
-                ),
-            );
+            let notes = self.note(caller, Some(&key.org), why.audit, why.description.clone());
             match self
                 .store
                 .import_state(update, blob.clone(), self.cfg.max_state_versions, notes)
