@@ -2,8 +2,9 @@
 # Installs the real parts the tests start themselves, from the distribution's packages:
 # PostgreSQL's server binaries (the tests run initdb + pg_ctl in a temp directory, as the
 # `postgres` user, on a random port), HAProxy (two replicas behind a real proxy; a proxy for
-# --trusted-proxies), Prometheus (for `promtool check metrics`) and systemd
-# (`systemd-analyze verify` of the unit in reference/deploy).
+# --trusted-proxies), Prometheus (for `promtool check metrics`), systemd
+# (`systemd-analyze verify` of the unit in reference/deploy), and Chromium with chromedriver
+# (the console's browser tests).
 # Needs root (or sudo) and apt; elsewhere it says what is missing and the tests that need
 # those parts skip, saying so.
 #
@@ -44,6 +45,9 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The console's browser tests: Chromium and its WebDriver.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 SUDO=()

@@ -29,7 +29,7 @@ source tests/cli/toolchain/versions.env
 MATRIX=${PBACKEND_MATRIX-$MATRIX}
 CACHE=${PBACKEND_TOOLCHAIN_DIR:-$HOME/.cache/pbackend-toolchain}
 CLI_TESTS=(--test cli_access --test cli_integration --test cli_stacks --test cli_updates --test cli_state --test cli_concurrency --test cli_modes
-  --test cli_ops --test cli_newest --test cli_crash --test cli_probe)
+  --test cli_ops --test cli_newest --test cli_crash --test cli_probe --test console_pages)
 API_TESTS=(--test api_access --test api_audit --test api_integrations --test api_openapi --test api_webhooks --test api_bad_input --test api_login --test api_conflicts --test api_hostile --test api_limits --test api_lifecycle
   --test api_newest_cli --test api_races --test api_restart_retention --test api_secrets)
 OPS_TESTS=(--test ops_backup --test ops_cli_basics --test ops_maint --test ops_management --test ops_migrate --test ops_stack

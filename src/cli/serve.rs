@@ -47,6 +47,11 @@ pub struct ServeArgs {
     )]
     pub insecure_http: bool,
 
+    /// Serve the web console at the API's address (`--console=false` turns it off). Point
+    /// the CLI's links at it with PULUMI_CONSOLE_DOMAIN=<host:port>, printed at start.
+    #[arg(long, env = "PULUMI_BACKEND_CONSOLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub console: bool,
+
     /// Proxies (addresses or networks, comma-separated: `10.0.0.0/8,192.168.1.10`) whose
     /// X-Forwarded-For / X-Real-IP headers name the client. The client's address then goes to
     /// the logs, audit events and leases; from anyone else those headers are ignored.
@@ -213,6 +218,15 @@ pub struct LimitArgs {
 }
 
 impl ServeArgs {
+    /// Clients reach the server over HTTPS: its own TLS, or a proxy's public URL.
+    fn https(&self, tls: bool) -> bool {
+        tls || self
+            .auth
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+
     pub fn server_config(&self, tls: Option<crate::server::tls::Tls>) -> ServerConfig {
         let l = &self.limits;
         let secs = |s: i64| Duration::from_secs(s.max(1) as u64);
@@ -231,8 +245,10 @@ impl ServeArgs {
             body_deadline: secs(l.body_deadline),
             rate_limits: l.rate_limit.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
+            secure_cookies: self.https(tls.is_some()),
             tls,
             shutdown_grace: Duration::from_secs(self.shutdown_grace.max(0) as u64),
+            console: self.console,
         }
     }
 
@@ -335,6 +351,13 @@ pub fn login_url(addr: SocketAddr, https: bool) -> String {
 
 /// Plain HTTP only where nothing crosses a network: on loopback, or when the operator says
 /// a proxy in front terminates TLS.
+/// The host (and port) of a URL: what `PULUMI_CONSOLE_DOMAIN` takes, the CLI keeping the
+/// scheme of the URL it logged in to.
+fn console_domain(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
+}
+
 fn check_plain_http(addr: SocketAddr, args: &ServeArgs) -> CliResult {
     if args.tls_cert.is_some() || args.insecure_http || addr.ip().is_loopback() {
         return Ok(());
@@ -440,6 +463,13 @@ pub fn run(args: ServeArgs) -> CliResult {
             org = %args.org,
             "pbackend is serving"
         );
+        if args.console {
+            println!(
+                "Web console at {url}; for the CLI's links to open it, set\n\n    \
+                 PULUMI_CONSOLE_DOMAIN={}\n",
+                console_domain(&url)
+            );
+        }
         let engine = Arc::new(engine);
         tokio::spawn(prune_daily(engine.clone(), args.audit_retention));
         if let Some(dest) = &args.backup_to {

@@ -133,7 +133,7 @@ fn call_of(parts: &Parts) -> String {
 }
 
 /// The address the request came from (the peer, or the client a trusted proxy names).
-fn source_ip(parts: &Parts) -> Option<IpAddr> {
+pub(crate) fn source_ip(parts: &Parts) -> Option<IpAddr> {
     parts
         .extensions
         .get::<crate::server::client_addr::ClientAddr>()
@@ -141,7 +141,7 @@ fn source_ip(parts: &Parts) -> Option<IpAddr> {
 }
 
 /// What the path names: a stack (`{org}/{project}/{stack}`), an organization, or nothing.
-async fn target(parts: &mut Parts, state: &AppState) -> Target {
+pub(crate) async fn target(parts: &mut Parts, state: &AppState) -> Target {
     let Ok(params) = RawPathParams::from_request_parts(parts, state).await else {
         return Target::None;
     };

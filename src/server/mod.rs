@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod client_addr;
 pub mod compression;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod handlers;
@@ -71,6 +72,11 @@ pub struct ServerConfig {
     /// On shutdown, how long requests in flight may take to finish before their connections
     /// are closed.
     pub shutdown_grace: Duration,
+    /// Serve the web console beside the API.
+    pub console: bool,
+    /// Console session cookies are `Secure`: set when clients reach the server over HTTPS
+    /// (its own TLS, or a proxy's: an `https://` public URL).
+    pub secure_cookies: bool,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +93,8 @@ impl Default for ServerConfig {
             trusted_proxies: Default::default(),
             tls: None,
             shutdown_grace: Duration::from_secs(30),
+            console: true,
+            secure_cookies: false,
         }
     }
 }
@@ -100,13 +108,17 @@ pub fn router(engine: Arc<Engine>, cfg: &ServerConfig) -> Router {
         body_idle_timeout: cfg.body_idle_timeout,
         body_deadline: cfg.body_deadline,
         limiter: Arc::new(ratelimit::Limiter::new(cfg.rate_limits.clone())),
+        secure_cookies: cfg.secure_cookies || cfg.tls.is_some(),
     };
     let slots = Arc::new(Slots {
         sem: Semaphore::new(cfg.max_concurrent_requests.max(1)),
         wait: cfg.queue_timeout,
     });
-    routes::routes(state.clone())
-        .layer(compression::layer())
+    let mut app = routes::routes(state.clone());
+    if cfg.console {
+        app = app.merge(console::routes(state.clone()));
+    }
+    app.layer(compression::layer())
         .layer(middleware::from_fn(version::negotiate))
         .layer(middleware::from_fn_with_state(slots, limit_concurrency))
         .layer(middleware::from_fn(access_log))

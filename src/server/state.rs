@@ -18,4 +18,7 @@ pub struct AppState {
     pub body_deadline: Duration,
     /// Per-credential rate limits on reads.
     pub limiter: Arc<crate::server::ratelimit::Limiter>,
+    /// Console session cookies are `Secure` (the server or the proxy in front of it speaks
+    /// HTTPS).
+    pub secure_cookies: bool,
 }

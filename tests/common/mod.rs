@@ -2,7 +2,9 @@
 //! and a small HTTP client that speaks to it the way the Pulumi CLI does.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod cli;
+pub mod console;
 pub mod oidc;
 pub mod ops;
 pub mod pg;

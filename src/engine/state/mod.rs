@@ -1,6 +1,7 @@
 //! The state protocol: stacks, updates and their leases, checkpoints (whole, verbatim and
 //! delta), journal replay, engine events, history, outputs and each stack's secrets.
 
+pub mod browse;
 pub mod checkpoint;
 pub mod delta;
 pub mod deployment;

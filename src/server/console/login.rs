@@ -1,0 +1,120 @@
+//! Signing in and out. A person pastes an API token (a personal one from `pulumi login`'s
+//! credentials, or one an admin made); the engine checks it as it checks an API call, and
+//! the session cookie holds it from then on.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use serde::Deserialize;
+
+use crate::server::console::layout::{self, page};
+use crate::server::console::{MaybeViewer, Viewer, session};
+use crate::server::extract::{FormBody, Q};
+use crate::server::state::AppState;
+
+#[derive(Deserialize, Default)]
+pub struct NextQuery {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// Only a path on this site: never `//host` or `scheme:` (an open redirect).
+fn local(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+fn login_page(
+    status: StatusCode,
+    next: &str,
+    error: Option<&str>,
+    viewer: Option<&Viewer>,
+) -> Response {
+    layout::html_response(
+        status,
+        page(
+            "Sign in",
+            viewer,
+            &[],
+            html! {
+                @if let Some(e) = error { p.bad role="alert" { (e) } }
+                form.card method="post" action="/login" {
+                    input type="hidden" name="next" value=(next);
+                    @if let Some(v) = viewer { input type="hidden" name="csrf" value=(v.csrf); }
+                    p {
+                        label for="token" { "Access token" } br;
+                        input #token type="password" name="token" autocomplete="off" size="60" required autofocus;
+                    }
+                    p.muted {
+                        "The token the CLI uses (" code { "pulumi login" } " keeps it in "
+                        code { "~/.pulumi/credentials.json" } "), or one made under Tokens. "
+                        "The session lasts twelve hours, or until the token is revoked."
+                    }
+                    input type="submit" value="Sign in";
+                }
+            },
+        ),
+    )
+}
+
+/// `GET /login`.
+pub async fn form(MaybeViewer(viewer): MaybeViewer, Q(q): Q<NextQuery>) -> Response {
+    login_page(
+        StatusCode::OK,
+        &local(q.next.as_deref()),
+        None,
+        viewer.as_ref(),
+    )
+}
+
+/// `POST /login`.
+pub async fn submit(
+    State(state): State<AppState>,
+    MaybeViewer(viewer): MaybeViewer,
+    FormBody(f): FormBody<LoginForm>,
+) -> Response {
+    let next = local(f.next.as_deref());
+    let token = f.token.trim();
+    let refused =
+        |msg: &str| login_page(StatusCode::UNAUTHORIZED, &next, Some(msg), viewer.as_ref());
+    if !session::plausible(token) {
+        return refused("That is not an access token.");
+    }
+    match state.engine.authenticate(token).await {
+        Ok(identity) => {
+            tracing::info!(user = %identity.user, "console sign-in");
+            let mut resp = Redirect::to(&next).into_response();
+            if let Ok(v) = session::set_cookie(token, state.secure_cookies).parse() {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(e) => {
+            state
+                .engine
+                .note_refusal(None, None, None, format!("console sign-in refused: {e}"))
+                .await;
+            refused("The token was not accepted: it is unknown, expired or revoked.")
+        }
+    }
+}
+
+/// `POST /logout`.
+pub async fn logout(State(state): State<AppState>, _viewer: Viewer) -> Response {
+    let mut resp = Redirect::to("/login").into_response();
+    if let Ok(v) = session::clear_cookie(state.secure_cookies).parse() {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}

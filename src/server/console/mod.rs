@@ -1,0 +1,305 @@
+//! The web console: pages served by `pbackend serve` beside the API, at the paths the CLI
+//! prints links to (`{org}/{project}/{stack}`, `…/updates/{version}`, `…/previews/{id}`,
+//! `/user/settings/tokens`). It is one more client of the engine: each page declares here
+//! the [`Permission`] it needs, exactly as an API route does, and the layer in front of it
+//! authenticates the session's token and asks the engine, before the handler runs.
+//! `reference/console.md` lists the pages.
+
+mod actions;
+pub mod layout;
+mod login;
+pub mod session;
+mod stacks;
+mod tokens;
+mod updates;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::handler::Handler;
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+
+use crate::engine::{EngineError, Identity, Permission};
+use crate::server::error::ApiError;
+use crate::server::state::AppState;
+use crate::types::StackPermission;
+
+/// A form is a few fields; anything larger is not one of ours.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// What a page demands of its viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Nothing: the login page.
+    Anyone,
+    /// A session whose identity the engine grants this permission on the stack or
+    /// organization the path names.
+    Session(Permission),
+}
+
+/// The signed-in person viewing a page, and the CSRF token its forms carry.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub identity: Identity,
+    pub csrf: String,
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
+        parts.extensions.get::<Viewer>().cloned().ok_or_else(|| {
+            layout::error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "page declared without a session",
+                None,
+            )
+        })
+    }
+}
+
+/// The viewer when there is one (pages any visitor may open).
+pub struct MaybeViewer(pub Option<Viewer>);
+
+impl FromRequestParts<AppState> for MaybeViewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
+        Ok(MaybeViewer(parts.extensions.get::<Viewer>().cloned()))
+    }
+}
+
+/// An engine error as the page a browser gets.
+pub fn failed(e: EngineError, viewer: Option<&Viewer>) -> Response {
+    let err = ApiError::from(e);
+    layout::error_page(err.status(), err.message(), viewer)
+}
+
+struct Page {
+    method: Method,
+    path: &'static str,
+    need: Need,
+    handler: MethodRouter<AppState>,
+}
+
+fn p<H, T>(method: Method, path: &'static str, need: Need, handler: H) -> Page
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+    Page {
+        method,
+        path,
+        need,
+        handler: on(filter, handler),
+    }
+}
+
+const STACK: &str = "/{org}/{project}/{stack}";
+
+fn pages() -> Vec<Page> {
+    use Method as M;
+    use Need::*;
+    let any = Session(Permission::Authenticated);
+    let person = Session(Permission::Person);
+    let read = Session(Permission::Stack(StackPermission::Read));
+    let write = Session(Permission::Stack(StackPermission::Write));
+    let admin = Session(Permission::Stack(StackPermission::Admin));
+    vec![
+        p(M::GET, "/login", Anyone, login::form),
+        p(M::POST, "/login", Anyone, login::submit),
+        p(M::POST, "/logout", any, login::logout),
+        p(M::GET, "/", any, stacks::home),
+        p(M::GET, "/{org}", any, stacks::org),
+        p(M::GET, STACK, read, stacks::stack),
+        p(
+            M::GET,
+            "/{org}/{project}/{stack}/updates/{version}",
+            read,
+            updates::update,
+        ),
+        p(
+            M::GET,
+            "/{org}/{project}/{stack}/previews/{update}",
+            read,
+            updates::preview,
+        ),
+        p(
+            M::GET,
+            "/{org}/{project}/{stack}/changes",
+            read,
+            updates::changes,
+        ),
+        p(
+            M::POST,
+            "/{org}/{project}/{stack}/rollback",
+            write,
+            actions::rollback,
+        ),
+        p(
+            M::POST,
+            "/{org}/{project}/{stack}/unlock",
+            write,
+            actions::unlock,
+        ),
+        p(
+            M::POST,
+            "/{org}/{project}/{stack}/delete",
+            admin,
+            actions::delete,
+        ),
+        p(M::GET, "/user/settings/tokens", person, tokens::list),
+        p(M::POST, "/user/settings/tokens", person, tokens::create),
+        p(
+            M::POST,
+            "/user/settings/tokens/{token}/revoke",
+            person,
+            tokens::revoke,
+        ),
+    ]
+}
+
+/// Every page with its method, path and what it needs (for tests and `reference/`).
+pub fn table() -> Vec<(Method, &'static str, Need)> {
+    pages()
+        .into_iter()
+        .map(|p| (p.method, p.path, p.need))
+        .collect()
+}
+
+/// The console's routes, each behind the layer that enforces its [`Need`].
+pub fn routes(state: AppState) -> Router<AppState> {
+    let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
+    for page in pages() {
+        let need = page.need;
+        let guarded = page.handler.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            move |st, req, next| guard(need, st, req, next),
+        ));
+        match by_path.iter_mut().find(|(path, _)| *path == page.path) {
+            Some((_, mr)) => {
+                let prev = std::mem::take(mr);
+                *mr = prev.merge(guarded);
+            }
+            None => by_path.push((page.path, guarded)),
+        }
+    }
+    let mut router = Router::new();
+    for (path, mr) in by_path {
+        router = router.route(path, mr);
+    }
+    router
+}
+
+/// Where a visitor without a session goes: the login page, back here afterwards.
+fn to_login(parts: &Parts, clear: bool, secure: bool) -> Response {
+    let next = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut resp = if parts.method == Method::GET {
+        Redirect::to(&format!("/login?next={}", layout::seg(next))).into_response()
+    } else {
+        layout::error_page(StatusCode::UNAUTHORIZED, "Sign in first.", None)
+    };
+    if clear && let Ok(v) = session::clear_cookie(secure).parse() {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+async fn guard(need: Need, State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    // An unknown API path is never a page: it keeps the API's JSON 404.
+    if parts.uri.path().starts_with("/api/") || parts.uri.path() == "/api" {
+        return ApiError::not_found(format!(
+            "no route for {} {}",
+            parts.method,
+            parts.uri.path()
+        ))
+        .into_response();
+    }
+    let secure = state.secure_cookies;
+    let viewer = match session::token(&parts.headers) {
+        None => None,
+        Some(token) => match state.engine.authenticate(&token).await {
+            Ok(mut identity) => {
+                identity.source_ip = crate::server::auth::source_ip(&parts);
+                Some(Viewer {
+                    identity,
+                    csrf: session::csrf_of(&token),
+                })
+            }
+            // Revoked, expired, or its user disabled: the session ends here.
+            Err(_) if need == Need::Anyone => None,
+            Err(_) => return to_login(&parts, true, secure),
+        },
+    };
+    if let Need::Session(permission) = need {
+        let Some(v) = &viewer else {
+            return to_login(&parts, false, secure);
+        };
+        let target = crate::server::auth::target(&mut parts, &state).await;
+        if let Err(e) = state
+            .engine
+            .authorize(&v.identity, permission, &target)
+            .await
+        {
+            let reason = format!("console {} {} refused: {e}", parts.method, parts.uri.path());
+            state
+                .engine
+                .note_refusal(Some(&v.identity), None, None, reason)
+                .await;
+            return failed(e, Some(v));
+        }
+    }
+    let body = if parts.method == Method::POST {
+        if !session::same_origin(&parts.headers) {
+            return layout::error_page(
+                StatusCode::FORBIDDEN,
+                "This form was sent from another site.",
+                viewer.as_ref(),
+            );
+        }
+        let bytes = match axum::body::to_bytes(body, MAX_FORM_BYTES).await {
+            Ok(b) => b,
+            Err(_) => {
+                return layout::error_page(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "The form is too large.",
+                    viewer.as_ref(),
+                );
+            }
+        };
+        // Every state-changing form of a session carries its CSRF token; the login form
+        // (no session yet) is covered by the same-origin check and SameSite cookies.
+        if let Some(v) = &viewer {
+            let presented = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+                .ok()
+                .and_then(|fields| fields.into_iter().find(|(k, _)| k == "csrf"))
+                .map(|(_, v)| v)
+                .unwrap_or_default();
+            let token = session::token(&parts.headers).unwrap_or_default();
+            if !session::csrf_ok(&token, &presented) {
+                return layout::error_page(
+                    StatusCode::FORBIDDEN,
+                    "The form's CSRF token is missing or wrong; reload the page and try again.",
+                    Some(v),
+                );
+            }
+        }
+        Body::from(bytes)
+    } else {
+        body
+    };
+    if let Some(v) = viewer {
+        parts.extensions.insert(v);
+    }
+    next.run(Request::from_parts(parts, body)).await
+}

@@ -1,0 +1,248 @@
+//! The web console in a real browser (headless Chromium over WebDriver), after real
+//! `pulumi` runs: sign in with a token, open the permalink `pulumi up` printed, read the
+//! resource tree and outputs, compare two versions, roll back (checked with `pulumi stack
+//! export`), and make and revoke a token (checked with the CLI). Screenshots are kept with
+//! the test's artifacts (`target/tmp/console-screenshots/`).
+
+mod common;
+
+use common::browser::Browser;
+use common::cli::*;
+use common::ops::pb_ok;
+use fantoccini::Locator;
+use serde_json::Value;
+
+/// The text of the element `css` names, waiting for it to appear (a page still loading).
+async fn text(b: &Browser, css: &str) -> String {
+    b.client
+        .wait()
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+async fn click(b: &Browser, css: &str) {
+    b.client
+        .wait()
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+async fn type_into(b: &Browser, css: &str, value: &str) {
+    b.client
+        .wait()
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(value)
+        .await
+        .expect("send keys");
+}
+
+/// Waits for the browser to arrive at `url` (a click returns before the page it leads to
+/// has loaded).
+async fn arrives(b: &Browser, url: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let now = b.client.current_url().await.expect("url");
+        if now.as_str() == url {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            b.screenshot("stuck").await;
+            panic!(
+                "the browser is at {now}, not {url}:\n{}",
+                b.client.source().await.unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn program(p: &Project, value: &str) {
+    p.write_program(
+        &format!(
+            "  parent:\n    type: pbtest:index:Item\n    properties:\n      value: {value}\n  \
+             child:\n    type: pbtest:index:Item\n    properties:\n      value: nested-{value}\n    \
+             options:\n      parent: ${{parent}}\n"
+        ),
+        "  plain: ${parent.value}\n  pw:\n    fn::secret: browser-secret-plaintext\n",
+    );
+}
+
+#[tokio::test]
+async fn a_person_reads_compares_rolls_back_and_manages_tokens_in_a_browser() {
+    let tc = require_cli!();
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let server = ServerProcess::start(&[]).await;
+    let db = server.db();
+    pb_ok(
+        &db,
+        false,
+        &[
+            "orgs",
+            "set-member",
+            "organization",
+            "alice",
+            "--role",
+            "admin",
+        ],
+    )
+    .await;
+    let out = pb_ok(
+        &db,
+        false,
+        &["tokens", "create", "--user", "alice", "--output", "json"],
+    )
+    .await;
+    let alice = serde_json::from_str::<Value>(&out.stdout).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut p = Project::logged_in_as(&tc, &server.url, "web", &alice, "organization").await;
+    p.set_env(
+        "PULUMI_CONSOLE_DOMAIN",
+        &format!("127.0.0.1:{}", server.port),
+    );
+    p.ok(&["stack", "init", "organization/web/dev"]).await;
+    program(&p, "first");
+    let up = p.ok(&["up", "--yes", "--skip-preview"]).await.all();
+    let permalink = up
+        .lines()
+        .find_map(|l| {
+            l.split_once("View Live: ")
+                .map(|(_, u)| u.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no permalink in:\n{up}"));
+    program(&p, "second");
+    p.ok(&["up", "--yes", "--skip-preview"]).await;
+
+    // The permalink asks for a session first, then opens.
+    b.client.goto(&permalink).await.expect("goto permalink");
+    assert!(
+        b.client
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .starts_with("/login")
+    );
+    b.screenshot("login").await;
+    type_into(&b, "#token", &alice).await;
+    click(&b, "input[type=submit]").await;
+    arrives(&b, &permalink).await;
+    assert_eq!(text(&b, "#result").await, "succeeded");
+    let log = text(&b, "#log").await;
+    assert!(log.contains("create pbtest:index:Item child done"), "{log}");
+    b.screenshot("update").await;
+
+    // The stack: the tree by parent, outputs with the secret masked.
+    b.client
+        .goto(&format!("{}/organization/web/dev", server.url))
+        .await
+        .unwrap();
+    let tree = text(&b, "#resources").await;
+    assert!(tree.contains("parent") && tree.contains("child"), "{tree}");
+    let nested = b
+        .client
+        .find(Locator::Css(
+            "details[data-urn$='::parent'] details[data-urn$='::child']",
+        ))
+        .await;
+    assert!(nested.is_ok(), "the child sits inside its parent");
+    let outputs = text(&b, "#outputs").await;
+    assert!(
+        outputs.contains("second") && outputs.contains("[secret]"),
+        "{outputs}"
+    );
+    assert!(
+        !b.client
+            .source()
+            .await
+            .unwrap()
+            .contains("browser-secret-plaintext")
+    );
+    b.screenshot("stack").await;
+
+    // What changed from version 1 to 2, property by property.
+    b.client
+        .goto(&format!(
+            "{}/organization/web/dev/changes?from=1&to=2",
+            server.url
+        ))
+        .await
+        .unwrap();
+    let changes = text(&b, "#changes").await;
+    assert!(
+        changes.contains("inputs.value") && changes.contains("first") && changes.contains("second"),
+        "{changes}"
+    );
+    b.screenshot("changes").await;
+
+    // Roll back to version 1 (asked, then done), and the CLI sees version 1's state.
+    b.client
+        .goto(&format!("{}/organization/web/dev", server.url))
+        .await
+        .unwrap();
+    click(&b, "button[aria-label='Roll back to version 1']").await;
+    // The confirmation page (its form alone carries `confirm`).
+    b.client
+        .wait()
+        .for_element(Locator::Css("input[name=confirm]"))
+        .await
+        .expect("the confirmation page");
+    click(&b, "form:has(input[name=confirm]) button.danger").await;
+    arrives(&b, &format!("{}/organization/web/dev", server.url)).await;
+    let exported: Value = serde_json::from_str(&p.ok(&["stack", "export"]).await.stdout).unwrap();
+    let values: Vec<&str> = exported["deployment"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["inputs"]["value"].as_str())
+        .collect();
+    assert_eq!(values, vec!["first", "nested-first"], "{exported}");
+
+    // A token made here works for the CLI until it is revoked here.
+    b.client
+        .goto(&format!("{}/user/settings/tokens", server.url))
+        .await
+        .unwrap();
+    type_into(&b, "#description", "made in the browser").await;
+    click(&b, "form.card input[type=submit]").await;
+    let token = text(&b, "#new-token").await.trim().to_owned();
+    assert!(token.starts_with("pul-"), "{token}");
+    let mut q = Project::bare(&tc, &server.url, "other");
+    q.set_env("PULUMI_ACCESS_TOKEN", &token);
+    q.unset.clear();
+    q.ok(&["login", &server.url]).await;
+    let who = q.ok(&["whoami"]).await;
+    assert!(who.stdout.contains("alice"), "{}", who.all());
+    let revoke = "button[aria-label='Revoke made in the browser']";
+    click(&b, revoke).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while b.client.find(Locator::Css(revoke)).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token is still offered for revoking"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    b.screenshot("tokens").await;
+    let refused = q.fails(&["stack", "ls", "--all"]).await;
+    assert!(
+        refused.all().contains("requires logging in"),
+        "{}",
+        refused.all()
+    );
+    b.close().await;
+}

@@ -1,0 +1,287 @@
+//! The web console over plain HTTP, after real `pulumi` runs: every link the CLI prints
+//! (`pulumi up` and `preview` permalinks, `stack ls` URLs) opens its page; a reader sees no
+//! action and is refused one; forms without the session's CSRF token are refused; secrets
+//! never reach a page; a rollback makes an old state the newest, as `pulumi stack export`
+//! then shows. (A real browser drives the same pages in `console_browser.rs`.)
+
+mod common;
+
+use common::cli::*;
+use common::console::Console;
+use common::ops::pb_ok;
+use serde_json::Value;
+
+const SECRET: &str = "hunter2-very-secret-plaintext";
+
+/// The URLs after `View Live: ` in a CLI's output.
+fn permalinks(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| {
+            l.split_once("View Live: ")
+                .map(|(_, u)| u.trim().to_owned())
+        })
+        .collect()
+}
+
+async fn project(tc: &Toolchain, server: &ServerProcess) -> Project {
+    let mut p = Project::new(tc, server, "web").await;
+    p.set_env(
+        "PULUMI_CONSOLE_DOMAIN",
+        &format!("127.0.0.1:{}", server.port),
+    );
+    p.ok(&["stack", "init", "organization/web/dev"]).await;
+    p
+}
+
+fn program(p: &Project, value: &str) {
+    p.write_program(
+        &format!(
+            "  parent:\n    type: pbtest:index:Item\n    properties:\n      value: {value}\n  \
+             child:\n    type: pbtest:index:Item\n    properties:\n      value: nested-{value}\n    \
+             options:\n      parent: ${{parent}}\n"
+        ),
+        &format!("  plain: ${{parent.value}}\n  pw:\n    fn::secret: {SECRET}\n"),
+    );
+}
+
+#[tokio::test]
+async fn every_link_the_cli_prints_opens_its_page() {
+    let tc = require_cli!();
+    let server = ServerProcess::start(&[]).await;
+    let p = project(&tc, &server).await;
+    program(&p, "first");
+    let up = p.ok(&["up", "--yes", "--skip-preview"]).await;
+    let links = permalinks(&up.all());
+    let expected = format!("{}/organization/web/dev/updates/1", server.url);
+    assert_eq!(links, vec![expected.clone()], "{}", up.all());
+
+    program(&p, "second");
+    let preview = p.ok(&["preview"]).await;
+    let preview_links = permalinks(&preview.all());
+    assert_eq!(preview_links.len(), 1, "{}", preview.all());
+    assert!(
+        preview_links[0].starts_with(&format!("{}/organization/web/dev/previews/", server.url)),
+        "{preview_links:?}"
+    );
+
+    let ls = p.ok(&["stack", "ls", "--json"]).await;
+    let stacks: Value = serde_json::from_str(&ls.stdout).expect("stack ls --json");
+    let stack_url = stacks[0]["url"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        stack_url,
+        format!("{}/organization/web/dev", server.url),
+        "{}",
+        ls.stdout
+    );
+
+    let info = p.ok(&["stack"]).await;
+    assert!(
+        info.stdout
+            .contains(&format!("More information at: {stack_url}")),
+        "{}",
+        info.all()
+    );
+
+    // Without a session every page sends the browser to sign in, and back afterwards.
+    let visitor = Console::new(&server.url, None);
+    let r = visitor.get(&expected).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.location.as_deref(),
+        Some("/login?next=%2Forganization%2Fweb%2Fdev%2Fupdates%2F1")
+    );
+
+    let admin = Console::new(&server.url, Some(CLI_TOKEN));
+    let update = admin.get(&expected).await;
+    assert_eq!(update.status, 200, "{}", update.body);
+    assert!(update.body.contains("succeeded"), "{}", update.body);
+    assert!(
+        update.body.contains("create pbtest:index:Item parent done"),
+        "{}",
+        update.body
+    );
+
+    let pv = admin.get(&preview_links[0]).await;
+    assert_eq!(pv.status, 200, "{}", pv.body);
+    assert!(pv.body.contains("(preview)"), "{}", pv.body);
+    assert!(
+        pv.body.contains("update pbtest:index:Item parent"),
+        "{}",
+        pv.body
+    );
+
+    let stack = admin.get(&stack_url).await;
+    assert_eq!(stack.status, 200, "{}", stack.body);
+    // The child is drawn inside its parent's node.
+    let parent_at = stack
+        .body
+        .find("<strong>parent</strong>")
+        .expect("parent node");
+    let child_at = stack
+        .body
+        .find("<strong>child</strong>")
+        .expect("child node");
+    assert!(parent_at < child_at);
+    assert!(
+        stack.body.contains("nested-first"),
+        "inputs and outputs inline"
+    );
+    assert!(stack.body.contains("[secret]"));
+
+    // The links `pulumi whoami` (the org) and `pulumi login` (tokens) print.
+    assert_eq!(
+        admin
+            .get(&format!("{}/organization", server.url))
+            .await
+            .status,
+        200
+    );
+    let tokens = admin.get("/user/settings/tokens").await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    assert!(tokens.body.contains("Create token"), "{}", tokens.body);
+}
+
+#[tokio::test]
+async fn secrets_never_reach_a_page() {
+    let tc = require_cli!();
+    let server = ServerProcess::start(&[]).await;
+    let p = project(&tc, &server).await;
+    program(&p, "one");
+    p.ok(&["up", "--yes", "--skip-preview"]).await;
+    let export = p.ok(&["stack", "export"]).await;
+    let ciphertext = {
+        let v: Value = serde_json::from_str(&export.stdout).unwrap();
+        let res = v["deployment"]["resources"].as_array().unwrap().clone();
+        res.iter()
+            .find_map(|r| r["outputs"]["pw"]["ciphertext"].as_str().map(str::to_owned))
+            .expect("the secret output is stored encrypted")
+    };
+    let admin = Console::new(&server.url, Some(CLI_TOKEN));
+    for path in [
+        "/organization/web/dev",
+        "/organization/web/dev/updates/1",
+        "/organization/web/dev/changes?from=1&to=1",
+    ] {
+        let page = admin.get(path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        assert!(!page.body.contains(SECRET), "{path} shows the secret");
+        assert!(
+            !page.body.contains(&ciphertext),
+            "{path} shows the ciphertext"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_reader_cannot_act_and_forms_need_the_csrf_token() {
+    let tc = require_cli!();
+    let server = ServerProcess::start(&[]).await;
+    let db = server.db();
+    let p = project(&tc, &server).await;
+    program(&p, "v1");
+    p.ok(&["up", "--yes", "--skip-preview"]).await;
+    let v1 = p.ok(&["stack", "export"]).await.stdout;
+    program(&p, "v2");
+    p.ok(&["up", "--yes", "--skip-preview"]).await;
+
+    // A member of the organization whose default permission is read.
+    pb_ok(
+        &db,
+        false,
+        &["orgs", "set-default-permission", "organization", "read"],
+    )
+    .await;
+    pb_ok(&db, false, &["orgs", "set-member", "organization", "rita"]).await;
+    let out = pb_ok(
+        &db,
+        false,
+        &["tokens", "create", "--user", "rita", "--output", "json"],
+    )
+    .await;
+    let rita_token = serde_json::from_str::<Value>(&out.stdout).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rita = Console::new(&server.url, Some(&rita_token));
+    let page = rita.get("/organization/web/dev").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("v2"), "a reader reads the stack");
+    for action in ["Roll back", "Delete stack", "Unlock"] {
+        assert!(!page.body.contains(action), "a reader is offered {action}");
+    }
+    let csrf = page.csrf(); // the sign-out form's
+    for action in ["rollback", "delete", "unlock"] {
+        let r = rita
+            .post(
+                &format!("/organization/web/dev/{action}"),
+                &[("csrf", &csrf), ("version", "1"), ("confirm", "yes")],
+            )
+            .await;
+        assert_eq!(r.status, 403, "{action}: {}", r.body);
+    }
+
+    // The admin, without the CSRF token or with another session's: refused, nothing done.
+    let admin = Console::new(&server.url, Some(CLI_TOKEN));
+    for bad in ["", csrf.as_str()] {
+        let r = admin
+            .post(
+                "/organization/web/dev/rollback",
+                &[("csrf", bad), ("version", "1"), ("confirm", "yes")],
+            )
+            .await;
+        assert_eq!(r.status, 403, "{}", r.body);
+        assert!(r.body.contains("CSRF"), "{}", r.body);
+    }
+    assert_eq!(
+        p.ok(&["stack", "history", "--json"])
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // With it, the rollback asks first, then makes version 1's state the newest.
+    let page = admin.get("/organization/web/dev").await;
+    assert!(page.body.contains("Roll back to this"), "{}", page.body);
+    let csrf = page.csrf();
+    let ask = admin
+        .post(
+            "/organization/web/dev/rollback",
+            &[("csrf", &csrf), ("version", "1")],
+        )
+        .await;
+    assert_eq!(ask.status, 200);
+    assert!(ask.body.contains("Roll back to version 1"), "{}", ask.body);
+    let done = admin
+        .post(
+            "/organization/web/dev/rollback",
+            &[("csrf", &csrf), ("version", "1"), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let history = p.ok(&["stack", "history", "--json"]).await.json();
+    assert_eq!(history.as_array().unwrap().len(), 3, "{history}");
+    assert_eq!(history[0]["message"], "rollback to version 1", "{history}");
+    let now: Value = serde_json::from_str(&p.ok(&["stack", "export"]).await.stdout).unwrap();
+    let then: Value = serde_json::from_str(&v1).unwrap();
+    assert_eq!(
+        now["deployment"]["resources"],
+        then["deployment"]["resources"]
+    );
+    // The CLI carries on from the rolled-back state.
+    p.ok(&["up", "--yes", "--skip-preview"]).await;
+
+    let audit = pb_ok(
+        &db,
+        false,
+        &["audit", "ls", "--org", "organization", "--output", "json"],
+    )
+    .await;
+    assert!(
+        audit.stdout.contains("stack-rolled-back"),
+        "{}",
+        audit.stdout
+    );
+}
