@@ -83,7 +83,7 @@ async fn a_person_reads_compares_rolls_back_and_manages_tokens_in_a_browser() {
     let Some(b) = Browser::start().await else {
         return;
     };
-    let server = ServerProcess::start(&[]).await;
+    let server = ServerProcess::start(&["--webhooks-allow-loopback"]).await;
     let db = server.db();
     pb_ok(
         &db,
@@ -211,6 +211,58 @@ async fn a_person_reads_compares_rolls_back_and_manages_tokens_in_a_browser() {
         .filter_map(|r| r["inputs"]["value"].as_str())
         .collect();
     assert_eq!(values, vec!["first", "nested-first"], "{exported}");
+
+    // The audit log has the rollback, by alice.
+    b.client
+        .goto(&format!("{}/organization", server.url))
+        .await
+        .unwrap();
+    click(&b, "a[href='/console/orgs/organization/audit']").await;
+    type_into(&b, "input[name=event]", "stack-rolled-back").await;
+    click(&b, "form[role=search] input[type=submit]").await;
+    arrives(
+        &b,
+        &format!(
+            "{}/console/orgs/organization/audit?event=stack-rolled-back&user=",
+            server.url
+        ),
+    )
+    .await;
+    let audit = text(&b, "#audit").await;
+    assert!(
+        audit.contains("rolled back to version 1") && audit.contains("alice"),
+        "{audit}"
+    );
+    b.screenshot("audit").await;
+
+    // A webhook made here, pinged here: the delivery's request and response are shown.
+    let receiver = common::receiver::Receiver::start().await;
+    b.client
+        .goto(&format!(
+            "{}/console/orgs/organization/webhooks",
+            server.url
+        ))
+        .await
+        .unwrap();
+    type_into(&b, "#display_name", "chat").await;
+    type_into(&b, "#payload_url", &receiver.url).await;
+    type_into(&b, "#secret", "s3cret").await;
+    click(&b, "form.card input[type=submit]").await;
+    click(&b, "form[action$='/ping'] button").await;
+    let delivery = text(&b, "details.delivery summary").await;
+    assert!(
+        delivery.contains("200") && delivery.contains("ping"),
+        "{delivery}"
+    );
+    let got = receiver
+        .wait_for("a ping", |r| r.iter().any(|x| x.kind() == "ping"))
+        .await;
+    assert!(common::receiver::signature_ok(&got[0], "s3cret"));
+    assert!(
+        !b.client.source().await.unwrap().contains("s3cret"),
+        "the secret is never shown"
+    );
+    b.screenshot("webhook").await;
 
     // A token made here works for the CLI until it is revoked here.
     b.client

@@ -220,6 +220,30 @@ async fn a_reader_cannot_act_and_forms_need_the_csrf_token() {
         assert_eq!(r.status, 403, "{action}: {}", r.body);
     }
 
+    // Nor does a reader see the organization's admin pages (members may list members, as
+    // with the API).
+    assert_eq!(
+        rita.get("/console/orgs/organization/members").await.status,
+        200
+    );
+    for admin_page in ["audit", "audit.csv", "webhooks"] {
+        let r = rita
+            .get(&format!("/console/orgs/organization/{admin_page}"))
+            .await;
+        assert_eq!(r.status, 403, "{admin_page}: {}", r.body);
+    }
+    let r = rita
+        .post(
+            "/console/orgs/organization/webhooks",
+            &[
+                ("csrf", &csrf),
+                ("display_name", "x"),
+                ("payload_url", "https://example.com/"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+
     // The admin, without the CSRF token or with another session's: refused, nothing done.
     let admin = Console::new(&server.url, Some(CLI_TOKEN));
     for bad in ["", csrf.as_str()] {
@@ -273,15 +297,19 @@ async fn a_reader_cannot_act_and_forms_need_the_csrf_token() {
     // The CLI carries on from the rolled-back state.
     p.ok(&["up", "--yes", "--skip-preview"]).await;
 
-    let audit = pb_ok(
-        &db,
-        false,
-        &["audit", "ls", "--org", "organization", "--output", "json"],
-    )
-    .await;
+    // The audit log has it, and its CSV export too.
+    let csv = admin
+        .get("/console/orgs/organization/audit.csv?event=stack-rolled-back")
+        .await;
+    assert_eq!(csv.status, 200, "{}", csv.body);
+    let mut lines = csv.body.lines();
     assert!(
-        audit.stdout.contains("stack-rolled-back"),
-        "{}",
-        audit.stdout
+        lines
+            .next()
+            .unwrap_or_default()
+            .starts_with("Timestamp,Event,Description")
     );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 1, "{}", csv.body);
+    assert!(rows[0].contains("stack-rolled-back"), "{}", csv.body);
 }

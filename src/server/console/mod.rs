@@ -8,6 +8,7 @@
 mod actions;
 pub mod layout;
 mod login;
+mod org;
 pub mod session;
 mod stacks;
 mod tokens;
@@ -110,6 +111,10 @@ fn pages() -> Vec<Page> {
     let read = Session(Permission::Stack(StackPermission::Read));
     let write = Session(Permission::Stack(StackPermission::Write));
     let admin = Session(Permission::Stack(StackPermission::Admin));
+    // The organization scopes the API's routes for the same things declare.
+    let audit = Session(Permission::Org("audit_log:read"));
+    let hooks = Session(Permission::Org("webhook:manage"));
+    let members = Session(Permission::Org("org_member:read"));
     vec![
         p(M::GET, "/login", Anyone, login::form),
         p(M::POST, "/login", Anyone, login::submit),
@@ -153,6 +158,39 @@ fn pages() -> Vec<Page> {
             admin,
             actions::delete,
         ),
+        p(M::GET, "/console/orgs/{org}/audit", audit, org::audit),
+        p(
+            M::GET,
+            "/console/orgs/{org}/audit.csv",
+            audit,
+            org::audit_csv,
+        ),
+        p(M::GET, "/console/orgs/{org}/webhooks", hooks, org::webhooks),
+        p(
+            M::POST,
+            "/console/orgs/{org}/webhooks",
+            hooks,
+            org::create_webhook,
+        ),
+        p(
+            M::GET,
+            "/console/orgs/{org}/webhooks/{hook}",
+            hooks,
+            org::webhook,
+        ),
+        p(
+            M::POST,
+            "/console/orgs/{org}/webhooks/{hook}/ping",
+            hooks,
+            org::ping_webhook,
+        ),
+        p(
+            M::POST,
+            "/console/orgs/{org}/webhooks/{hook}/delete",
+            hooks,
+            org::delete_webhook,
+        ),
+        p(M::GET, "/console/orgs/{org}/members", members, org::members),
         p(M::GET, "/user/settings/tokens", person, tokens::list),
         p(M::POST, "/user/settings/tokens", person, tokens::create),
         p(

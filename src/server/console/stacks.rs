@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::engine::state::browse::{ResourceView, StateView};
 use crate::engine::{Permission, StackListQuery, StackView, Target, UpdateView};
 use crate::server::console::layout::{self, duration, opt_when, page, seg, when};
+use crate::server::console::org::org_base;
 use crate::server::console::{Viewer, failed};
 use crate::server::extract::{P, Q};
 use crate::server::handlers::StackPath;
@@ -130,12 +131,34 @@ pub async fn org(
     };
     let filter = s.q.unwrap_or_default();
     let crumbs = vec![("Stacks".to_owned(), "/".to_owned())];
-    layout::ok(page(
-        &path.org,
-        Some(&viewer),
-        &crumbs,
-        stack_table(&stacks, &filter),
-    ))
+    let target = Target::Org(path.org.clone());
+    let mut admin_pages = Vec::new();
+    for (scope, label, suffix) in [
+        ("audit_log:read", "Audit log", "audit"),
+        ("webhook:manage", "Webhooks", "webhooks"),
+        ("org_member:read", "Members and teams", "members"),
+    ] {
+        if state
+            .engine
+            .authorize(&viewer.identity, Permission::Org(scope), &target)
+            .await
+            .is_ok()
+        {
+            admin_pages.push((label, format!("{}/{suffix}", org_base(&path.org))));
+        }
+    }
+    let body = html! {
+        @if !admin_pages.is_empty() {
+            nav aria-label="Organization" {
+                @for (i, (label, href)) in admin_pages.iter().enumerate() {
+                    @if i > 0 { " · " }
+                    a href=(href) { (label) }
+                }
+            }
+        }
+        (stack_table(&stacks, &filter))
+    };
+    layout::ok(page(&path.org, Some(&viewer), &crumbs, body))
 }
 
 /// Whether the viewer has `need` on the stack (to show or hide an action; the action's own
