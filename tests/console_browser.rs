@@ -298,3 +298,85 @@ async fn a_person_reads_compares_rolls_back_and_manages_tokens_in_a_browser() {
     );
     b.close().await;
 }
+
+#[tokio::test]
+async fn a_person_signs_in_through_the_identity_provider() {
+    let install = require_oidc!();
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let idp = common::oidc::Provider::start(
+        install,
+        &format!("{url}/api/auth/callback"),
+        serde_json::json!({"alice": common::oidc::user(&["devs"])}),
+        &[],
+    )
+    .await;
+    let server = ServerProcess::start_at(
+        port,
+        &[
+            "--auth-mode",
+            "oidc",
+            "--public-url",
+            &url,
+            "--oidc-issuer",
+            &idp.issuer,
+            "--oidc-client-id",
+            "pbackend",
+            "--oidc-client-secret",
+            "pbackend-secret",
+            "--oidc-scopes",
+            "profile email groups offline_access",
+            "--group-map",
+            "devs=org:acme:admin",
+        ],
+    )
+    .await;
+    pb_ok(&server.db(), false, &["orgs", "create", "acme"]).await;
+    server
+        .api()
+        .post(
+            "/api/stacks/acme/proj",
+            serde_json::json!({"stackName": "dev"}),
+        )
+        .await
+        .ok();
+
+    // A link into the console, then the provider's login and consent screens, then back.
+    let target = format!("{url}/acme/proj/dev");
+    b.client.goto(&target).await.unwrap();
+    click(&b, "a.sso").await;
+    type_into(&b, "input[name=login]", "alice").await;
+    type_into(&b, "input[name=password]", "any").await;
+    click(&b, "button[type=submit]").await;
+    // The consent screen (a form with prompt=consent), when the provider shows one.
+    if b.client
+        .wait()
+        .at_most(std::time::Duration::from_secs(5))
+        .for_element(Locator::Css("input[name=prompt][value=consent]"))
+        .await
+        .is_ok()
+    {
+        click(&b, "button[type=submit]").await;
+    }
+    arrives(&b, &target).await;
+    let who = text(&b, "header .who").await;
+    assert!(who.contains("alice"), "{who}");
+    assert!(text(&b, "h1").await.contains("proj/dev"));
+    b.screenshot("signed-in-by-provider").await;
+
+    // Signing out ends it: the page asks to sign in again.
+    click(&b, "header form button").await;
+    b.client.goto(&target).await.unwrap();
+    assert!(
+        b.client
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .starts_with("/login")
+    );
+    b.close().await;
+}

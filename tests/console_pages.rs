@@ -142,7 +142,7 @@ async fn every_link_the_cli_prints_opens_its_page() {
 }
 
 #[tokio::test]
-async fn secrets_never_reach_a_page() {
+async fn secrets_reach_a_page_only_when_asked_for() {
     let tc = require_cli!();
     let server = ServerProcess::start(&[]).await;
     let p = project(&tc, &server).await;
@@ -170,6 +170,20 @@ async fn secrets_never_reach_a_page() {
             "{path} shows the ciphertext"
         );
     }
+    // Unless the viewer asks: then the value is shown, and the audit log records it.
+    let shown = admin.get("/organization/web/dev?show-secrets=1").await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert!(shown.body.contains(SECRET), "{}", shown.body);
+    assert!(!shown.body.contains(&ciphertext));
+    let audit = common::db_audit(&server.db()).await;
+    assert!(
+        audit.iter().any(|e| e["event"] == "secrets-decrypted"
+            && e["description"]
+                .as_str()
+                .unwrap_or("")
+                .contains("web console")),
+        "{audit:?}"
+    );
 }
 
 #[tokio::test]

@@ -35,6 +35,18 @@ use crate::store::access::{LoginSession, NewUser, TrustPolicyRow};
 use crate::store::{Notes, StoreError, TokenSelector};
 use crate::types::{OrgRole, TokenKind};
 
+/// How long a console session signed in through the identity provider lasts (its token's
+/// lifetime; the cookie's too).
+pub const CONSOLE_SESSION_TTL: i64 = 12 * 3600;
+
+/// Where a finished browser login goes.
+pub enum LoginEnd {
+    /// The CLI's local port, with its tokens in the query.
+    Cli(String),
+    /// The web console: a session with this token, then this path.
+    Console { token: String, next: String },
+}
+
 /// Where a group of the identity provider puts its members.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupTarget {
@@ -308,12 +320,39 @@ impl Engine {
         cli_nonce: &str,
         description: &str,
     ) -> EngineResult<String> {
-        let s = self.oidc()?.clone();
         if cli_port == 0 || cli_nonce.is_empty() || cli_nonce.len() > 256 {
             return Err(EngineError::Invalid(
                 "cliSessionPort and cliSessionNonce are required".into(),
             ));
         }
+        self.start_login(cli_port, cli_nonce, description).await
+    }
+
+    /// Whether people can sign in through the identity provider (`--auth-mode oidc`).
+    pub fn browser_login_enabled(&self) -> bool {
+        self.cfg.login.oidc.is_some()
+    }
+
+    /// The web console's sign-in at the identity provider: the same flow as the CLI's,
+    /// ending in a console session (see [`LoginEnd::Console`]) that returns to `next`, a
+    /// path on this site.
+    pub async fn start_console_login(&self, next: &str) -> EngineResult<String> {
+        if !next.starts_with('/') || next.starts_with("//") || next.len() > 256 {
+            return Err(EngineError::Invalid(
+                "next must be a path on this site".into(),
+            ));
+        }
+        // A session without a CLI port is the console's; its nonce field keeps `next`.
+        self.start_login(0, next, "console session").await
+    }
+
+    async fn start_login(
+        &self,
+        cli_port: u16,
+        cli_nonce: &str,
+        description: &str,
+    ) -> EngineResult<String> {
+        let s = self.oidc()?.clone();
         let client = self.client(self.provider(false).await?)?;
         let state = hex::encode(crypto::random_bytes::<16>());
         let nonce = hex::encode(crypto::random_bytes::<16>());
@@ -348,7 +387,7 @@ impl Engine {
 
     /// The provider's redirect back: exchanges the code, validates the ID token, signs the
     /// user in and returns where to send the browser (the CLI's local port, with a token).
-    pub async fn finish_browser_login(&self, code: &str, state: &str) -> EngineResult<String> {
+    pub async fn finish_browser_login(&self, code: &str, state: &str) -> EngineResult<LoginEnd> {
         let session = self
             .store
             .take_login_session(state, self.now())
@@ -399,6 +438,24 @@ impl Engine {
             .refresh_token()
             .map(|r| self.seal_upstream(r.secret().as_bytes()))
             .transpose()?;
+        if session.cli_port == 0 {
+            // The console's: a personal token that lasts as long as a console session.
+            let ttl = self.cfg.login.login_token_ttl.min(CONSOLE_SESSION_TTL);
+            let (_, access) = self
+                .issue_token(
+                    TokenSpec {
+                        created_by: login.clone(),
+                        ..TokenSpec::personal(&login, &session.description, Some(ttl))
+                    },
+                    Notes::none(),
+                )
+                .await?;
+            tracing::info!(user = %login, "console login");
+            return Ok(LoginEnd::Console {
+                token: access,
+                next: session.cli_nonce,
+            });
+        }
         let ttl = self.cfg.login.login_token_ttl;
         let (_, access) = self
             .issue_token(
@@ -411,13 +468,13 @@ impl Engine {
             .await?;
         let refresh = self.issue_refresh_token(&login, upstream).await?;
         tracing::info!(user = %login, "browser login");
-        Ok(format!(
+        Ok(LoginEnd::Cli(format!(
             "http://127.0.0.1:{}/?accessToken={}&nonce={}&refreshToken={}",
             session.cli_port,
             urlencode(&access),
             urlencode(&session.cli_nonce),
             urlencode(&refresh)
-        ))
+        )))
     }
 
     async fn issue_refresh_token(

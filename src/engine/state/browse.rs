@@ -10,9 +10,11 @@ use serde_json::Value;
 use crate::engine::blocking::run_sized;
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::state::deployment::gunzip_stored;
+use crate::engine::state::reveal;
 use crate::engine::views::UpdateView;
 use crate::engine::{Engine, Identity};
 use crate::store::StackKey;
+use crate::types::StackPermission;
 
 /// What a masked secret reads as. Ciphertexts never leave the engine for a page: a viewer
 /// who wants a secret in clear uses the CLI, whose decryption is audited.
@@ -103,32 +105,47 @@ struct RawResource {
     outputs: Option<Value>,
 }
 
-/// Replaces every secret of `v` by [`MASKED`].
-pub fn mask(v: &mut Value) {
+/// Replaces every secret of `v` by [`MASKED`], or, with `reveal`, a decrypted one (its
+/// `plaintext`, JSON text) by its value.
+pub fn mask(v: &mut Value, reveal: bool) {
     match v {
         Value::Object(map) => {
             if map.get(SIG_KEY).and_then(Value::as_str) == Some(SIG_SECRET) {
-                *v = Value::String(MASKED.into());
+                let plain = map
+                    .get("plaintext")
+                    .and_then(Value::as_str)
+                    .filter(|_| reveal);
+                *v = match plain {
+                    Some(text) => serde_json::from_str(text)
+                        .unwrap_or_else(|_| Value::String(text.to_owned())),
+                    None => Value::String(MASKED.into()),
+                };
                 return;
             }
-            map.values_mut().for_each(mask);
+            map.values_mut().for_each(|x| mask(x, reveal));
         }
-        Value::Array(items) => items.iter_mut().for_each(mask),
+        Value::Array(items) => items.iter_mut().for_each(|x| mask(x, reveal)),
         _ => {}
     }
 }
 
-fn object(v: Option<Value>) -> Value {
+fn object(v: Option<Value>, reveal: bool) -> Value {
     let mut v = match v {
         Some(v @ Value::Object(_)) => v,
         _ => Value::Object(Default::default()),
     };
-    mask(&mut v);
+    mask(&mut v, reveal);
     v
 }
 
-/// Reads a state (the untyped deployment `{version, deployment}` as stored).
+/// Reads a state (the untyped deployment `{version, deployment}` as stored), every secret
+/// masked.
 pub fn state_view(json: &[u8]) -> EngineResult<StateView> {
+    read_state(json, false)
+}
+
+/// Reads a state whose secrets were decrypted ([`reveal::reveal`]), showing their values.
+fn read_state(json: &[u8], reveal: bool) -> EngineResult<StateView> {
     let u: Untyped = serde_json::from_slice(json)
         .map_err(|e| EngineError::Internal(format!("a stored state does not parse: {e}")))?;
     let mut view = StateView {
@@ -139,8 +156,8 @@ pub fn state_view(json: &[u8]) -> EngineResult<StateView> {
         let name = r.urn.rsplit("::").next().unwrap_or_default().to_owned();
         let res = ResourceView {
             name,
-            inputs: object(r.inputs),
-            outputs: object(r.outputs),
+            inputs: object(r.inputs, reveal),
+            outputs: object(r.outputs, reveal),
             urn: r.urn,
             ty: r.ty,
             id: r.id.filter(|i| !i.is_empty()),
@@ -242,6 +259,33 @@ impl Engine {
         }
     }
 
+    /// The same with its secrets in clear, for a viewer who asked: reading a stack includes
+    /// its secrets (the API's decrypt routes need read, too), and each such view is audited
+    /// as `secrets-decrypted`.
+    pub async fn state_view_revealed(
+        &self,
+        caller: &Identity,
+        key: &StackKey,
+        version: Option<i64>,
+    ) -> EngineResult<StateView> {
+        let stack = self.stack(caller, key).await?;
+        self.require_stack(caller, &stack, StackPermission::Read)
+            .await?;
+        let export = self.export(caller, key, version).await?;
+        let Some(gz) = export.gz else {
+            return Ok(StateView::default());
+        };
+        let secret_key = self.stack_secret_key(stack.id).await?;
+        let view = run_sized(gz.len().saturating_mul(8), move || {
+            let json = gunzip_stored(&gz)?;
+            let (json, _) = reveal::reveal(&json, &secret_key)?;
+            read_state(&json, true)
+        })
+        .await?;
+        self.note_decryption(caller, key, "web console").await?;
+        Ok(view)
+    }
+
     /// What changed in a stack from version `from` to version `to`.
     pub async fn version_changes(
         &self,
@@ -298,6 +342,19 @@ mod tests {
         assert_eq!(v.resources[1].inputs["list"][0], MASKED);
         assert_eq!(v.resources[1].name, "r");
         assert_eq!(v.resources[1].id.as_deref(), Some("i-1"));
+    }
+
+    #[test]
+    fn decrypted_secrets_show_their_values_only_when_revealed() {
+        let secret = serde_json::json!({SIG_KEY: SIG_SECRET, "plaintext": "\"pw\""});
+        let json = state(serde_json::json!([
+            {"urn": "u:a", "type": "t", "outputs": {"s": secret, "n": {SIG_KEY: SIG_SECRET, "plaintext": "42"}}},
+        ]));
+        let shown = read_state(&json, true).unwrap();
+        assert_eq!(shown.resources[0].outputs["s"], "pw");
+        assert_eq!(shown.resources[0].outputs["n"], 42);
+        let masked = read_state(&json, false).unwrap();
+        assert_eq!(masked.resources[0].outputs["s"], MASKED);
     }
 
     #[test]

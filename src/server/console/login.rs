@@ -1,6 +1,7 @@
-//! Signing in and out. A person pastes an API token (a personal one from `pulumi login`'s
-//! credentials, or one an admin made); the engine checks it as it checks an API call, and
-//! the session cookie holds it from then on.
+//! Signing in and out. A person signs in at the identity provider (`--auth-mode oidc`, the
+//! flow `pulumi login` uses) or pastes an API token (a personal one from `pulumi login`'s
+//! credentials, or one an admin made); the engine checks the token as it checks an API call,
+//! and the session cookie holds it from then on.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -9,7 +10,7 @@ use maud::html;
 use serde::Deserialize;
 
 use crate::server::console::layout::{self, page};
-use crate::server::console::{MaybeViewer, Viewer, session};
+use crate::server::console::{MaybeViewer, Viewer, failed, session};
 use crate::server::extract::{FormBody, Q};
 use crate::server::state::AppState;
 
@@ -35,23 +36,30 @@ fn local(next: Option<&str>) -> String {
     }
 }
 
-fn login_page(
-    status: StatusCode,
-    next: &str,
-    error: Option<&str>,
-    viewer: Option<&Viewer>,
-) -> Response {
+struct LoginPage<'a> {
+    next: &'a str,
+    error: Option<&'a str>,
+    viewer: Option<&'a Viewer>,
+    /// The identity provider is configured.
+    sso: bool,
+}
+
+fn login_page(status: StatusCode, p: LoginPage<'_>) -> Response {
     layout::html_response(
         status,
         page(
             "Sign in",
-            viewer,
+            p.viewer,
             &[],
             html! {
-                @if let Some(e) = error { p.bad role="alert" { (e) } }
+                @if let Some(e) = p.error { p.bad role="alert" { (e) } }
+                @if p.sso {
+                    p { a.sso href=(format!("/login/sso?next={}", layout::seg(p.next))) { "Sign in with your identity provider" } }
+                    p.muted { "or with an access token:" }
+                }
                 form.card method="post" action="/login" {
-                    input type="hidden" name="next" value=(next);
-                    @if let Some(v) = viewer { input type="hidden" name="csrf" value=(v.csrf); }
+                    input type="hidden" name="next" value=(p.next);
+                    @if let Some(v) = p.viewer { input type="hidden" name="csrf" value=(v.csrf); }
                     p {
                         label for="token" { "Access token" } br;
                         input #token type="password" name="token" autocomplete="off" size="60" required autofocus;
@@ -69,13 +77,38 @@ fn login_page(
 }
 
 /// `GET /login`.
-pub async fn form(MaybeViewer(viewer): MaybeViewer, Q(q): Q<NextQuery>) -> Response {
+pub async fn form(
+    State(state): State<AppState>,
+    MaybeViewer(viewer): MaybeViewer,
+    Q(q): Q<NextQuery>,
+) -> Response {
+    let next = local(q.next.as_deref());
     login_page(
         StatusCode::OK,
-        &local(q.next.as_deref()),
-        None,
-        viewer.as_ref(),
+        LoginPage {
+            next: &next,
+            error: None,
+            viewer: viewer.as_ref(),
+            sso: state.engine.browser_login_enabled(),
+        },
     )
+}
+
+/// `GET /login/sso`: signing in at the identity provider, as `pulumi login` does; the
+/// provider sends the browser back to `/api/auth/callback`, which starts the session.
+pub async fn sso(
+    State(state): State<AppState>,
+    MaybeViewer(viewer): MaybeViewer,
+    Q(q): Q<NextQuery>,
+) -> Response {
+    match state
+        .engine
+        .start_console_login(&local(q.next.as_deref()))
+        .await
+    {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(e) => failed(e, viewer.as_ref()),
+    }
 }
 
 /// `POST /login`.
@@ -86,19 +119,24 @@ pub async fn submit(
 ) -> Response {
     let next = local(f.next.as_deref());
     let token = f.token.trim();
-    let refused =
-        |msg: &str| login_page(StatusCode::UNAUTHORIZED, &next, Some(msg), viewer.as_ref());
+    let refused = |msg: &str| {
+        login_page(
+            StatusCode::UNAUTHORIZED,
+            LoginPage {
+                next: &next,
+                error: Some(msg),
+                viewer: viewer.as_ref(),
+                sso: state.engine.browser_login_enabled(),
+            },
+        )
+    };
     if !session::plausible(token) {
         return refused("That is not an access token.");
     }
     match state.engine.authenticate(token).await {
         Ok(identity) => {
             tracing::info!(user = %identity.user, "console sign-in");
-            let mut resp = Redirect::to(&next).into_response();
-            if let Ok(v) = session::set_cookie(token, state.secure_cookies).parse() {
-                resp.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            resp
+            session::start(token, &next, state.secure_cookies)
         }
         Err(e) => {
             state

@@ -118,6 +118,7 @@ fn pages() -> Vec<Page> {
     vec![
         p(M::GET, "/login", Anyone, login::form),
         p(M::POST, "/login", Anyone, login::submit),
+        p(M::GET, "/login/sso", Anyone, login::sso),
         p(M::POST, "/logout", any, login::logout),
         p(M::GET, "/", any, stacks::home),
         p(M::GET, "/{org}", any, stacks::org),

@@ -46,6 +46,46 @@ pub fn set_cookie(token: &str, secure: bool) -> String {
     )
 }
 
+/// Starts a session with `token` and sends the browser to `next`.
+pub fn start(token: &str, next: &str, secure: bool) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut resp = axum::response::Redirect::to(next).into_response();
+    if let Ok(v) = set_cookie(token, secure).parse() {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// Starts a session at the end of a sign-in at the identity provider. The browser arrives
+/// here by a redirect from another site, and a `SameSite=Strict` cookie is not sent on a
+/// redirect that site started: so this answers a page of our own that moves on to `next`,
+/// a navigation from this site, on which the cookie is sent.
+pub fn start_after_provider(token: &str, next: &str, secure: bool) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let page = maud::html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { "Signed in · pbackend" } }
+            body { p { "Signed in. " a href=(next) { "Continue" } } }
+        }
+    };
+    let mut resp = (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        page.into_string(),
+    )
+        .into_response();
+    if let Ok(v) = format!("0; url={next}").parse() {
+        resp.headers_mut().insert(header::REFRESH, v);
+    }
+    if let Ok(v) = set_cookie(token, secure).parse() {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
 /// `Set-Cookie` that ends the session in the browser.
 pub fn clear_cookie(secure: bool) -> String {
     format!(

@@ -30,6 +30,12 @@ pub struct OrgPath {
 }
 
 #[derive(Deserialize, Default)]
+pub struct StackQuery {
+    #[serde(default, rename = "show-secrets")]
+    show_secrets: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
 pub struct Search {
     #[serde(default)]
     q: Option<String>,
@@ -297,6 +303,7 @@ pub async fn stack(
     State(state): State<AppState>,
     viewer: Viewer,
     P(path): P<StackPath>,
+    Q(q): Q<StackQuery>,
 ) -> Response {
     let key = path.key();
     let caller = &viewer.identity;
@@ -304,7 +311,13 @@ pub async fn stack(
         Ok(s) => s,
         Err(e) => return failed(e, Some(&viewer)),
     };
-    let view = match state.engine.state_view(caller, &key, None).await {
+    let reveal = q.show_secrets.as_deref() == Some("1");
+    let view = if reveal {
+        state.engine.state_view_revealed(caller, &key, None).await
+    } else {
+        state.engine.state_view(caller, &key, None).await
+    };
+    let view = match view {
         Ok(v) => v,
         Err(e) => return failed(e, Some(&viewer)),
     };
@@ -347,6 +360,14 @@ pub async fn stack(
             }
         }
         h2 { "Outputs" }
+        p {
+            @if reveal {
+                a href=(base.clone()) { "Hide secrets" }
+            } @else {
+                a #show-secrets href=(format!("{base}?show-secrets=1")) { "Show secrets" }
+                span.muted { " (recorded in the audit log)" }
+            }
+        }
         @if view.outputs.as_object().is_some_and(|o| !o.is_empty()) {
             table #outputs {
                 thead { tr { th { "Name" } th { "Value" } } }

@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use crate::engine::EngineError;
-use crate::engine::access::login::{EXCHANGE_GRANT, ExchangeRequest, GrantError};
+use crate::engine::access::login::{EXCHANGE_GRANT, ExchangeRequest, GrantError, LoginEnd};
 use crate::server::error::ApiError;
 use crate::server::extract::{FormBody, Q};
 use crate::server::state::AppState;
@@ -139,7 +139,14 @@ pub async fn callback(State(state): State<AppState>, Q(q): Q<CallbackQuery>) -> 
         );
     };
     match state.engine.finish_browser_login(&code, &st).await {
-        Ok(url) => Redirect::to(&url).into_response(),
+        Ok(LoginEnd::Cli(url)) => Redirect::to(&url).into_response(),
+        Ok(LoginEnd::Console { token, next }) => {
+            crate::server::console::session::start_after_provider(
+                &token,
+                &next,
+                state.secure_cookies,
+            )
+        }
         Err(e) => login_failed(e),
     }
 }
