@@ -153,13 +153,30 @@ async fn a_person_reads_compares_rolls_back_and_manages_tokens_in_a_browser() {
         .unwrap();
     let tree = text(&b, "#resources").await;
     assert!(tree.contains("parent") && tree.contains("child"), "{tree}");
-    let nested = b
-        .client
-        .find(Locator::Css(
-            "details[data-urn$='::parent'] details[data-urn$='::child']",
-        ))
-        .await;
-    assert!(nested.is_ok(), "the child sits inside its parent");
+    // The child's row comes right after its parent's, one level deeper.
+    let depth = |suffix: &'static str| {
+        let b = &b;
+        async move {
+            b.client
+                .find(Locator::Css(&format!("tr[data-urn$='{suffix}']")))
+                .await
+                .expect("a resource row")
+                .attr("data-depth")
+                .await
+                .unwrap()
+                .unwrap_or_default()
+                .parse::<u32>()
+                .unwrap()
+        }
+    };
+    assert_eq!(depth("::child").await, depth("::parent").await + 1);
+    click(&b, "tr[data-urn$='::child'] a").await;
+    let inputs = text(&b, "main").await;
+    assert!(
+        inputs.contains("nested-second") && inputs.contains("Parent"),
+        "{inputs}"
+    );
+    b.client.back().await.unwrap();
     let outputs = text(&b, "#outputs").await;
     assert!(
         outputs.contains("second") && outputs.contains("[secret]"),

@@ -139,6 +139,29 @@ async fn every_link_the_cli_prints_opens_its_page() {
     let tokens = admin.get("/user/settings/tokens").await;
     assert_eq!(tokens.status, 200, "{}", tokens.body);
     assert!(tokens.body.contains("Create token"), "{}", tokens.body);
+
+    // A stack that reads this one's outputs links to it.
+    let consumer = p.sibling("consumer");
+    consumer.write_program(
+        "  ref:\n    type: pulumi:pulumi:StackReference\n    properties:\n      name: organization/web/dev\n",
+        "  fromDev: ${ref.outputs[\"plain\"]}\n",
+    );
+    let mut consumer = consumer;
+    consumer.set_env(
+        "PULUMI_CONSOLE_DOMAIN",
+        &format!("127.0.0.1:{}", server.port),
+    );
+    consumer
+        .ok(&["stack", "init", "organization/consumer/dev"])
+        .await;
+    consumer.ok(&["up", "--yes", "--skip-preview"]).await;
+    let page = admin.get("/organization/consumer/dev").await;
+    assert!(
+        page.body
+            .contains("<a href=\"/organization/web/dev\">organization/web/dev</a>"),
+        "{}",
+        page.body
+    );
 }
 
 #[tokio::test]

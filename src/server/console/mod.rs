@@ -142,6 +142,12 @@ fn pages() -> Vec<Page> {
             updates::changes,
         ),
         p(
+            M::GET,
+            "/{org}/{project}/{stack}/resource",
+            read,
+            stacks::resource,
+        ),
+        p(
             M::POST,
             "/{org}/{project}/{stack}/rollback",
             write,

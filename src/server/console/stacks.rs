@@ -1,7 +1,7 @@
 //! Stack lists and a stack's page: its resources as a tree by parent, its outputs, tags,
 //! history, and the actions the viewer may take.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::extract::State;
 use axum::response::Response;
@@ -21,6 +21,9 @@ use crate::types::{StackKey, StackPermission};
 /// Resources whose inputs and outputs a stack page shows inline; beyond, each has its own
 /// page, so a page of a large stack stays small.
 const INLINE_PROPERTIES: usize = 100;
+/// Resources one page of the tree shows: a page of a large stack stays small enough for a
+/// browser to lay out quickly (`reference/performance.md`, the console).
+const RESOURCE_PAGE: usize = 500;
 /// Updates a stack page lists.
 const HISTORY_ROWS: i64 = 50;
 
@@ -33,6 +36,12 @@ pub struct OrgPath {
 pub struct StackQuery {
     #[serde(default, rename = "show-secrets")]
     show_secrets: Option<String>,
+    /// Filters the resources.
+    #[serde(default)]
+    q: Option<String>,
+    /// The page of resources, from 1.
+    #[serde(default)]
+    page: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -186,44 +195,11 @@ fn json_block(v: &serde_json::Value) -> Markup {
     html! { pre { (text) } }
 }
 
-fn resource_node(
-    r: &ResourceView,
-    children: &HashMap<&str, Vec<&ResourceView>>,
-    inline: bool,
-    depth: usize,
-) -> Markup {
-    let kids = children
-        .get(r.urn.as_str())
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    html! {
-        details.res open[depth < 2] data-urn=(r.urn) {
-            summary {
-                strong { (r.name) } " " span.muted.mono { (r.ty) }
-                @if let Some(id) = &r.id { " " span.pill.mono { "id " (id) } }
-                @if r.protect { " " span.pill { "protected" } }
-            }
-            @if inline {
-                div.props {
-                    div.muted.mono { (r.urn) }
-                    @if r.inputs.as_object().is_some_and(|o| !o.is_empty()) { div { "Inputs" } (json_block(&r.inputs)) }
-                    @if r.outputs.as_object().is_some_and(|o| !o.is_empty()) { div { "Outputs" } (json_block(&r.outputs)) }
-                }
-            } @else {
-                div.props.muted.mono { (r.urn) }
-            }
-            // Depth is bounded by the state's parent chains; a cycle cannot recurse forever.
-            @if depth < 64 {
-                @for c in kids { (resource_node(c, children, inline, depth + 1)) }
-            }
-        }
-    }
-}
-
-/// Resources as a tree by parent; a resource whose parent is not in the state is a root.
-pub fn resource_tree(view: &StateView) -> Markup {
-    let urns: std::collections::HashSet<&str> =
-        view.resources.iter().map(|r| r.urn.as_str()).collect();
+/// Resources in tree order (each after its parent, children in state order) with their
+/// depth; a resource whose parent is not in the state is a root. Cycle-safe: each resource
+/// is placed once.
+pub fn tree_order(view: &StateView) -> Vec<(&ResourceView, usize)> {
+    let urns: HashSet<&str> = view.resources.iter().map(|r| r.urn.as_str()).collect();
     let mut children: HashMap<&str, Vec<&ResourceView>> = HashMap::new();
     let mut roots = Vec::new();
     for r in &view.resources {
@@ -236,11 +212,124 @@ pub fn resource_tree(view: &StateView) -> Markup {
             None => roots.push(r),
         }
     }
-    let inline = view.resources.len() <= INLINE_PROPERTIES;
-    html! {
-        @if view.resources.is_empty() { p.muted { "No resources." } }
-        @for r in roots { (resource_node(r, &children, inline, 0)) }
+    let mut out = Vec::with_capacity(view.resources.len());
+    let mut placed: HashSet<&str> = HashSet::new();
+    let mut stack: Vec<(&ResourceView, usize)> = roots.into_iter().rev().map(|r| (r, 0)).collect();
+    while let Some((r, depth)) = stack.pop() {
+        if !placed.insert(r.urn.as_str()) {
+            continue;
+        }
+        out.push((r, depth));
+        if let Some(kids) = children.get(r.urn.as_str()) {
+            stack.extend(kids.iter().rev().map(|k| (*k, depth + 1)));
+        }
     }
+    out
+}
+
+pub fn resource_href(key: &StackKey, urn: &str) -> String {
+    format!("{}/resource?urn={}", stack_href(key), seg(urn))
+}
+
+/// The resources section: a filter, one page of the tree, and the pages around it. Small
+/// stacks show each resource's inputs and outputs inline; every resource has its own page.
+fn resource_tree(key: &StackKey, view: &StateView, q: &StackQuery) -> Markup {
+    let filter = q.q.clone().unwrap_or_default();
+    let needle = filter.to_lowercase();
+    let all = tree_order(view);
+    let shown: Vec<(&ResourceView, usize)> = all
+        .into_iter()
+        .filter(|(r, _)| {
+            needle.is_empty()
+                || r.urn.to_lowercase().contains(&needle)
+                || r.ty.to_lowercase().contains(&needle)
+        })
+        .collect();
+    let pages = shown.len().div_ceil(RESOURCE_PAGE).max(1);
+    let page_no = q
+        .page
+        .as_deref()
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, pages);
+    let from = (page_no - 1) * RESOURCE_PAGE;
+    let slice = &shown[from.min(shown.len())..(from + RESOURCE_PAGE).min(shown.len())];
+    let inline = view.resources.len() <= INLINE_PROPERTIES;
+    let base = stack_href(key);
+    let link = |n: usize| {
+        let mut pairs = vec![("page", n.to_string())];
+        if !filter.is_empty() {
+            pairs.push(("q", filter.clone()));
+        }
+        format!(
+            "{base}?{}#resources",
+            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        )
+    };
+    html! {
+        form role="search" method="get" action=(base) {
+            input type="search" name="q" value=(filter) placeholder="Filter by name, type or URN" aria-label="Filter resources";
+            " " input type="submit" value="Filter";
+        }
+        @if shown.is_empty() { p.muted { "No resources." } }
+        @else {
+            p.muted { "Resources " (from + 1) "–" (from + slice.len()) " of " (shown.len()) }
+            table #resources {
+                thead { tr { th { "Name" } th { "Type" } th { "ID" } } }
+                tbody {
+                    @for (r, depth) in slice {
+                        tr data-urn=(r.urn) data-depth=(depth) {
+                            td style=(format!("padding-left:{:.1}em", 0.7 + 1.4 * (*depth).min(20) as f64)) {
+                                a href=(resource_href(key, &r.urn)) { strong { (r.name) } }
+                                @if r.protect { " " span.pill { "protected" } }
+                                @if inline && (has_props(&r.inputs) || has_props(&r.outputs)) {
+                                    details.res {
+                                        summary { "Inputs and outputs" }
+                                        div.props {
+                                            @if has_props(&r.inputs) { div { "Inputs" } (json_block(&r.inputs)) }
+                                            @if has_props(&r.outputs) { div { "Outputs" } (json_block(&r.outputs)) }
+                                        }
+                                    }
+                                }
+                            }
+                            td.mono { (r.ty) }
+                            td.mono { (r.id.clone().unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+            @if pages > 1 {
+                nav aria-label="Resource pages" {
+                    @if page_no > 1 { a href=(link(page_no - 1)) { "← Previous" } " " }
+                    "Page " (page_no) " of " (pages)
+                    @if page_no < pages { " " a href=(link(page_no + 1)) { "Next →" } }
+                }
+            }
+        }
+    }
+}
+
+/// The stacks this state reads through `pulumi:pulumi:StackReference` resources (their
+/// `name` input: `org/project/stack`, or shorter forms the CLI qualifies).
+pub fn references_out(view: &StateView) -> Vec<String> {
+    let mut out: Vec<String> = view
+        .resources
+        .iter()
+        .filter(|r| r.ty == "pulumi:pulumi:StackReference")
+        .filter_map(|r| {
+            r.inputs
+                .get("name")
+                .and_then(|n| n.as_str())
+                .map(str::to_owned)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn has_props(v: &serde_json::Value) -> bool {
+    v.as_object().is_some_and(|o| !o.is_empty())
 }
 
 fn result_class(u: &UpdateView) -> &'static str {
@@ -325,6 +414,7 @@ pub async fn stack(
         Ok(h) => h,
         Err(e) => return failed(e, Some(&viewer)),
     };
+    let references = references_out(&view);
     let may_write = may(&state, &viewer, &key, StackPermission::Write).await;
     let may_admin = may(&state, &viewer, &key, StackPermission::Admin).await;
     let base = stack_href(&key);
@@ -378,10 +468,93 @@ pub async fn stack(
                 }
             }
         } @else { p.muted { "No outputs." } }
+        @if !references.is_empty() {
+            h2 { "Stack references" }
+            p.muted { "Stacks whose outputs this one reads:" }
+            ul #references {
+                @for r in &references {
+                    li {
+                        @if r.split('/').count() == 3 { a href=(format!("/{}", r.split('/').map(seg).collect::<Vec<_>>().join("/"))) { (r) } }
+                        @else { (r) }
+                    }
+                }
+            }
+        }
         h2 { "Resources" }
-        div #resources { (resource_tree(&view)) }
+        (resource_tree(&key, &view, &q))
         h2 { "History" }
         (history_table(&key, &history, may_write, &viewer.csrf))
     };
     layout::ok(page(&title, Some(&viewer), &crumbs(&key), body))
+}
+
+#[derive(Deserialize, Default)]
+pub struct ResourceQuery {
+    #[serde(default)]
+    urn: Option<String>,
+    #[serde(default, rename = "show-secrets")]
+    show_secrets: Option<String>,
+}
+
+/// `GET /{org}/{project}/{stack}/resource?urn=…`: one resource, its parent and children,
+/// inputs and outputs (secrets masked unless asked for).
+pub async fn resource(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    P(path): P<StackPath>,
+    Q(q): Q<ResourceQuery>,
+) -> Response {
+    let key = path.key();
+    let caller = &viewer.identity;
+    let reveal = q.show_secrets.as_deref() == Some("1");
+    let view = if reveal {
+        state.engine.state_view_revealed(caller, &key, None).await
+    } else {
+        state.engine.state_view(caller, &key, None).await
+    };
+    let view = match view {
+        Ok(v) => v,
+        Err(e) => return failed(e, Some(&viewer)),
+    };
+    let urn = q.urn.unwrap_or_default();
+    let Some(r) = view.resources.iter().find(|r| r.urn == urn) else {
+        return layout::error_page(
+            axum::http::StatusCode::NOT_FOUND,
+            "The stack's current state has no such resource.",
+            Some(&viewer),
+        );
+    };
+    let children: Vec<&ResourceView> = view
+        .resources
+        .iter()
+        .filter(|c| c.parent.as_deref() == Some(urn.as_str()))
+        .collect();
+    let here = resource_href(&key, &urn);
+    let body = html! {
+        div.card {
+            div.mono { (r.urn) }
+            div { "Type " span.mono { (r.ty) } }
+            @if let Some(id) = &r.id { div { "ID " span.mono { (id) } } }
+            @if let Some(p) = &r.parent { div { "Parent " a href=(resource_href(&key, p)) { (p.rsplit("::").next().unwrap_or(p)) } } }
+            @if r.protect { div { span.pill { "protected" } } }
+        }
+        p {
+            @if reveal { a href=(here.clone()) { "Hide secrets" } }
+            @else { a href=(format!("{here}&show-secrets=1")) { "Show secrets" } span.muted { " (recorded in the audit log)" } }
+        }
+        h2 { "Inputs" }
+        (json_block(&r.inputs))
+        h2 { "Outputs" }
+        (json_block(&r.outputs))
+        @if !children.is_empty() {
+            h2 { "Children" }
+            ul {
+                @for c in children.iter().take(RESOURCE_PAGE) {
+                    li { a href=(resource_href(&key, &c.urn)) { (c.name) } " " span.muted.mono { (c.ty) } }
+                }
+            }
+            @if children.len() > RESOURCE_PAGE { p.muted { "and " (children.len() - RESOURCE_PAGE) " more" } }
+        }
+    };
+    layout::ok(page(&r.name, Some(&viewer), &crumbs(&key), body))
 }

@@ -41,7 +41,12 @@ pub struct PreviewPath {
 pub struct ChangesQuery {
     from: Option<String>,
     to: Option<String>,
+    /// The page of changes, from 1.
+    page: Option<String>,
 }
+
+/// Changed resources one page shows (a page of a large diff stays quick to lay out).
+const CHANGES_PAGE: usize = 500;
 
 fn key(org: String, project: String, stack: String) -> StackKey {
     StackKey {
@@ -316,6 +321,16 @@ pub async fn changes(
         Ok(c) => c,
         Err(e) => return failed(e, Some(&viewer)),
     };
+    let pages = list.len().div_ceil(CHANGES_PAGE).max(1);
+    let page_no = q
+        .page
+        .as_deref()
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, pages);
+    let first = (page_no - 1) * CHANGES_PAGE;
+    let slice = &list[first.min(list.len())..(first + CHANGES_PAGE).min(list.len())];
+    let link = |n: usize| format!("{}/changes?from={from}&to={to}&page={n}", stack_href(&key));
     let title = format!("What changed from version {from} to {to}");
     let body = html! {
         form method="get" {
@@ -325,11 +340,11 @@ pub async fn changes(
         }
         @if list.is_empty() { p.muted { "No resource changed." } }
         @else {
-            p.muted { (list.len()) " resources changed" }
+            p.muted { (list.len()) " resources changed" @if pages > 1 { "; " (first + 1) "–" (first + slice.len()) " shown" } }
             table #changes {
                 thead { tr { th { "Resource" } th { "Change" } } }
                 tbody {
-                    @for c in &list {
+                    @for c in slice {
                         tr {
                             td { strong { (name_of(&c.urn)) } br; span.muted.mono { (c.ty) } }
                             td {
@@ -351,6 +366,13 @@ pub async fn changes(
                             }
                         }
                     }
+                }
+            }
+            @if pages > 1 {
+                nav aria-label="Pages of changes" {
+                    @if page_no > 1 { a href=(link(page_no - 1)) { "← Previous" } " " }
+                    "Page " (page_no) " of " (pages)
+                    @if page_no < pages { " " a href=(link(page_no + 1)) { "Next →" } }
                 }
             }
         }
