@@ -350,3 +350,72 @@ async fn a_reader_cannot_act_and_forms_need_the_csrf_token() {
     assert_eq!(rows.len(), 1, "{}", csv.body);
     assert!(rows[0].contains("stack-rolled-back"), "{}", csv.body);
 }
+
+#[tokio::test]
+async fn unlock_and_delete_from_the_console() {
+    let server = ServerProcess::start(&[]).await;
+    let api = server.api();
+    api.create_stack("proj", "busy").await.ok();
+    api.create_stack("proj", "empty").await.ok();
+    api.create_stack("proj", "full").await.ok();
+    let full = common::stack_path("proj", "full");
+    api.post_gz(&format!("{full}/import"), common::deployment(2, "a"))
+        .await
+        .ok();
+    let busy = common::stack_path("proj", "busy");
+    let (id, _lease, _) = api.begin(&busy, "update", false).await;
+
+    let admin = Console::new(&server.url, Some(CLI_TOKEN));
+    let page = admin.get("/organization/proj/busy").await;
+    assert!(page.body.contains("Locked: update"), "{}", page.body);
+    let csrf = page.csrf();
+    let ask = admin
+        .post("/organization/proj/busy/unlock", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(ask.status, 200);
+    assert!(ask.body.contains("Cancel the update"), "{}", ask.body);
+    let done = admin
+        .post(
+            "/organization/proj/busy/unlock",
+            &[("csrf", &csrf), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let status = api.get(&format!("{busy}/update/{id}")).await.ok().json();
+    // The API reports a cancelled update as failed, as the service does.
+    assert_eq!(status["status"], "failed", "{status}");
+    assert!(
+        !admin
+            .get("/organization/proj/busy")
+            .await
+            .body
+            .contains("Locked:")
+    );
+
+    // Deleting: refused while the stack has resources (as `pulumi stack rm` without
+    // --force), done for an empty one.
+    let refused = admin
+        .post(
+            "/organization/proj/full/delete",
+            &[("csrf", &csrf), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("Stack still contains resources"),
+        "{}",
+        refused.body
+    );
+    api.get(&full).await.ok();
+    let done = admin
+        .post(
+            "/organization/proj/empty/delete",
+            &[("csrf", &csrf), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location.as_deref(), Some("/organization"));
+    api.get(&common::stack_path("proj", "empty"))
+        .await
+        .error(404);
+}
