@@ -419,3 +419,139 @@ async fn unlock_and_delete_from_the_console() {
         .await
         .error(404);
 }
+
+#[tokio::test]
+async fn members_and_machine_tokens_from_the_console() {
+    let server = ServerProcess::start(&[]).await;
+    let db = server.db();
+    pb_ok(&db, false, &["teams", "create", "organization/ops"]).await;
+    pb_ok(&db, false, &["orgs", "set-member", "organization", "rita"]).await;
+    let out = pb_ok(
+        &db,
+        false,
+        &["tokens", "create", "--user", "rita", "--output", "json"],
+    )
+    .await;
+    let rita_token = serde_json::from_str::<Value>(&out.stdout).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin = Console::new(&server.url, Some(CLI_TOKEN));
+    let base = "/console/orgs/organization";
+
+    // Members: add, change the role, remove.
+    let page = admin.get(&format!("{base}/members")).await;
+    let csrf = page.csrf();
+    let r = admin
+        .post(
+            &format!("{base}/members"),
+            &[("csrf", &csrf), ("login", "bob"), ("role", "member")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = admin
+        .post(
+            &format!("{base}/members/bob/role"),
+            &[("csrf", &csrf), ("role", "admin")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = admin.get(&format!("{base}/members")).await;
+    assert!(
+        page.body
+            .contains("<option value=\"admin\" selected>admin</option>"),
+        "{}",
+        page.body
+    );
+    let r = admin
+        .post(&format!("{base}/members/bob/remove"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(
+        !admin
+            .get(&format!("{base}/members"))
+            .await
+            .body
+            .contains("data-login=\"bob\"")
+    );
+
+    // An organization token and a team token, each shown once and working until revoked.
+    let api_user = |token: String| {
+        let url = server.url.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{url}/api/user"))
+                .header("authorization", format!("token {token}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for (action, expected_user) in [
+        (format!("{base}/tokens"), "organization"),
+        (format!("{base}/teams/ops/tokens"), "team-account:ops"),
+    ] {
+        let r = admin
+            .post(
+                &action,
+                &[
+                    ("csrf", &csrf),
+                    ("name", "ci"),
+                    ("description", "from the console"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let at = r.body.find("id=\"new-token\">").expect("the new token") + 15;
+        let token = r.body[at..at + r.body[at..].find('<').unwrap()].to_owned();
+        assert!(token.starts_with("pul-"), "{token}");
+        assert_eq!(api_user(token.clone()).await, 200);
+        let user = reqwest::Client::new()
+            .get(format!("{}/api/user", server.url))
+            .header("authorization", format!("token {token}"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        assert_eq!(user["githubLogin"], expected_user, "{user}");
+        // Revoke it from the form on the tokens page.
+        let page = admin.get(&format!("{base}/tokens")).await;
+        let marker = format!("{action}/");
+        let at = page.body.find(&marker).expect("a revoke form") + marker.len();
+        let id = &page.body[at..at + page.body[at..].find('/').unwrap()];
+        let r = admin
+            .post(&format!("{action}/{id}/revoke"), &[("csrf", &csrf)])
+            .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        assert_eq!(api_user(token).await, 401);
+    }
+
+    // A member (rita) reads the members but is offered, and allowed, none of the changes.
+    let rita = Console::new(&server.url, Some(&rita_token));
+    let page = rita.get(&format!("{base}/members")).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        !page.body.contains("Add member") && !page.body.contains("Remove"),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf();
+    for (path, fields) in [
+        (
+            format!("{base}/members"),
+            vec![("login", "eve"), ("role", "admin")],
+        ),
+        (format!("{base}/members/rita/role"), vec![("role", "admin")]),
+        (format!("{base}/tokens"), vec![("name", "x")]),
+    ] {
+        let mut f = vec![("csrf", csrf.as_str())];
+        f.extend(fields);
+        let r = rita.post(&path, &f).await;
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+    }
+    assert_eq!(rita.get(&format!("{base}/tokens")).await.status, 403);
+}

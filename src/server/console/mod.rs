@@ -5,6 +5,7 @@
 //! authenticates the session's token and asks the engine, before the handler runs.
 //! `reference/console.md` lists the pages.
 
+mod access;
 mod actions;
 pub mod layout;
 mod login;
@@ -115,6 +116,14 @@ fn pages() -> Vec<Page> {
     let audit = Session(Permission::Org("audit_log:read"));
     let hooks = Session(Permission::Org("webhook:manage"));
     let members = Session(Permission::Org("org_member:read"));
+    let member_add = Session(Permission::Org("org_member:add"));
+    let member_update = Session(Permission::Org("org_member:update"));
+    let member_delete = Session(Permission::Org("org_member:delete"));
+    let org_tokens = Session(Permission::Org("org_token:read"));
+    let org_token_create = Session(Permission::Org("org_token:create"));
+    let org_token_delete = Session(Permission::Org("org_token:delete"));
+    let team_token_create = Session(Permission::Org("team:create_token"));
+    let team_token_delete = Session(Permission::Org("team:delete_token"));
     vec![
         p(M::GET, "/login", Anyone, login::form),
         p(M::POST, "/login", Anyone, login::submit),
@@ -197,7 +206,60 @@ fn pages() -> Vec<Page> {
             hooks,
             org::delete_webhook,
         ),
-        p(M::GET, "/console/orgs/{org}/members", members, org::members),
+        p(
+            M::GET,
+            "/console/orgs/{org}/members",
+            members,
+            access::members,
+        ),
+        p(
+            M::POST,
+            "/console/orgs/{org}/members",
+            member_add,
+            access::add_member,
+        ),
+        p(
+            M::POST,
+            "/console/orgs/{org}/members/{user}/role",
+            member_update,
+            access::change_role,
+        ),
+        p(
+            M::POST,
+            "/console/orgs/{org}/members/{user}/remove",
+            member_delete,
+            access::remove_member,
+        ),
+        p(
+            M::GET,
+            "/console/orgs/{org}/tokens",
+            org_tokens,
+            access::tokens,
+        ),
+        p(
+            M::POST,
+            "/console/orgs/{org}/tokens",
+            org_token_create,
+            access::create_org_token,
+        ),
+        p(
+            M::POST,
+            "/console/orgs/{org}/tokens/{token}/revoke",
+            org_token_delete,
+            access::revoke_org_token,
+        ),
+        p(
+            M::POST,
+            "/console/orgs/{org}/teams/{team}/tokens",
+            team_token_create,
+            access::create_team_token,
+        ),
+        p(
+            M::POST,
+            "/console/orgs/{org}/teams/{team}/tokens/{token}/revoke",
+            team_token_delete,
+            access::revoke_team_token,
+        ),
         p(M::GET, "/user/settings/tokens", person, tokens::list),
         p(M::POST, "/user/settings/tokens", person, tokens::create),
         p(

@@ -1,5 +1,6 @@
-//! An organization's pages for its admins: the audit log (filters, CSV export), webhooks
-//! (create, ping, deliveries with request and response, delete), members and teams.
+//! An organization's pages for its admins: the audit log (filters, CSV export) and webhooks
+//! (create, ping, deliveries with request and response, delete). Members, teams and tokens
+//! are in `access`.
 
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
@@ -69,7 +70,7 @@ pub fn org_base(org: &str) -> String {
     format!("/console/orgs/{}", seg(org))
 }
 
-fn org_crumbs(org: &str) -> Vec<(String, String)> {
+pub fn org_crumbs(org: &str) -> Vec<(String, String)> {
     vec![
         ("Stacks".into(), "/".into()),
         (org.to_owned(), format!("/{}", seg(org))),
@@ -77,13 +78,14 @@ fn org_crumbs(org: &str) -> Vec<(String, String)> {
 }
 
 /// The tabs of an organization's admin pages.
-fn tabs(org: &str) -> Markup {
+pub fn tabs(org: &str) -> Markup {
     let base = org_base(org);
     html! {
         nav aria-label="Organization" {
             a href=(format!("{base}/audit")) { "Audit log" } " · "
             a href=(format!("{base}/webhooks")) { "Webhooks" } " · "
-            a href=(format!("{base}/members")) { "Members and teams" }
+            a href=(format!("{base}/members")) { "Members and teams" } " · "
+            a href=(format!("{base}/tokens")) { "Tokens" }
         }
     }
 }
@@ -345,44 +347,4 @@ pub async fn delete_webhook(
         Ok(()) => Redirect::to(&format!("{}/webhooks", org_base(&p.org))).into_response(),
         Err(e) => failed(e, Some(&viewer)),
     }
-}
-
-/// `GET /console/orgs/{org}/members`: who belongs, with which role, and the teams.
-pub async fn members(State(state): State<AppState>, viewer: Viewer, P(p): P<OrgPath>) -> Response {
-    let members = match state.engine.members(&p.org).await {
-        Ok(m) => m,
-        Err(e) => return failed(e, Some(&viewer)),
-    };
-    let teams = match state.engine.teams(&p.org).await {
-        Ok(t) => t,
-        Err(e) => return failed(e, Some(&viewer)),
-    };
-    let body = html! {
-        (tabs(&p.org))
-        h2 { "Members" }
-        table #members {
-            thead { tr { th { "Login" } th { "Name" } th { "Role" } th { "Since" } } }
-            tbody {
-                @for m in &members {
-                    tr { td { (m.login) } td { (m.name) } td { (m.role.as_str()) } td { (when(m.created_at)) } }
-                }
-            }
-        }
-        h2 { "Teams" }
-        table #teams {
-            thead { tr { th { "Team" } th { "Description" } th { "Since" } } }
-            tbody {
-                @for t in &teams {
-                    tr { td { (t.display_name) " " span.muted.mono { (t.name) } } td { (t.description) } td { (when(t.created_at)) } }
-                }
-            }
-        }
-        p.muted { "Members, teams and roles change with " code { "pulumi org member" } ", the API or " code { "pbackend orgs" } "/" code { "teams" } "." }
-    };
-    layout::ok(page(
-        &format!("{}: members and teams", p.org),
-        Some(&viewer),
-        &org_crumbs(&p.org),
-        body,
-    ))
 }

@@ -152,6 +152,7 @@ pub async fn org(
         ("audit_log:read", "Audit log", "audit"),
         ("webhook:manage", "Webhooks", "webhooks"),
         ("org_member:read", "Members and teams", "members"),
+        ("org_token:read", "Tokens", "tokens"),
     ] {
         if state
             .engine
