@@ -162,6 +162,13 @@ async fn every_link_the_cli_prints_opens_its_page() {
         "{}",
         page.body
     );
+    let page = admin.get("/organization/web/dev/referenced-by").await;
+    assert!(
+        page.body
+            .contains("<a href=\"/organization/consumer/dev\">organization/consumer/dev</a>"),
+        "{}",
+        page.body
+    );
 }
 
 #[tokio::test]

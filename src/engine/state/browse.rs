@@ -173,6 +173,28 @@ fn read_state(json: &[u8], reveal: bool) -> EngineResult<StateView> {
     Ok(view)
 }
 
+/// Stacks one "referenced by" question reads at most.
+pub const MAX_REFERENCE_SCAN: usize = 2000;
+
+/// The stacks a state reads through `pulumi:pulumi:StackReference` resources (their `name`
+/// input, as the program gave it), sorted, once each.
+pub fn references_out(view: &StateView) -> Vec<String> {
+    let mut out: Vec<String> = view
+        .resources
+        .iter()
+        .filter(|r| r.ty == "pulumi:pulumi:StackReference")
+        .filter_map(|r| {
+            r.inputs
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn diff_object(prefix: &str, old: &Value, new: &Value, out: &mut Vec<PropertyChange>) {
     let empty = serde_json::Map::new();
     let o = old.as_object().unwrap_or(&empty);
@@ -284,6 +306,56 @@ impl Engine {
         .await?;
         self.note_decryption(caller, key, "web console").await?;
         Ok(view)
+    }
+
+    /// The stacks of `key`'s organization, visible to the caller, whose current state reads
+    /// `key` through a `StackReference` (named in full, or as `project/stack` within the
+    /// organization). Reads every such state, so the console asks only on request; at most
+    /// [`MAX_REFERENCE_SCAN`] stacks are read.
+    pub async fn referenced_by(
+        &self,
+        caller: &Identity,
+        key: &StackKey,
+    ) -> EngineResult<Vec<StackKey>> {
+        self.stack(caller, key).await?;
+        let stacks = self
+            .list_all_stacks(
+                caller,
+                crate::engine::StackListQuery {
+                    org: Some(key.org.clone()),
+                    project: None,
+                    tag_name: None,
+                    tag_value: None,
+                    continuation: None,
+                },
+            )
+            .await?
+            .stacks;
+        let names = [key.to_string(), format!("{}/{}", key.project, key.stack)];
+        let mut out = Vec::new();
+        for s in stacks.into_iter().take(MAX_REFERENCE_SCAN) {
+            if s.key == *key {
+                continue;
+            }
+            let Some(gz) = self.export(caller, &s.key, None).await?.gz else {
+                continue;
+            };
+            let names = names.clone();
+            let reads = run_sized(gz.len().saturating_mul(8), move || {
+                let json = gunzip_stored(&gz)?;
+                // Most states reference nothing: only those that do are parsed.
+                if memchr::memmem::find(&json, b"pulumi:pulumi:StackReference").is_none() {
+                    return Ok(false);
+                }
+                let view = state_view(&json)?;
+                Ok(references_out(&view).iter().any(|r| names.contains(r)))
+            })
+            .await?;
+            if reads {
+                out.push(s.key);
+            }
+        }
+        Ok(out)
     }
 
     /// What changed in a stack from version `from` to version `to`.

@@ -157,6 +157,12 @@ fn pages() -> Vec<Page> {
             stacks::resource,
         ),
         p(
+            M::GET,
+            "/{org}/{project}/{stack}/referenced-by",
+            read,
+            stacks::referenced_by,
+        ),
+        p(
             M::POST,
             "/{org}/{project}/{stack}/rollback",
             write,

@@ -8,7 +8,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use crate::engine::state::browse::{ResourceView, StateView};
+use crate::engine::state::browse::{ResourceView, StateView, references_out};
 use crate::engine::{Permission, StackListQuery, StackView, Target, UpdateView};
 use crate::server::console::layout::{self, duration, opt_when, page, seg, when};
 use crate::server::console::org::org_base;
@@ -310,25 +310,6 @@ fn resource_tree(key: &StackKey, view: &StateView, q: &StackQuery) -> Markup {
     }
 }
 
-/// The stacks this state reads through `pulumi:pulumi:StackReference` resources (their
-/// `name` input: `org/project/stack`, or shorter forms the CLI qualifies).
-pub fn references_out(view: &StateView) -> Vec<String> {
-    let mut out: Vec<String> = view
-        .resources
-        .iter()
-        .filter(|r| r.ty == "pulumi:pulumi:StackReference")
-        .filter_map(|r| {
-            r.inputs
-                .get("name")
-                .and_then(|n| n.as_str())
-                .map(str::to_owned)
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
-
 fn has_props(v: &serde_json::Value) -> bool {
     v.as_object().is_some_and(|o| !o.is_empty())
 }
@@ -469,8 +450,9 @@ pub async fn stack(
                 }
             }
         } @else { p.muted { "No outputs." } }
-        @if !references.is_empty() {
-            h2 { "Stack references" }
+        h2 { "Stack references" }
+        @if references.is_empty() { p.muted { "This stack reads no other stack's outputs." } }
+        @else {
             p.muted { "Stacks whose outputs this one reads:" }
             ul #references {
                 @for r in &references {
@@ -481,6 +463,7 @@ pub async fn stack(
                 }
             }
         }
+        p { a #referenced-by href=(format!("{base}/referenced-by")) { "Which stacks read this one?" } }
         h2 { "Resources" }
         (resource_tree(&key, &view, &q))
         h2 { "History" }
@@ -558,4 +541,32 @@ pub async fn resource(
         }
     };
     layout::ok(page(&r.name, Some(&viewer), &crumbs(&key), body))
+}
+
+/// `GET /{org}/{project}/{stack}/referenced-by`: the stacks of the organization that read
+/// this one's outputs (each of their states is read, so only on request).
+pub async fn referenced_by(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    P(path): P<StackPath>,
+) -> Response {
+    let key = path.key();
+    let list = match state.engine.referenced_by(&viewer.identity, &key).await {
+        Ok(l) => l,
+        Err(e) => return failed(e, Some(&viewer)),
+    };
+    let body = html! {
+        @if list.is_empty() { p.muted { "No stack of " (key.org) " you can see reads this one." } }
+        @else {
+            ul #referenced-by {
+                @for k in &list { li { a href=(stack_href(k)) { (k) } } }
+            }
+        }
+    };
+    layout::ok(page(
+        &format!("Stacks that read {}/{}", key.project, key.stack),
+        Some(&viewer),
+        &crumbs(&key),
+        body,
+    ))
 }
