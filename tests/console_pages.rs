@@ -373,6 +373,12 @@ async fn unlock_and_delete_from_the_console() {
     let (id, _lease, _) = api.begin(&busy, "update", false).await;
 
     let admin = Console::new(&server.url, Some(CLI_TOKEN));
+    let list = admin.get("/organization").await;
+    assert!(
+        list.body.contains(" (update)</span>"),
+        "the list names the lock: {}",
+        list.body
+    );
     let page = admin.get("/organization/proj/busy").await;
     assert!(page.body.contains("Locked: update"), "{}", page.body);
     let csrf = page.csrf();

@@ -168,12 +168,26 @@ fn diff_deployments(rebuilt: &Value, stored: &Value) -> Vec<String> {
 impl Engine {
     /// Every stack matching the filters, with the update that holds it.
     pub async fn operator_stacks(&self, q: StackListQuery) -> EngineResult<Vec<StackOverview>> {
-        let caller = Identity::operator();
+        self.stacks_with_locks(&Identity::operator(), q, usize::MAX)
+            .await
+    }
+
+    /// The stacks matching the filters that `caller` may see (at most `cap`), each with the
+    /// update that holds it (the web console's lists, `pbackend stack ls`).
+    pub async fn stacks_with_locks(
+        &self,
+        caller: &Identity,
+        q: StackListQuery,
+        cap: usize,
+    ) -> EngineResult<Vec<StackOverview>> {
         let mut out = Vec::new();
         let mut q = q;
         loop {
-            let page = self.list_stacks(&caller, q.clone()).await?;
+            let page = self.list_stacks(caller, q.clone()).await?;
             for s in page.stacks {
+                if out.len() >= cap {
+                    return Ok(out);
+                }
                 let lock = match s.active_update {
                     Some(_) => self.store.running_update(s.id).await?.map(Into::into),
                     None => None,

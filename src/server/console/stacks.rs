@@ -8,8 +8,9 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use crate::engine::operator::StackOverview;
 use crate::engine::state::browse::{ResourceView, StateView, references_out};
-use crate::engine::{Permission, StackListQuery, StackView, Target, UpdateView};
+use crate::engine::{Permission, StackListQuery, Target, UpdateView};
 use crate::server::console::layout::{self, duration, opt_when, page, seg, when};
 use crate::server::console::org::org_base;
 use crate::server::console::{Viewer, failed};
@@ -24,6 +25,8 @@ const INLINE_PROPERTIES: usize = 100;
 /// Resources one page of the tree shows: a page of a large stack stays small enough for a
 /// browser to lay out quickly (`reference/performance.md`, the console).
 const RESOURCE_PAGE: usize = 500;
+/// Stacks one list shows at most.
+const MAX_LISTED_STACKS: usize = 10_000;
 /// Updates a stack page lists.
 const HISTORY_ROWS: i64 = 50;
 
@@ -62,11 +65,12 @@ pub fn crumbs(k: &StackKey) -> Vec<(String, String)> {
     ]
 }
 
-fn stack_table(stacks: &[StackView], filter: &str) -> Markup {
+fn stack_table(stacks: &[StackOverview], filter: &str, now: i64) -> Markup {
     let f = filter.to_lowercase();
-    let shown: Vec<&StackView> = stacks
+    let shown: Vec<&StackOverview> = stacks
         .iter()
-        .filter(|s| {
+        .filter(|o| {
+            let s = &o.stack;
             f.is_empty()
                 || s.key.to_string().to_lowercase().contains(&f)
                 || s.tags
@@ -80,14 +84,22 @@ fn stack_table(stacks: &[StackView], filter: &str) -> Markup {
             " " input type="submit" value="Filter";
         }
         p.muted { (shown.len()) " of " (stacks.len()) " stacks" }
-        table {
-            thead { tr { th { "Stack" } th { "Resources" } th { "Last update" } th { "Tags" } } }
+        table #stacks {
+            thead { tr { th { "Stack" } th { "Resources" } th { "Last update" } th { "Locked by" } th { "Tags" } } }
             tbody {
-                @for s in &shown {
+                @for o in &shown {
+                    @let s = &o.stack;
                     tr {
                         td { a href=(stack_href(&s.key)) { (s.key.org) "/" (s.key.project) "/" (s.key.stack) } }
                         td { (s.resource_count) }
                         td { (opt_when(s.last_update_at)) }
+                        td {
+                            @if let Some(u) = &o.lock {
+                                span class=(if u.lease_live(now) { "bad" } else { "muted" }) {
+                                    (u.author) " (" (u.kind) @if !u.lease_live(now) { ", lease expired" } ")"
+                                }
+                            }
+                        }
                         td { @for (k, v) in &s.tags { @if !k.starts_with("pulumi:") { span.pill { (k) "=" (v) } } } }
                     }
                 }
@@ -100,10 +112,10 @@ async fn list(
     state: &AppState,
     viewer: &Viewer,
     org: Option<String>,
-) -> Result<Vec<StackView>, Response> {
+) -> Result<Vec<StackOverview>, Response> {
     state
         .engine
-        .list_all_stacks(
+        .stacks_with_locks(
             &viewer.identity,
             StackListQuery {
                 org,
@@ -112,9 +124,9 @@ async fn list(
                 tag_value: None,
                 continuation: None,
             },
+            MAX_LISTED_STACKS,
         )
         .await
-        .map(|l| l.stacks)
         .map_err(|e| failed(e, Some(viewer)))
 }
 
@@ -129,7 +141,7 @@ pub async fn home(State(state): State<AppState>, viewer: Viewer, Q(s): Q<Search>
         "Stacks",
         Some(&viewer),
         &[],
-        stack_table(&stacks, &filter),
+        stack_table(&stacks, &filter, state.engine.now()),
     ))
 }
 
@@ -172,7 +184,7 @@ pub async fn org(
                 }
             }
         }
-        (stack_table(&stacks, &filter))
+        (stack_table(&stacks, &filter, state.engine.now()))
     };
     layout::ok(page(&path.org, Some(&viewer), &crumbs, body))
 }
