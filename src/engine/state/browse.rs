@@ -368,7 +368,9 @@ impl Engine {
     ) -> EngineResult<Vec<ResourceChange>> {
         let old = self.state_view(caller, key, Some(from)).await?;
         let new = self.state_view(caller, key, Some(to)).await?;
-        Ok(changes(&old, &new))
+        let size = old.resources.len() + new.resources.len();
+        // Comparing every property of two large states is CPU work: off the async workers.
+        run_sized(size.saturating_mul(1024), move || Ok(changes(&old, &new))).await
     }
 
     /// One update of a stack by its id (a preview has no version to look it up by).
