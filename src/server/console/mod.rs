@@ -309,6 +309,15 @@ pub fn routes(state: AppState) -> Router<AppState> {
     router
 }
 
+/// First path segments that are never an organization's pages: the API's, and the
+/// management listener's (`--management-addr`), which the API's port must not answer.
+const RESERVED: &[&str] = &["api", "healthz", "readyz", "metrics"];
+
+fn is_reserved(path: &str) -> bool {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    RESERVED.contains(&first)
+}
+
 /// Where a visitor without a session goes: the login page, back here afterwards.
 fn to_login(parts: &Parts, clear: bool, secure: bool) -> Response {
     let next = parts
@@ -329,8 +338,9 @@ fn to_login(parts: &Parts, clear: bool, secure: bool) -> Response {
 
 async fn guard(need: Need, State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    // An unknown API path is never a page: it keeps the API's JSON 404.
-    if parts.uri.path().starts_with("/api/") || parts.uri.path() == "/api" {
+    // An unknown API path, or a management path asked of the API's port, is never a page:
+    // it keeps the API's JSON 404.
+    if is_reserved(parts.uri.path()) {
         return ApiError::not_found(format!(
             "no route for {} {}",
             parts.method,
@@ -415,4 +425,19 @@ async fn guard(need: Need, State(state): State<AppState>, req: Request, next: Ne
         parts.extensions.insert(v);
     }
     next.run(Request::from_parts(parts, body)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_and_management_paths_are_never_pages() {
+        for p in ["/api", "/api/x/y/z", "/metrics", "/healthz", "/readyz/x"] {
+            assert!(is_reserved(p), "{p}");
+        }
+        for p in ["/", "/acme", "/acme/api/dev", "/apis", "/metrics-team/p/s"] {
+            assert!(!is_reserved(p), "{p}");
+        }
+    }
 }
