@@ -568,3 +568,66 @@ async fn members_and_machine_tokens_from_the_console() {
     }
     assert_eq!(rita.get(&format!("{base}/tokens")).await.status, 403);
 }
+
+#[tokio::test]
+async fn stack_webhooks_and_the_organizations_from_the_console() {
+    let server = ServerProcess::start(&["--webhooks-allow-loopback"]).await;
+    let api = server.api();
+    api.create_stack("proj", "dev").await.ok();
+    let admin = Console::new(&server.url, Some(CLI_TOKEN));
+    let home = admin.get("/").await;
+    assert!(
+        home.body
+            .contains("<a href=\"/organization\">organization</a>"),
+        "{}",
+        home.body
+    );
+
+    let receiver = common::receiver::Receiver::start().await;
+    let base = "/organization/proj/dev/webhooks";
+    let page = admin.get("/organization/proj/dev").await;
+    assert!(
+        page.body.contains(&format!("href=\"{base}\"")),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf();
+    let made = admin
+        .post(
+            base,
+            &[
+                ("csrf", &csrf),
+                ("display_name", "deploys"),
+                ("payload_url", &receiver.url),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let hook = made.location.expect("the new hook's page");
+    let r = admin
+        .post(&format!("{hook}/ping"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    receiver
+        .wait_for("a ping", |r| r.iter().any(|x| x.kind() == "ping"))
+        .await;
+    let shown = admin.get(&hook).await;
+    assert!(shown.body.contains("ping"), "{}", shown.body);
+    // The API sees the stack's hook the console made.
+    let hooks = api
+        .get("/api/stacks/organization/proj/dev/hooks")
+        .await
+        .ok()
+        .json();
+    assert_eq!(hooks[0]["displayName"], "deploys", "{hooks}");
+    let r = admin
+        .post(&format!("{hook}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 303);
+    let hooks = api
+        .get("/api/stacks/organization/proj/dev/hooks")
+        .await
+        .ok()
+        .json();
+    assert_eq!(hooks.as_array().map(Vec::len), Some(0), "{hooks}");
+}

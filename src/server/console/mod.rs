@@ -7,6 +7,7 @@
 
 mod access;
 mod actions;
+mod hooks;
 pub mod layout;
 mod login;
 mod org;
@@ -114,7 +115,7 @@ fn pages() -> Vec<Page> {
     let admin = Session(Permission::Stack(StackPermission::Admin));
     // The organization scopes the API's routes for the same things declare.
     let audit = Session(Permission::Org("audit_log:read"));
-    let hooks = Session(Permission::Org("webhook:manage"));
+    let manage_hooks = Session(Permission::Org("webhook:manage"));
     let members = Session(Permission::Org("org_member:read"));
     let member_add = Session(Permission::Org("org_member:add"));
     let member_update = Session(Permission::Org("org_member:update"));
@@ -163,6 +164,36 @@ fn pages() -> Vec<Page> {
             stacks::referenced_by,
         ),
         p(
+            M::GET,
+            "/{org}/{project}/{stack}/webhooks",
+            admin,
+            hooks::stack_list,
+        ),
+        p(
+            M::POST,
+            "/{org}/{project}/{stack}/webhooks",
+            admin,
+            hooks::stack_create,
+        ),
+        p(
+            M::GET,
+            "/{org}/{project}/{stack}/webhooks/{hook}",
+            admin,
+            hooks::stack_show,
+        ),
+        p(
+            M::POST,
+            "/{org}/{project}/{stack}/webhooks/{hook}/ping",
+            admin,
+            hooks::stack_ping,
+        ),
+        p(
+            M::POST,
+            "/{org}/{project}/{stack}/webhooks/{hook}/delete",
+            admin,
+            hooks::stack_delete,
+        ),
+        p(
             M::POST,
             "/{org}/{project}/{stack}/rollback",
             write,
@@ -187,30 +218,35 @@ fn pages() -> Vec<Page> {
             audit,
             org::audit_csv,
         ),
-        p(M::GET, "/console/orgs/{org}/webhooks", hooks, org::webhooks),
+        p(
+            M::GET,
+            "/console/orgs/{org}/webhooks",
+            manage_hooks,
+            hooks::org_list,
+        ),
         p(
             M::POST,
             "/console/orgs/{org}/webhooks",
-            hooks,
-            org::create_webhook,
+            manage_hooks,
+            hooks::org_create,
         ),
         p(
             M::GET,
             "/console/orgs/{org}/webhooks/{hook}",
-            hooks,
-            org::webhook,
+            manage_hooks,
+            hooks::org_show,
         ),
         p(
             M::POST,
             "/console/orgs/{org}/webhooks/{hook}/ping",
-            hooks,
-            org::ping_webhook,
+            manage_hooks,
+            hooks::org_ping,
         ),
         p(
             M::POST,
             "/console/orgs/{org}/webhooks/{hook}/delete",
-            hooks,
-            org::delete_webhook,
+            manage_hooks,
+            hooks::org_delete,
         ),
         p(
             M::GET,

@@ -137,12 +137,27 @@ pub async fn home(State(state): State<AppState>, viewer: Viewer, Q(s): Q<Search>
         Err(r) => return r,
     };
     let filter = s.q.unwrap_or_default();
-    layout::ok(page(
-        "Stacks",
-        Some(&viewer),
-        &[],
-        stack_table(&stacks, &filter, state.engine.now()),
-    ))
+    // The organizations the viewer belongs to, and those of the stacks it can see.
+    let orgs: std::collections::BTreeSet<&str> = viewer
+        .identity
+        .orgs
+        .keys()
+        .map(String::as_str)
+        .chain(stacks.iter().map(|o| o.stack.key.org.as_str()))
+        .collect();
+    let body = html! {
+        @if !orgs.is_empty() {
+            nav #orgs aria-label="Organizations" {
+                "Organizations: "
+                @for (i, o) in orgs.iter().enumerate() {
+                    @if i > 0 { " · " }
+                    a href=(format!("/{}", seg(o))) { (o) }
+                }
+            }
+        }
+        (stack_table(&stacks, &filter, state.engine.now()))
+    };
+    layout::ok(page("Stacks", Some(&viewer), &[], body))
 }
 
 /// `GET /{org}`: an organization's stacks (also the link `pulumi whoami` and `stack ls` print).
@@ -436,6 +451,7 @@ pub async fn stack(
                     }
                 }
                 @if may_admin {
+                    a.webhooks href=(format!("{base}/webhooks")) { "Webhooks" } " "
                     form method="post" action=(format!("{base}/delete")) {
                         input type="hidden" name="csrf" value=(viewer.csrf);
                         button.danger type="submit" { "Delete stack" }
