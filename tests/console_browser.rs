@@ -8,7 +8,7 @@ mod common;
 
 use common::browser::Browser;
 use common::cli::*;
-use common::ops::pb_ok;
+use common::ops::{pb_ok, user_token};
 use fantoccini::Locator;
 use serde_json::Value;
 
@@ -98,16 +98,7 @@ async fn a_person_reads_compares_rolls_back_and_manages_tokens_in_a_browser() {
         ],
     )
     .await;
-    let out = pb_ok(
-        &db,
-        false,
-        &["tokens", "create", "--user", "alice", "--output", "json"],
-    )
-    .await;
-    let alice = serde_json::from_str::<Value>(&out.stdout).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let alice = user_token(&db, "alice").await;
 
     let mut p = Project::logged_in_as(&tc, &server.url, "web", &alice, "organization").await;
     p.set_env(

@@ -8,7 +8,7 @@ mod common;
 
 use common::cli::*;
 use common::console::Console;
-use common::ops::pb_ok;
+use common::ops::{pb_ok, user_token};
 use serde_json::Value;
 
 const SECRET: &str = "hunter2-very-secret-plaintext";
@@ -236,16 +236,7 @@ async fn a_reader_cannot_act_and_forms_need_the_csrf_token() {
     )
     .await;
     pb_ok(&db, false, &["orgs", "set-member", "organization", "rita"]).await;
-    let out = pb_ok(
-        &db,
-        false,
-        &["tokens", "create", "--user", "rita", "--output", "json"],
-    )
-    .await;
-    let rita_token = serde_json::from_str::<Value>(&out.stdout).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let rita_token = user_token(&db, "rita").await;
     let rita = Console::new(&server.url, Some(&rita_token));
     let page = rita.get("/organization/web/dev").await;
     assert_eq!(page.status, 200, "{}", page.body);
@@ -439,16 +430,7 @@ async fn members_and_machine_tokens_from_the_console() {
     let db = server.db();
     pb_ok(&db, false, &["teams", "create", "organization/ops"]).await;
     pb_ok(&db, false, &["orgs", "set-member", "organization", "rita"]).await;
-    let out = pb_ok(
-        &db,
-        false,
-        &["tokens", "create", "--user", "rita", "--output", "json"],
-    )
-    .await;
-    let rita_token = serde_json::from_str::<Value>(&out.stdout).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let rita_token = user_token(&db, "rita").await;
     let admin = Console::new(&server.url, Some(CLI_TOKEN));
     let base = "/console/orgs/organization";
 

@@ -498,28 +498,39 @@ pub fn table() -> Vec<RouteDef> {
 
 /// The router: each route behind the layer that enforces its [`Access`].
 pub fn routes(state: AppState) -> Router<AppState> {
-    let mut by_path: Vec<(String, MethodRouter<AppState>)> = Vec::new();
-    for Entry { def, handler } in entries() {
-        let guarded = match def.access {
+    let guarded = entries().into_iter().map(|Entry { def, handler }| {
+        let handler = match def.access {
             Access::Public => handler,
             access => handler.route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 move |st, req, next| auth::require(access, st, req, next),
             )),
         };
-        match by_path.iter_mut().find(|(p, _)| *p == def.path) {
-            Some((_, mr)) => {
-                let prev = std::mem::take(mr);
-                *mr = prev.merge(guarded);
-            }
-            None => by_path.push((def.path, guarded)),
-        }
-    }
-    let mut router = Router::new();
-    for (path, mr) in by_path {
-        router = router.route(&path, mr);
-    }
-    router
+        (def.path, handler)
+    });
+    by_path(guarded)
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
+}
+
+/// A router from (path, handler) pairs, merging the methods of pairs that share a path (one
+/// `route` call per path, as axum requires).
+pub(crate) fn by_path<P: AsRef<str> + PartialEq>(
+    pairs: impl IntoIterator<Item = (P, MethodRouter<AppState>)>,
+) -> Router<AppState> {
+    let mut merged: Vec<(P, MethodRouter<AppState>)> = Vec::new();
+    for (path, handler) in pairs {
+        match merged.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, mr)) => {
+                let prev = std::mem::take(mr);
+                *mr = prev.merge(handler);
+            }
+            None => merged.push((path, handler)),
+        }
+    }
+    merged
+        .into_iter()
+        .fold(Router::new(), |router, (path, mr)| {
+            router.route(path.as_ref(), mr)
+        })
 }

@@ -39,6 +39,15 @@ use crate::types::{OrgRole, TokenKind};
 /// lifetime; the cookie's too).
 pub const CONSOLE_SESSION_TTL: i64 = 12 * 3600;
 
+/// Where to send a browser after signing in: `next` when it is a path on this site, never
+/// `//host` or `scheme:` (an open redirect); `/` otherwise.
+pub fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
 /// Where a finished browser login goes.
 pub enum LoginEnd {
     /// The CLI's local port, with its tokens in the query.
@@ -337,7 +346,7 @@ impl Engine {
     /// ending in a console session (see [`LoginEnd::Console`]) that returns to `next`, a
     /// path on this site.
     pub async fn start_console_login(&self, next: &str) -> EngineResult<String> {
-        if !next.starts_with('/') || next.starts_with("//") || next.len() > 256 {
+        if local_path(Some(next)) != next || next.len() > 256 {
             return Err(EngineError::Invalid(
                 "next must be a path on this site".into(),
             ));

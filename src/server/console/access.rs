@@ -63,15 +63,9 @@ pub struct TokenForm {
 const ROLES: [&str; 3] = ["member", "admin", "billing-manager"];
 
 async fn may(state: &AppState, viewer: &Viewer, org: &str, scope: &'static str) -> bool {
-    state
-        .engine
-        .authorize(
-            &viewer.identity,
-            Permission::Org(scope),
-            &Target::Org(org.to_owned()),
-        )
+    viewer
+        .may(state, Permission::Org(scope), Target::Org(org.to_owned()))
         .await
-        .is_ok()
 }
 
 /// `GET /console/orgs/{org}/members`: who belongs, with which role, and the teams.
@@ -309,6 +303,50 @@ pub async fn tokens(State(state): State<AppState>, viewer: Viewer, P(p): P<OrgPa
     tokens_page(&state, &viewer, &p.org, None).await
 }
 
+async fn create_token(
+    state: AppState,
+    viewer: Viewer,
+    org: &str,
+    team: Option<&str>,
+    f: TokenForm,
+) -> Response {
+    let (name, description) = (f.name.trim(), f.description.trim());
+    match state
+        .engine
+        .create_machine_token(
+            &viewer.identity,
+            org,
+            team,
+            name,
+            description,
+            false,
+            None,
+            0,
+        )
+        .await
+    {
+        Ok((_, value)) => tokens_page(&state, &viewer, org, Some(value)).await,
+        Err(e) => failed(e, Some(&viewer)),
+    }
+}
+
+async fn revoke_token(
+    state: AppState,
+    viewer: Viewer,
+    org: &str,
+    team: Option<&str>,
+    id: &str,
+) -> Response {
+    match state
+        .engine
+        .delete_machine_token(&viewer.identity, org, team, id)
+        .await
+    {
+        Ok(()) => Redirect::to(&format!("{}/tokens", org_base(org))).into_response(),
+        Err(e) => failed(e, Some(&viewer)),
+    }
+}
+
 /// `POST /console/orgs/{org}/tokens`.
 pub async fn create_org_token(
     State(state): State<AppState>,
@@ -316,23 +354,7 @@ pub async fn create_org_token(
     P(p): P<OrgPath>,
     FormBody(f): FormBody<TokenForm>,
 ) -> Response {
-    match state
-        .engine
-        .create_machine_token(
-            &viewer.identity,
-            &p.org,
-            None,
-            f.name.trim(),
-            f.description.trim(),
-            false,
-            None,
-            0,
-        )
-        .await
-    {
-        Ok((_, value)) => tokens_page(&state, &viewer, &p.org, Some(value)).await,
-        Err(e) => failed(e, Some(&viewer)),
-    }
+    create_token(state, viewer, &p.org, None, f).await
 }
 
 /// `POST /console/orgs/{org}/tokens/{token}/revoke`.
@@ -341,14 +363,7 @@ pub async fn revoke_org_token(
     viewer: Viewer,
     P(p): P<TokenPath>,
 ) -> Response {
-    match state
-        .engine
-        .delete_machine_token(&viewer.identity, &p.org, None, &p.token)
-        .await
-    {
-        Ok(()) => Redirect::to(&format!("{}/tokens", org_base(&p.org))).into_response(),
-        Err(e) => failed(e, Some(&viewer)),
-    }
+    revoke_token(state, viewer, &p.org, None, &p.token).await
 }
 
 /// `POST /console/orgs/{org}/teams/{team}/tokens`.
@@ -358,23 +373,7 @@ pub async fn create_team_token(
     P(p): P<TeamPath>,
     FormBody(f): FormBody<TokenForm>,
 ) -> Response {
-    match state
-        .engine
-        .create_machine_token(
-            &viewer.identity,
-            &p.org,
-            Some(&p.team),
-            f.name.trim(),
-            f.description.trim(),
-            false,
-            None,
-            0,
-        )
-        .await
-    {
-        Ok((_, value)) => tokens_page(&state, &viewer, &p.org, Some(value)).await,
-        Err(e) => failed(e, Some(&viewer)),
-    }
+    create_token(state, viewer, &p.org, Some(&p.team), f).await
 }
 
 /// `POST /console/orgs/{org}/teams/{team}/tokens/{token}/revoke`.
@@ -383,12 +382,5 @@ pub async fn revoke_team_token(
     viewer: Viewer,
     P(p): P<TeamTokenPath>,
 ) -> Response {
-    match state
-        .engine
-        .delete_machine_token(&viewer.identity, &p.org, Some(&p.team), &p.token)
-        .await
-    {
-        Ok(()) => Redirect::to(&format!("{}/tokens", org_base(&p.org))).into_response(),
-        Err(e) => failed(e, Some(&viewer)),
-    }
+    revoke_token(state, viewer, &p.org, Some(&p.team), &p.token).await
 }

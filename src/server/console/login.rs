@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
+use crate::engine::access::login::local_path;
 use crate::server::console::layout::{self, page};
 use crate::server::console::{MaybeViewer, Viewer, failed, session};
 use crate::server::extract::{FormBody, Q};
@@ -26,14 +27,6 @@ pub struct LoginForm {
     token: String,
     #[serde(default)]
     next: Option<String>,
-}
-
-/// Only a path on this site: never `//host` or `scheme:` (an open redirect).
-fn local(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
-        _ => "/".to_owned(),
-    }
 }
 
 struct LoginPage<'a> {
@@ -82,7 +75,7 @@ pub async fn form(
     MaybeViewer(viewer): MaybeViewer,
     Q(q): Q<NextQuery>,
 ) -> Response {
-    let next = local(q.next.as_deref());
+    let next = local_path(q.next.as_deref());
     login_page(
         StatusCode::OK,
         LoginPage {
@@ -103,7 +96,7 @@ pub async fn sso(
 ) -> Response {
     match state
         .engine
-        .start_console_login(&local(q.next.as_deref()))
+        .start_console_login(&local_path(q.next.as_deref()))
         .await
     {
         Ok(url) => Redirect::to(&url).into_response(),
@@ -117,7 +110,7 @@ pub async fn submit(
     MaybeViewer(viewer): MaybeViewer,
     FormBody(f): FormBody<LoginForm>,
 ) -> Response {
-    let next = local(f.next.as_deref());
+    let next = local_path(f.next.as_deref());
     let token = f.token.trim();
     let refused = |msg: &str| {
         login_page(

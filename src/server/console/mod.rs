@@ -26,7 +26,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 
-use crate::engine::{EngineError, Identity, Permission};
+use crate::engine::{EngineError, Identity, Permission, Target};
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
 use crate::types::StackPermission;
@@ -49,6 +49,18 @@ pub enum Need {
 pub struct Viewer {
     pub identity: Identity,
     pub csrf: String,
+}
+
+impl Viewer {
+    /// Whether the engine grants the viewer `permission` on `target`: to offer an action or
+    /// not (the action's own route checks again).
+    pub async fn may(&self, state: &AppState, permission: Permission, target: Target) -> bool {
+        state
+            .engine
+            .authorize(&self.identity, permission, &target)
+            .await
+            .is_ok()
+    }
 }
 
 impl FromRequestParts<AppState> for Viewer {
@@ -323,26 +335,14 @@ pub fn table() -> Vec<(Method, &'static str, Need)> {
 
 /// The console's routes, each behind the layer that enforces its [`Need`].
 pub fn routes(state: AppState) -> Router<AppState> {
-    let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
-    for page in pages() {
+    crate::server::routes::by_path(pages().into_iter().map(|page| {
         let need = page.need;
         let guarded = page.handler.route_layer(middleware::from_fn_with_state(
             state.clone(),
             move |st, req, next| guard(need, st, req, next),
         ));
-        match by_path.iter_mut().find(|(path, _)| *path == page.path) {
-            Some((_, mr)) => {
-                let prev = std::mem::take(mr);
-                *mr = prev.merge(guarded);
-            }
-            None => by_path.push((page.path, guarded)),
-        }
-    }
-    let mut router = Router::new();
-    for (path, mr) in by_path {
-        router = router.route(path, mr);
-    }
-    router
+        (page.path, guarded)
+    }))
 }
 
 /// First path segments that are never an organization's pages: the API's, and the

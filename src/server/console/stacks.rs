@@ -181,11 +181,9 @@ pub async fn org(
         ("org_member:read", "Members and teams", "members"),
         ("org_token:read", "Tokens", "tokens"),
     ] {
-        if state
-            .engine
-            .authorize(&viewer.identity, Permission::Org(scope), &target)
+        if viewer
+            .may(&state, Permission::Org(scope), target.clone())
             .await
-            .is_ok()
         {
             admin_pages.push((label, format!("{}/{suffix}", org_base(&path.org))));
         }
@@ -202,20 +200,6 @@ pub async fn org(
         (stack_table(&stacks, &filter, state.engine.now()))
     };
     layout::ok(page(&path.org, Some(&viewer), &crumbs, body))
-}
-
-/// Whether the viewer has `need` on the stack (to show or hide an action; the action's own
-/// route checks again).
-pub async fn may(state: &AppState, viewer: &Viewer, key: &StackKey, need: StackPermission) -> bool {
-    state
-        .engine
-        .authorize(
-            &viewer.identity,
-            Permission::Stack(need),
-            &Target::Stack(key.clone()),
-        )
-        .await
-        .is_ok()
 }
 
 fn json_block(v: &serde_json::Value) -> Markup {
@@ -424,8 +408,9 @@ pub async fn stack(
         Err(e) => return failed(e, Some(&viewer)),
     };
     let references = references_out(&view);
-    let may_write = may(&state, &viewer, &key, StackPermission::Write).await;
-    let may_admin = may(&state, &viewer, &key, StackPermission::Admin).await;
+    let on_stack = |need| viewer.may(&state, Permission::Stack(need), Target::Stack(key.clone()));
+    let may_write = on_stack(StackPermission::Write).await;
+    let may_admin = on_stack(StackPermission::Admin).await;
     let base = stack_href(&key);
     let title = format!("{}/{}", key.project, key.stack);
     let body = html! {
