@@ -43,8 +43,16 @@ pub fn new_token(prefix: &str) -> String {
 }
 
 fn seal(key: &[u8; 32], plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+    seal_with(key, random_bytes::<NONCE_LEN>(), plaintext, aad)
+}
+
+fn seal_with(
+    key: &[u8; 32],
+    nonce_bytes: [u8; NONCE_LEN],
+    plaintext: &[u8],
+    aad: &[u8],
+) -> Vec<u8> {
     let cipher = Aes256Gcm::new(key.into());
-    let nonce_bytes = random_bytes::<NONCE_LEN>();
     let nonce = Nonce::from(nonce_bytes);
     // Encryption only fails for inputs beyond 64 GiB, which never reach this point.
     let ct = cipher
@@ -145,13 +153,41 @@ impl MasterKey {
 /// The key that encrypts one stack's secret values.
 pub struct StackSecretKey([u8; 32]);
 
+/// Domain label of the key that derives a secret's nonce from its plaintext.
+const NONCE_KEY_LABEL: &[u8] = b"pbackend/secret-nonce/v1";
+
 impl StackSecretKey {
     pub fn generate() -> Self {
         StackSecretKey(random_bytes())
     }
 
+    /// Encrypts one value deterministically: the nonce is a MAC of the plaintext (the
+    /// synthetic-IV construction), so a value encrypts to the same ciphertext every time.
+    ///
+    /// Why: the CLI encrypts every secret of every resource anew on each update. With a
+    /// random nonce an unchanged resource came back as different text, so a no-op update held
+    /// a second copy of the state and stored every resource again. The same text lets replay
+    /// keep the base's copy. What it reveals is which values of one stack are equal, and only
+    /// to someone reading ciphertexts who cannot decrypt; every API caller who may encrypt
+    /// may also decrypt. Distinct values get distinct nonces except with the probability of a
+    /// 96-bit collision, the same bound random nonces have.
     pub fn encrypt(&self, plaintext: &[u8]) -> Vec<u8> {
-        seal(&self.0, plaintext, SECRET_AAD)
+        seal_with(&self.0, self.nonce_for(plaintext), plaintext, SECRET_AAD)
+    }
+
+    fn nonce_for(&self, plaintext: &[u8]) -> [u8; NONCE_LEN] {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mac = |key: &[u8], data: &[u8]| {
+            let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+            m.update(data);
+            m.finalize().into_bytes()
+        };
+        let nonce_key = mac(&self.0, NONCE_KEY_LABEL);
+        let tag = mac(&nonce_key, plaintext);
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&tag[..NONCE_LEN]);
+        nonce
     }
 
     pub fn decrypt(&self, ciphertext: &[u8]) -> Option<Vec<u8>> {
@@ -162,6 +198,23 @@ impl StackSecretKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_values_encrypt_deterministically_per_stack_key() {
+        let k = StackSecretKey::generate();
+        let a = k.encrypt(b"hunter2");
+        assert_eq!(a, k.encrypt(b"hunter2"), "same value, same ciphertext");
+        assert_ne!(a, k.encrypt(b"hunter3"));
+        assert_ne!(a[1..1 + NONCE_LEN], k.encrypt(b"hunter3")[1..1 + NONCE_LEN]);
+        assert_ne!(a, StackSecretKey::generate().encrypt(b"hunter2"));
+        assert_eq!(k.decrypt(&a).unwrap(), b"hunter2");
+        // Ciphertexts made with a random nonce (before this scheme) still decrypt.
+        let old = seal(&k.0, b"hunter2", SECRET_AAD);
+        assert_eq!(k.decrypt(&old).unwrap(), b"hunter2");
+        let mut bad = a.clone();
+        bad[20] ^= 1;
+        assert!(k.decrypt(&bad).is_none());
+    }
 
     #[test]
     fn wrap_round_trip_and_wrong_master_key() {
