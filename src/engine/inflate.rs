@@ -107,7 +107,14 @@ pub async fn inflate<C: Charge>(gz: Bytes, limit: usize, charge: C) -> EngineRes
 
 /// Inflates on the calling thread (already on the blocking pool, or in tests and fuzzing).
 pub fn inflate_sync(gz: &[u8], limit: usize) -> EngineResult<Vec<u8>> {
+    inflate_sync_into(gz, limit, Vec::new())
+}
+
+/// Like [`inflate_sync`] into `out` (reserved by a caller that knows the size: growing a
+/// buffer of many megabytes step by step can hold the old and the new allocation at once).
+pub fn inflate_sync_into(gz: &[u8], limit: usize, out: Vec<u8>) -> EngineResult<Vec<u8>> {
     let mut inf = Inflater::new(gz, limit, Unmetered);
+    inf.out = out;
     inf.run(usize::MAX)?;
     Ok(inf.into_output().0)
 }

@@ -10,8 +10,8 @@ use crate::engine::blocking::{run_blocking, run_sized};
 use crate::engine::error::{EngineError, EngineResult};
 use crate::engine::state::delta;
 use crate::engine::state::deployment::{
-    EMPTY_DEPLOYMENT, blob_of, blob_streamed, count_resources, gunzip_stored, gzip,
-    untyped_from_full_checkpoint, untyped_from_verbatim,
+    EMPTY_DEPLOYMENT, blob_of, blob_streamed, count_resources, gunzip_stored, gunzip_stored_sized,
+    gzip, untyped_from_full_checkpoint, untyped_from_verbatim,
 };
 use crate::engine::state::journal::{Base, Entry, Replayer, encode_entries, parse_entries};
 use crate::engine::state::lease::Lease;
@@ -85,7 +85,7 @@ impl Engine {
                             update.id
                         ))
                     })?;
-                run_blocking(move || gunzip_stored(&blob.gz)).await
+                run_blocking(move || gunzip_stored_sized(&blob.gz, blob.size)).await
             }
         }
     }

@@ -49,6 +49,14 @@ pub fn gunzip_stored(data: &[u8]) -> EngineResult<Vec<u8>> {
         .map_err(|e| EngineError::Internal(format!("stored state does not decompress: {e}")))
 }
 
+/// Decompresses a stored blob into one buffer of its recorded `size` (written by this
+/// server, so trusted as a size; the output is still bounded by what the stream holds).
+pub fn gunzip_stored_sized(data: &[u8], size: i64) -> EngineResult<Vec<u8>> {
+    let out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    crate::engine::inflate::inflate_sync_into(data, usize::MAX - 1, out)
+        .map_err(|e| EngineError::Internal(format!("stored state does not decompress: {e}")))
+}
+
 /// Builds the stored form of a deployment text.
 pub fn blob_of(json: &[u8], resource_count: i64) -> StateBlob {
     let mut sink = StateSink::new(json.len() / 4 + 64);

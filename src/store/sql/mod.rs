@@ -190,6 +190,24 @@ pub trait Tx {
     /// Runs a statement; the number of rows it changed.
     fn exec(&mut self, sql: &str, p: &[Param<'_>]) -> StoreResult<u64>;
     fn query(&mut self, sql: &str, p: &[Param<'_>]) -> StoreResult<Vec<Row>>;
+    /// Writes `data` into `table.column` of the row `rowid`, which already holds as many zero
+    /// bytes (SQLite's incremental BLOB I/O: the value goes straight to the database's pages,
+    /// never copied whole in memory). Only SQLite has it; see [`Tx::dialect`].
+    fn fill_blob(&mut self, table: &str, column: &str, rowid: i64, data: &[u8]) -> StoreResult<()> {
+        let _ = (table, column, rowid, data);
+        Err(StoreError::Corrupt(
+            "this database has no incremental BLOB I/O".into(),
+        ))
+    }
+    /// Reads `table.column` of the row `rowid` straight into one buffer (SQLite's incremental
+    /// BLOB I/O; a plain read of a large value is assembled in SQLite's memory first and then
+    /// copied). Only SQLite has it.
+    fn read_blob(&mut self, table: &str, column: &str, rowid: i64) -> StoreResult<Vec<u8>> {
+        let _ = (table, column, rowid);
+        Err(StoreError::Corrupt(
+            "this database has no incremental BLOB I/O".into(),
+        ))
+    }
 }
 
 impl dyn Tx + '_ {

@@ -193,10 +193,40 @@ pub const SHARED_STEPS: &[&str] = &[
     );
     CREATE INDEX webhook_attempts_by_hook ON webhook_attempts (hook_id, at);
     "#,
+    // 8 (SQLite only): a version's state becomes the row's last column. SQLite then keeps a
+    // `zeroblob(n)` placeholder unexpanded and the state is written in place through
+    // incremental BLOB I/O, instead of being copied twice in memory (once bound, once into the
+    // record). PostgreSQL's column order changes nothing there.
+    r#"{sqlite-only}
+    CREATE TABLE stack_versions_v8 (
+        stack_id       INTEGER NOT NULL REFERENCES stacks (id) ON DELETE CASCADE,
+        version        INTEGER NOT NULL,
+        sha256         TEXT NOT NULL,
+        size           INTEGER NOT NULL,
+        resource_count INTEGER NOT NULL,
+        created_at     INTEGER NOT NULL,
+        state          BLOB NOT NULL,
+        PRIMARY KEY (stack_id, version)
+    );
+    INSERT INTO stack_versions_v8
+        (stack_id, version, sha256, size, resource_count, created_at, state)
+        SELECT stack_id, version, sha256, size, resource_count, created_at, state
+        FROM stack_versions;
+    DROP TABLE stack_versions;
+    ALTER TABLE stack_versions_v8 RENAME TO stack_versions;
+    "#,
 ];
+
+/// Marks a step that only SQLite runs; PostgreSQL records its number and does nothing.
+const SQLITE_ONLY: &str = "{sqlite-only}";
 
 /// A shared step in the given dialect.
 pub fn render(step: &str, dialect: Dialect) -> String {
+    let step = match (step.strip_prefix(SQLITE_ONLY), dialect) {
+        (Some(_), Dialect::Postgres) => return "SELECT 1;".to_owned(),
+        (Some(rest), Dialect::Sqlite) => rest,
+        (None, _) => step,
+    };
     let (int, blob, serial) = match dialect {
         Dialect::Sqlite => ("INTEGER", "BLOB", "INTEGER PRIMARY KEY"),
         Dialect::Postgres => (

@@ -2,7 +2,7 @@
 //! checkpoint, deltas on top of it, journal batches and engine events.
 
 use super::updates::check_lease;
-use super::{Tx, p};
+use super::{Dialect, Param, Tx, p};
 use crate::store::*;
 
 pub fn insert_version(
@@ -12,23 +12,41 @@ pub fn insert_version(
     blob: &StateBlob,
     now: i64,
 ) -> StoreResult<()> {
+    // SQLite: the state (the row's last column) is reserved as zeros and written in place,
+    // so a large state is not copied twice in memory on its way to the pages.
+    let in_place = tx.dialect() == Dialect::Sqlite;
+    let state = if in_place { "zeroblob(?3)" } else { "?3" };
+    let len = blob.gz.len() as i64;
     tx.exec(
-        "INSERT INTO stack_versions \
-         (stack_id, version, state, sha256, size, resource_count, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-         ON CONFLICT (stack_id, version) DO UPDATE SET state = excluded.state, \
-           sha256 = excluded.sha256, size = excluded.size, \
-           resource_count = excluded.resource_count, created_at = excluded.created_at",
+        &format!(
+            "INSERT INTO stack_versions \
+             (stack_id, version, state, sha256, size, resource_count, created_at) \
+             VALUES (?1, ?2, {state}, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (stack_id, version) DO UPDATE SET state = excluded.state, \
+               sha256 = excluded.sha256, size = excluded.size, \
+               resource_count = excluded.resource_count, created_at = excluded.created_at"
+        ),
         p![
             stack_id,
             version,
-            &blob.gz,
+            if in_place {
+                Param::Int(Some(len))
+            } else {
+                Param::Blob(Some(&blob.gz))
+            },
             &blob.sha256,
             blob.size,
             blob.resource_count,
             now
         ],
     )?;
+    if in_place {
+        let rowid = tx.count(
+            "SELECT rowid FROM stack_versions WHERE stack_id = ?1 AND version = ?2",
+            p![stack_id, version],
+        )?;
+        tx.fill_blob("stack_versions", "state", rowid, &blob.gz)?;
+    }
     Ok(())
 }
 
@@ -87,16 +105,27 @@ pub fn get(tx: &mut dyn Tx, stack_id: i64, version: Option<i64>) -> StoreResult<
             None => return Ok(None),
         },
     };
+    // SQLite reads the state (a large value) in place, by rowid; see `insert_version`.
+    let in_place = tx.dialect() == Dialect::Sqlite;
+    let first = if in_place { "rowid" } else { "state" };
     let Some(mut r) = tx.one(
-        "SELECT state, sha256, size, resource_count FROM stack_versions \
-         WHERE stack_id = ?1 AND version = ?2",
+        &format!(
+            "SELECT {first}, sha256, size, resource_count FROM stack_versions \
+             WHERE stack_id = ?1 AND version = ?2"
+        ),
         p![stack_id, version],
     )?
     else {
         return Ok(None);
     };
+    let gz = if in_place {
+        let rowid = r.i64(0)?;
+        tx.read_blob("stack_versions", "state", rowid)?
+    } else {
+        r.blob(0)?
+    };
     Ok(Some(StateBlob {
-        gz: r.blob(0)?,
+        gz,
         sha256: r.text(1)?,
         size: r.i64(2)?,
         resource_count: r.i64(3)?,

@@ -191,3 +191,72 @@ pub fn run(conn: &mut Connection) -> StoreResult<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Step 8 moves a version's state to the row's last column and keeps every row as it was.
+    #[test]
+    fn step_8_keeps_versions_and_puts_state_last() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for (i, sql) in steps().iter().enumerate().take(7) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", (i + 1) as i64)
+                .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO stacks (id, org, project, name, created_at, wrapped_key) \
+             VALUES (1, 'o', 'p', 's', 0, x'00')",
+            [],
+        )
+        .unwrap();
+        let state: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        conn.execute(
+            "INSERT INTO stack_versions VALUES (1, 3, ?1, 'abc', 99, 5, 42)",
+            [&state],
+        )
+        .unwrap();
+
+        run(&mut conn).unwrap();
+
+        let cols: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('stack_versions') ORDER BY cid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(cols.last().map(String::as_str), Some("state"));
+        let row: (i64, i64, Vec<u8>, String, i64, i64, i64) = conn
+            .query_row(
+                "SELECT stack_id, version, state, sha256, size, resource_count, created_at \
+                 FROM stack_versions",
+                [],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                },
+            )
+            .unwrap();
+        assert_eq!(row, (1, 3, state, "abc".into(), 99, 5, 42));
+        // Deleting the stack still removes its versions (the foreign key came along).
+        conn.execute("DELETE FROM stacks", []).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM stack_versions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+}

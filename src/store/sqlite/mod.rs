@@ -320,6 +320,30 @@ impl Tx for SqliteTx<'_> {
         let rows = st.query_map(rusqlite::params_from_iter(p), |r| row_of(r, n))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
+
+    fn fill_blob(&mut self, table: &str, column: &str, rowid: i64, data: &[u8]) -> StoreResult<()> {
+        let mut blob = self
+            .conn
+            .blob_open(rusqlite::MAIN_DB, table, column, rowid, false)?;
+        if blob.len() != data.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{table}.{column} holds {} bytes where {} were reserved",
+                blob.len(),
+                data.len()
+            )));
+        }
+        blob.write_all_at(data, 0)?;
+        Ok(())
+    }
+
+    fn read_blob(&mut self, table: &str, column: &str, rowid: i64) -> StoreResult<Vec<u8>> {
+        let blob = self
+            .conn
+            .blob_open(rusqlite::MAIN_DB, table, column, rowid, true)?;
+        let mut out = vec![0; blob.len()];
+        blob.read_at_exact(&mut out, 0)?;
+        Ok(out)
+    }
 }
 
 /// SQLite's own checks: page-level integrity and foreign keys.
