@@ -45,8 +45,7 @@ pub fn gunzip(data: &[u8], limit: usize) -> EngineResult<Vec<u8>> {
 
 /// Decompresses a blob this server stored.
 pub fn gunzip_stored(data: &[u8]) -> EngineResult<Vec<u8>> {
-    gunzip(data, usize::MAX - 1)
-        .map_err(|e| EngineError::Internal(format!("stored state does not decompress: {e}")))
+    gunzip_stored_sized(data, 0)
 }
 
 /// Decompresses a stored blob into one buffer of its recorded `size` (written by this

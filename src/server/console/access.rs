@@ -12,12 +12,8 @@ use crate::server::console::layout::{self, opt_when, page, seg, when};
 use crate::server::console::org::{org_base, org_crumbs, tabs};
 use crate::server::console::{Viewer, failed};
 use crate::server::extract::{FormBody, P};
+use crate::server::handlers::OrgPath;
 use crate::server::state::AppState;
-
-#[derive(Deserialize)]
-pub struct OrgPath {
-    org: String,
-}
 
 #[derive(Deserialize)]
 pub struct MemberPath {

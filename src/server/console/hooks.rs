@@ -14,28 +14,9 @@ use crate::server::console::org::{org_base, org_crumbs, tabs};
 use crate::server::console::stacks::{crumbs, stack_href};
 use crate::server::console::{Viewer, failed};
 use crate::server::extract::{FormBody, P};
-use crate::server::handlers::StackPath;
+use crate::server::handlers::{OrgHookPath, OrgPath, StackHookPath, StackPath};
 use crate::server::state::AppState;
 use crate::types::StackKey;
-
-#[derive(Deserialize)]
-pub struct OrgPath {
-    org: String,
-}
-
-#[derive(Deserialize)]
-pub struct OrgHookPath {
-    org: String,
-    hook: String,
-}
-
-#[derive(Deserialize)]
-pub struct StackHookPath {
-    org: String,
-    project: String,
-    stack: String,
-    hook: String,
-}
 
 #[derive(Deserialize)]
 pub struct HookForm {
@@ -226,19 +207,6 @@ async fn delete(state: AppState, viewer: Viewer, place: Place, name: &str) -> Re
     {
         Ok(()) => Redirect::to(&place.base).into_response(),
         Err(e) => failed(e, Some(&viewer)),
-    }
-}
-
-impl StackHookPath {
-    fn split(self) -> (StackKey, String) {
-        (
-            StackKey {
-                org: self.org,
-                project: self.project,
-                stack: self.stack,
-            },
-            self.hook,
-        )
     }
 }
 

@@ -12,17 +12,13 @@ use crate::engine::integration::audit::{AuditListing, ExportFormat, TimeSemantic
 use crate::server::console::layout::{self, page, seg, when};
 use crate::server::console::{Viewer, failed};
 use crate::server::extract::{P, Q};
+use crate::server::handlers::OrgPath;
 use crate::server::state::AppState;
 
 /// Events one page of the audit log shows ...
 const AUDIT_ROWS: i64 = 100;
 /// ... and one CSV export carries at most (the API's export limit).
 const EXPORT_ROWS: i64 = 10_000;
-
-#[derive(Deserialize)]
-pub struct OrgPath {
-    org: String,
-}
 
 #[derive(Deserialize, Default)]
 pub struct AuditFilters {

@@ -15,6 +15,7 @@ use crate::server::console::layout::{self, duration, opt_when, page, seg, when};
 use crate::server::console::org::org_base;
 use crate::server::console::{Viewer, failed};
 use crate::server::extract::{P, Q};
+use crate::server::handlers::OrgPath;
 use crate::server::handlers::StackPath;
 use crate::server::state::AppState;
 use crate::types::{StackKey, StackPermission};
@@ -29,11 +30,6 @@ const RESOURCE_PAGE: usize = 500;
 const MAX_LISTED_STACKS: usize = 10_000;
 /// Updates a stack page lists.
 const HISTORY_ROWS: i64 = 50;
-
-#[derive(Deserialize)]
-pub struct OrgPath {
-    org: String,
-}
 
 #[derive(Deserialize, Default)]
 pub struct StackQuery {

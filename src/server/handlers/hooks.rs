@@ -10,7 +10,7 @@ use crate::engine::integration::webhooks::{DeliveryView, HookScope, HookSpec, Ho
 use crate::server::auth::ApiIdentity;
 use crate::server::error::ApiResult;
 use crate::server::extract::{Json, P};
-use crate::server::handlers::{OrgPath, StackPath};
+use crate::server::handlers::{OrgHookPath, OrgPath, StackHookPath, StackPath};
 use crate::server::state::AppState;
 use crate::types::StackKey;
 
@@ -59,20 +59,6 @@ impl From<WebhookRequest> for HookSpec {
 }
 
 #[derive(Deserialize)]
-pub struct OrgHookPath {
-    org: String,
-    hook: String,
-}
-
-#[derive(Deserialize)]
-pub struct StackHookPath {
-    org: String,
-    project: String,
-    stack: String,
-    hook: String,
-}
-
-#[derive(Deserialize)]
 pub struct OrgDeliveryPath {
     org: String,
     hook: String,
@@ -94,12 +80,6 @@ fn stack_scope(org: String, project: String, stack: String) -> HookScope {
         project,
         stack,
     })
-}
-
-impl StackHookPath {
-    fn split(self) -> (HookScope, String) {
-        (stack_scope(self.org, self.project, self.stack), self.hook)
-    }
 }
 
 // ------------------------------------------------------------------ organization hooks
@@ -231,7 +211,8 @@ pub async fn get_stack_hook(
     ApiIdentity(caller): ApiIdentity,
     P(p): P<StackHookPath>,
 ) -> ApiResult<AxumJson<HookView>> {
-    let (scope, hook) = p.split();
+    let (key, hook) = p.split();
+    let scope = HookScope::Stack(key);
     Ok(AxumJson(
         state.engine.get_hook(&caller, &scope, &hook).await?,
     ))
@@ -243,7 +224,8 @@ pub async fn update_stack_hook(
     P(p): P<StackHookPath>,
     Json(req): Json<WebhookRequest>,
 ) -> ApiResult<AxumJson<HookView>> {
-    let (scope, hook) = p.split();
+    let (key, hook) = p.split();
+    let scope = HookScope::Stack(key);
     Ok(AxumJson(
         state
             .engine
@@ -257,7 +239,8 @@ pub async fn delete_stack_hook(
     ApiIdentity(caller): ApiIdentity,
     P(p): P<StackHookPath>,
 ) -> ApiResult<StatusCode> {
-    let (scope, hook) = p.split();
+    let (key, hook) = p.split();
+    let scope = HookScope::Stack(key);
     state.engine.delete_hook(&caller, &scope, &hook).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -267,7 +250,8 @@ pub async fn ping_stack_hook(
     ApiIdentity(caller): ApiIdentity,
     P(p): P<StackHookPath>,
 ) -> ApiResult<AxumJson<DeliveryView>> {
-    let (scope, hook) = p.split();
+    let (key, hook) = p.split();
+    let scope = HookScope::Stack(key);
     Ok(AxumJson(
         state.engine.ping_hook(&caller, &scope, &hook).await?,
     ))
@@ -278,7 +262,8 @@ pub async fn stack_hook_deliveries(
     ApiIdentity(caller): ApiIdentity,
     P(p): P<StackHookPath>,
 ) -> ApiResult<AxumJson<Vec<DeliveryView>>> {
-    let (scope, hook) = p.split();
+    let (key, hook) = p.split();
+    let scope = HookScope::Stack(key);
     Ok(AxumJson(
         state.engine.hook_deliveries(&caller, &scope, &hook).await?,
     ))

@@ -37,6 +37,35 @@ impl StackPath {
     }
 }
 
+/// `{org}/…/{hook}`: an organization's webhook (API and console).
+#[derive(Deserialize)]
+pub struct OrgHookPath {
+    pub org: String,
+    pub hook: String,
+}
+
+/// `{org}/{project}/{stack}/…/{hook}`: a stack's webhook (API and console).
+#[derive(Deserialize)]
+pub struct StackHookPath {
+    pub org: String,
+    pub project: String,
+    pub stack: String,
+    pub hook: String,
+}
+
+impl StackHookPath {
+    pub fn split(self) -> (StackKey, String) {
+        (
+            StackKey {
+                org: self.org,
+                project: self.project,
+                stack: self.stack,
+            },
+            self.hook,
+        )
+    }
+}
+
 #[derive(Deserialize)]
 pub struct UpdatePath {
     pub org: String,
