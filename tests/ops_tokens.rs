@@ -93,14 +93,16 @@ async fn create_use_list_and_revoke_while_the_server_runs() {
     let short = pb_ok(
         &db,
         false,
-        &["tokens", "create", "--user", "carol", "--expires", "1s"],
+        // Expiry has whole-second granularity and a debug-build subprocess can take a second
+        // to start under CI load: 1 s could lapse before the first use.
+        &["tokens", "create", "--user", "carol", "--expires", "3s"],
     )
     .await
     .stdout
     .trim()
     .to_owned();
     Api::new(&srv.url, &short).get("/api/user").await.ok();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     Api::new(&srv.url, &short).get("/api/user").await.error(401);
     // The single-tenant token is unaffected.
     srv.api().get("/api/user").await.ok();
